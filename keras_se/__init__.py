@@ -1,0 +1,12 @@
+"""keras_se: Squeeze-and-Excitation networks for Keras 3 (Hu et al., CVPR 2018).
+
+Importing the package registers its serializable layers and builds the model
+registry; it configures no logging and touches no devices.
+"""
+
+__version__ = "0.1.0"
+
+from keras_se import models
+from keras_se.layers import SqueezeExcite, se_units
+
+__all__ = ["SqueezeExcite", "se_units", "models", "__version__"]

@@ -1,0 +1,63 @@
+"""``keras-se info``: versions, Keras backend, devices and what keras_se registers."""
+
+from __future__ import annotations
+
+import importlib
+import platform
+
+
+def _version(module):
+    try:
+        return importlib.import_module(module).__version__
+    except Exception:  # noqa: BLE001 - an optional package that is absent or broken
+        return "not installed"
+
+
+def collect_info(*, devices=True):
+    """A dict of versions, the Keras backend, devices, and registered models/layers."""
+    import keras
+
+    import keras_se
+    from keras_se import models
+
+    out = {
+        "keras_se": keras_se.__version__,
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "image_data_format": keras.config.image_data_format(),
+        "tensorflow": _version("tensorflow"),
+        "jax": _version("jax"),
+        "keras_tuner": _version("keras_tuner"),
+        "tensorflow_datasets": _version("tensorflow_datasets"),
+        "models": models.names(),
+        "layers": sorted(
+            name for name in keras.saving.get_custom_objects() if name.startswith("keras_se>")
+        ),
+    }
+    if devices:
+        out["devices"] = _devices(out["backend"])
+    return out
+
+
+def _devices(backend):
+    if backend == "jax":
+        import jax
+
+        return [f"{d.platform}:{d.id}" for d in jax.devices()]
+    if backend == "torch":
+        import torch
+
+        return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_logical_devices()]
+
+
+def format_info(info):
+    lines = []
+    for key, value in info.items():
+        if isinstance(value, list):
+            value = ", ".join(value) if value else "(none)"
+        lines.append(f"{key:>20}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,307 @@
+"""The Squeeze-and-Excitation block as a Keras layer (Hu et al., 2018, Section 3).
+
+Squeeze (Sec. 3.1): ``z_c = mean_{h,w} U_c`` (or max), one number per channel.
+Excitation (Sec. 3.2): ``s = gate(W2 · act(W1 · z + b1) + b2)`` with ``W1 ∈ R^{C/r × C}``,
+``W2 ∈ R^{C × C/r}``; the paper uses ``act = ReLU``, ``gate = sigmoid`` and ``r = 16``.
+Scale: ``X~_c = s_c · U_c``.
+
+The two fully connected layers are stored as plain 2-D kernels and applied with one
+matmul each on the pooled ``(batch, C)`` vector, which is what the authors' 1×1
+convolutions compute on a 1×1 map. Only ``keras.ops`` is used, so the layer runs on
+every Keras 3 backend.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+from keras import ops
+
+_SQUEEZES = ("avg", "max")
+_DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def _check_activation(name, value):
+    """Resolves a Keras activation, raising a ValueError that names the argument."""
+    if value is None:
+        raise ValueError(
+            f"`{name}` must be a Keras activation name or callable. Received: {name}=None"
+        )
+    try:
+        return keras.activations.get(value)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"`{name}` must be a Keras activation name or callable (e.g. 'sigmoid', "
+            f"'hard_sigmoid', 'relu'). Received: {name}={value!r}"
+        ) from err
+
+
+def _serialize_activation(value):
+    return value if isinstance(value, str) else keras.activations.serialize(value)
+
+
+def se_units(channels, ratio=16, *, units=None, min_units=1, divisor=1):
+    """Width of the SE bottleneck for ``channels`` input channels.
+
+    ``divisor=1`` (the paper, timm's legacy SENet): ``channels // ratio``.
+    ``divisor > 1`` (MobileNet/EfficientNet ``make_divisible``): ``channels / ratio``
+    rounded to the nearest multiple of ``divisor``, never more than 10 % below it.
+    In both cases the result is at least ``min_units``. ``units`` overrides the ratio.
+
+    Example:
+        >>> se_units(256, 16), se_units(24, 4, divisor=8), se_units(40, 16, min_units=8)
+        (16, 8, 8)
+    """
+    if units is not None:
+        return int(units)
+    raw = channels / ratio
+    if divisor == 1:
+        n = int(raw)
+    else:
+        n = max(divisor, int(raw + divisor / 2) // divisor * divisor)
+        if n < 0.9 * raw:
+            n += divisor
+    return max(n, min_units)
+
+
+@keras.saving.register_keras_serializable(package="keras_se")
+class SqueezeExcite(keras.layers.Layer):
+    """Squeeze-and-Excitation block: recalibrates channels by a learned gate.
+
+    Works on the output of a Conv1D, Conv2D or Conv3D (inputs of rank 3, 4 or 5),
+    in either data format. The channel count is read from the input in ``build()``.
+
+    Args:
+        ratio: reduction ratio ``r``; the bottleneck has ``channels // r`` units
+            (paper default 16). Any positive number.
+        units: bottleneck width; overrides ``ratio`` when given.
+        min_units: lower bound for the bottleneck width (default 1). With
+            ``min_units=0`` a ratio larger than the channel count is an error.
+        divisor: round the width to a multiple of this (MobileNet/EfficientNet
+            style, e.g. ``divisor=8``); 1 keeps the paper's ``channels // r``.
+        squeeze: ``"avg"`` (global average pooling, the paper) or ``"max"``.
+        activation: activation between the two FC layers (paper: ``"relu"``).
+        gate: activation producing the excitation (paper: ``"sigmoid"``).
+        use_bias: whether the two FC layers have biases (timm's reference models do).
+        data_format: ``"channels_last"``, ``"channels_first"`` or None
+            (``keras.config.image_data_format()``).
+        kernel_initializer, bias_initializer: initializers of both FC layers.
+        gate_bias_initializer: initializer of the second FC bias (the gate's
+            pre-activation); a large constant starts the gate near 1 (identity).
+        kernel_regularizer, bias_regularizer: regularizers of both FC layers.
+        **kwargs: standard layer arguments (``name``, ``dtype``, ...).
+
+    Call:
+        ``layer(x)`` returns ``x * s`` with ``s`` broadcast over the spatial axes:
+        same shape and dtype as ``x``. ``layer.excitation(x)`` returns ``s``,
+        shape ``(batch, channels)``.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> from keras_se import SqueezeExcite
+        >>> inputs = keras.Input((32, 32, 64))
+        >>> x = keras.layers.Conv2D(64, 3, padding="same")(inputs)
+        >>> outputs = SqueezeExcite(ratio=16)(x)      # 64 -> 4 -> 64 gate
+        >>> model = keras.Model(inputs, outputs)
+        >>> model.get_layer(index=-1).count_params()  # 2*64*4 + 4 + 64
+        580
+    """
+
+    def __init__(
+        self,
+        ratio=16,
+        *,
+        units=None,
+        min_units=1,
+        divisor=1,
+        squeeze="avg",
+        activation="relu",
+        gate="sigmoid",
+        use_bias=True,
+        data_format=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        gate_bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not ratio > 0:
+            raise ValueError(f"`ratio` must be a positive number. Received: ratio={ratio!r}")
+        if units is not None and (
+            isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0
+        ):
+            raise ValueError(
+                f"`units` must be a positive integer or None. Received: units={units!r}"
+            )
+        if (
+            isinstance(min_units, bool)
+            or not isinstance(min_units, numbers.Integral)
+            or min_units < 0
+        ):
+            raise ValueError(
+                f"`min_units` must be a non-negative integer. Received: min_units={min_units!r}"
+            )
+        if isinstance(divisor, bool) or not isinstance(divisor, numbers.Integral) or divisor < 1:
+            raise ValueError(f"`divisor` must be a positive integer. Received: divisor={divisor!r}")
+        if squeeze not in _SQUEEZES:
+            raise ValueError(f"`squeeze` must be one of {_SQUEEZES}. Received: squeeze={squeeze!r}")
+        if data_format is None:
+            data_format = keras.config.image_data_format()
+        if data_format not in _DATA_FORMATS:
+            raise ValueError(
+                f"`data_format` must be one of {_DATA_FORMATS} or None. "
+                f"Received: data_format={data_format!r}"
+            )
+        self.ratio = ratio
+        self.units = None if units is None else int(units)
+        self.min_units = int(min_units)
+        self.divisor = int(divisor)
+        self.squeeze = squeeze
+        self.activation = _check_activation("activation", activation)
+        self.gate = _check_activation("gate", gate)
+        self._activation_config = _serialize_activation(activation)
+        self._gate_config = _serialize_activation(gate)
+        self.use_bias = bool(use_bias)
+        self.data_format = data_format
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.gate_bias_initializer = keras.initializers.get(gate_bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.channels = None
+        self.bottleneck_units = None
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        rank = len(input_shape)
+        if rank < 3:
+            raise ValueError(
+                "SqueezeExcite needs a feature map of rank >= 3 (batch, spatial..., channels). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        axis = -1 if self.data_format == "channels_last" else 1
+        channels = input_shape[axis]
+        if channels is None:
+            raise ValueError(
+                "SqueezeExcite needs a known channel dimension at build time. "
+                f"Received: input_shape={tuple(input_shape)} with data_format={self.data_format!r}"
+            )
+        units = se_units(
+            channels, self.ratio, units=self.units, min_units=self.min_units, divisor=self.divisor
+        )
+        if units < 1:
+            raise ValueError(
+                f"`ratio` leaves 0 bottleneck units for {channels} channels. "
+                f"Received: ratio={self.ratio!r}, min_units={self.min_units!r}; use a smaller "
+                "ratio, `units`, or `min_units>=1`."
+            )
+        self.channels = int(channels)
+        self.bottleneck_units = int(units)
+        # (C, C/r) and (C/r, C): the paper's W1 and W2, transposed for x @ W.
+        self.reduce_kernel = self.add_weight(
+            name="reduce_kernel",
+            shape=(self.channels, self.bottleneck_units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.expand_kernel = self.add_weight(
+            name="expand_kernel",
+            shape=(self.bottleneck_units, self.channels),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        if self.use_bias:
+            self.reduce_bias = self.add_weight(
+                name="reduce_bias",
+                shape=(self.bottleneck_units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+            )
+            self.expand_bias = self.add_weight(
+                name="expand_bias",
+                shape=(self.channels,),
+                initializer=self.gate_bias_initializer,
+                regularizer=self.bias_regularizer,
+            )
+        else:
+            self.reduce_bias = None
+            self.expand_bias = None
+
+    # ------------------------------------------------------------------ compute
+    def _spatial_axes(self, rank):
+        if self.data_format == "channels_last":
+            return tuple(range(1, rank - 1))
+        return tuple(range(2, rank))
+
+    def _excite(self, inputs):
+        """Squeeze + excitation on an input already in the compute dtype: (B, C)."""
+        axes = self._spatial_axes(len(inputs.shape))
+        if self.squeeze == "avg":
+            z = ops.mean(inputs, axis=axes)  # (B, C)
+        else:
+            z = ops.max(inputs, axis=axes)
+        # Explicit casts: outside __call__ (excitation()) no autocast scope is active.
+        dtype = z.dtype
+        h = ops.matmul(z, ops.cast(self.reduce_kernel, dtype))  # (B, C/r)
+        if self.use_bias:
+            h = h + ops.cast(self.reduce_bias, dtype)
+        h = self.activation(h)
+        s = ops.matmul(h, ops.cast(self.expand_kernel, dtype))  # (B, C)
+        if self.use_bias:
+            s = s + ops.cast(self.expand_bias, dtype)
+        return self.gate(s)
+
+    def call(self, inputs):
+        s = self._excite(inputs)
+        rank = len(inputs.shape)
+        # (B, C) -> (B, 1, ..., 1, C) or (B, C, 1, ..., 1) to broadcast over space.
+        for axis in self._spatial_axes(rank):
+            s = ops.expand_dims(s, axis)
+        return inputs * ops.cast(s, inputs.dtype)
+
+    def excitation(self, inputs):
+        """The gate values ``s`` for ``inputs``, shape ``(batch, channels)``.
+
+        Runs the squeeze and excitation steps only (no scaling), in the layer's
+        compute dtype, building the layer first if needed.
+
+        Example:
+            >>> import numpy as np
+            >>> se = SqueezeExcite(ratio=4)
+            >>> s = se.excitation(np.ones((2, 8, 8, 16), "float32"))
+            >>> tuple(s.shape)
+            (2, 16)
+        """
+        x = ops.convert_to_tensor(inputs)
+        if not self.built:
+            self(x)  # builds the layer through the standard __call__ path
+        x = ops.cast(x, self.compute_dtype)
+        return self._excite(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "ratio": self.ratio,
+                "units": self.units,
+                "min_units": self.min_units,
+                "divisor": self.divisor,
+                "squeeze": self.squeeze,
+                "activation": self._activation_config,
+                "gate": self._gate_config,
+                "use_bias": self.use_bias,
+                "data_format": self.data_format,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "gate_bias_initializer": keras.initializers.serialize(self.gate_bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            }
+        )
+        return config

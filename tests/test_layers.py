@@ -1,0 +1,265 @@
+"""Tests for keras_se.layers.SqueezeExcite against a NumPy reference of the paper's formula."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from keras_se import SqueezeExcite, se_units
+from tests.conftest import assert_layer_roundtrip
+
+
+def numpy_se(x, w1, b1, w2, b2, *, squeeze="avg", data_format="channels_last"):
+    """Reference: z = pool(U); s = sigmoid(W2 relu(W1 z + b1) + b2); X~ = s * U."""
+    if data_format == "channels_first":
+        x = np.moveaxis(x, 1, -1)
+    spatial = tuple(range(1, x.ndim - 1))
+    z = x.mean(axis=spatial) if squeeze == "avg" else x.max(axis=spatial)
+    h = np.maximum(z @ w1 + (0 if b1 is None else b1), 0.0)
+    s = 1.0 / (1.0 + np.exp(-(h @ w2 + (0 if b2 is None else b2))))
+    out = x * s.reshape((x.shape[0],) + (1,) * len(spatial) + (x.shape[-1],))
+    if data_format == "channels_first":
+        out = np.moveaxis(out, -1, 1)
+    return out, s
+
+
+def _random_weights(layer, rng):
+    weights = [rng.normal(size=tuple(w.shape)).astype("float32") * 0.5 for w in layer.weights]
+    layer.set_weights(weights)
+    if layer.use_bias:
+        w1, w2, b1, b2 = (
+            dict(zip([w.name for w in layer.weights], weights))[n]
+            for n in ("reduce_kernel", "expand_kernel", "reduce_bias", "expand_bias")
+        )
+        return w1, b1, w2, b2
+    w1, w2 = weights
+    return w1, None, w2, None
+
+
+@pytest.mark.parametrize("rank", [3, 4, 5])
+@pytest.mark.parametrize("squeeze", ["avg", "max"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_matches_numpy_reference(rank, squeeze, data_format, use_bias):
+    rng = np.random.default_rng(rank)
+    channels = 32
+    spatial = (5, 6, 4)[: rank - 2]
+    shape = (3, *spatial, channels) if data_format == "channels_last" else (3, channels, *spatial)
+    x = rng.normal(size=shape).astype("float32")
+    layer = SqueezeExcite(8, squeeze=squeeze, data_format=data_format, use_bias=use_bias)
+    layer.build(shape)
+    assert layer.bottleneck_units == 4
+    w1, b1, w2, b2 = _random_weights(layer, rng)
+    expected, expected_s = numpy_se(x, w1, b1, w2, b2, squeeze=squeeze, data_format=data_format)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-5, atol=1e-5)
+    s = keras.ops.convert_to_numpy(layer.excitation(x))
+    assert s.shape == (3, channels)
+    np.testing.assert_allclose(s, expected_s, rtol=1e-5, atol=1e-6)
+
+
+def test_parameter_count_is_papers_formula():
+    # 2·C²/r + C/r + C with biases, 2·C²/r without.
+    for channels, ratio in [(64, 16), (256, 16), (2048, 16), (512, 4)]:
+        layer = SqueezeExcite(ratio)
+        layer.build((None, 7, 7, channels))
+        assert (
+            layer.count_params() == 2 * channels * channels // ratio + channels // ratio + channels
+        )
+        layer = SqueezeExcite(ratio, use_bias=False)
+        layer.build((None, 7, 7, channels))
+        assert layer.count_params() == 2 * channels * channels // ratio
+
+
+def test_units_rounding():
+    assert se_units(256, 16) == 16
+    assert se_units(24, 16) == 1  # min_units=1 floor
+    assert se_units(40, 16, min_units=8) == 8
+    assert se_units(24, 4, divisor=8) == 8  # 6 -> nearest multiple of 8
+    assert se_units(100, 4, divisor=8) == 24  # 25 -> 24 (not below 0.9 * 25)
+    assert se_units(64, 16, units=7) == 7
+    layer = SqueezeExcite(4, divisor=8)
+    layer.build((None, 4, 4, 96))
+    assert layer.bottleneck_units == 24
+
+
+def test_output_shape_dtype_gradients_and_gate_range():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 8, 8, 32)).astype("float32")
+    layer = SqueezeExcite(4)
+    y = layer(x)
+    assert tuple(y.shape) == x.shape and keras.ops.convert_to_numpy(y).dtype == np.float32
+    s = keras.ops.convert_to_numpy(layer.excitation(x))
+    assert np.all(s > 0) and np.all(s < 1)
+
+    grads = _gradients(layer, x)
+    for name, g in grads.items():
+        assert np.isfinite(g).all() and np.abs(g).sum() > 0, name
+
+
+def _gradients(layer, x):
+    """d sum(layer(x)^2) / d(input, W1, W2) on the active backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            loss = tf.reduce_sum(layer(xt) ** 2)
+        g = tape.gradient(loss, [xt, layer.reduce_kernel, layer.expand_kernel])
+    elif backend == "jax":
+        import jax
+
+        trainable = [v.value for v in layer.trainable_variables]
+
+        def loss(xv, tv):
+            y, _ = layer.stateless_call(tv, [], xv)
+            return (y**2).sum()
+
+        gx, gt = jax.grad(loss, argnums=(0, 1))(x, trainable)
+        names = [v.name for v in layer.trainable_variables]
+        g = [gx, gt[names.index("reduce_kernel")], gt[names.index("expand_kernel")]]
+    else:
+        pytest.skip(f"gradient check not written for backend {backend}")
+    return {n: keras.ops.convert_to_numpy(v) for n, v in zip(["input", "W1", "W2"], g)}
+
+
+def test_layer_suite_under_jax_backend():
+    """The same layer tests pass under the JAX backend (the layer is backend-agnostic)."""
+    if keras.backend.backend() == "jax":
+        pytest.skip("already running under the JAX backend")
+    pytest.importorskip("jax", reason="jax is in the dev extra; install keras-se[dev]")
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.search(r"\b[1-9]\d* passed", summary) and "failed" not in summary, summary
+
+
+def test_sequential_functional_fit_and_serialization(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, size=(16,))
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(16, 3, padding="same"),
+            SqueezeExcite(4, name="se"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3),
+        ]
+    )
+    model.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    before = keras.ops.convert_to_numpy(model.get_layer("se").reduce_kernel).copy()
+    history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    after = keras.ops.convert_to_numpy(model.get_layer("se").reduce_kernel)
+    assert not np.allclose(before, after)
+
+    for kwargs in (
+        {},
+        {"squeeze": "max", "gate": "hard_sigmoid", "use_bias": False},
+        {"units": 3, "activation": "swish"},
+        {"ratio": 2.5, "divisor": 2},
+    ):
+        assert_layer_roundtrip(lambda kw=kwargs: SqueezeExcite(**kw), x[:2] * 1.0, tmp_path)
+
+
+def test_config_mirrors_constructor():
+    layer = SqueezeExcite(
+        8,
+        units=None,
+        min_units=2,
+        divisor=4,
+        squeeze="max",
+        activation="gelu",
+        gate="hard_sigmoid",
+        use_bias=False,
+        data_format="channels_first",
+        name="se",
+    )
+    config = layer.get_config()
+    for key, value in dict(
+        ratio=8,
+        min_units=2,
+        divisor=4,
+        squeeze="max",
+        activation="gelu",
+        gate="hard_sigmoid",
+        use_bias=False,
+        data_format="channels_first",
+    ).items():
+        assert config[key] == value
+    assert SqueezeExcite.from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(policy):
+    keras.config.set_dtype_policy(policy)
+    layer = SqueezeExcite(4)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 16)).astype("float32")
+    y = layer(x)
+    compute = policy.split("_")[1]
+    assert keras.backend.standardize_dtype(y.dtype) == compute
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)
+    s = layer.excitation(x)
+    assert keras.backend.standardize_dtype(s.dtype) == compute
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")),
+        x * keras.ops.convert_to_numpy(keras.ops.cast(s, "float32"))[:, None, None, :],
+        rtol=2e-2,
+        atol=2e-2,
+    )
+
+
+def test_follows_global_data_format():
+    keras.config.set_image_data_format("channels_first")
+    assert SqueezeExcite().data_format == "channels_first"
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(ratio=0), "ratio=0"),
+        (dict(ratio=-2), "ratio=-2"),
+        (dict(ratio="16"), "ratio='16'"),
+        (dict(ratio=True), "ratio=True"),
+        (dict(units=0), "units=0"),
+        (dict(units=2.5), "units=2.5"),
+        (dict(min_units=-1), "min_units=-1"),
+        (dict(divisor=0), "divisor=0"),
+        (dict(squeeze="median"), "squeeze='median'"),
+        (dict(gate="nope"), "gate='nope'"),
+        (dict(activation="nope"), "activation='nope'"),
+        (dict(data_format="NHWC"), "data_format='NHWC'"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, needle):
+    with pytest.raises(ValueError, match=None) as info:
+        SqueezeExcite(**kwargs)
+    assert needle in str(info.value)
+
+
+def test_bad_build_inputs():
+    with pytest.raises(ValueError, match=r"rank >= 3.*\(4, 16\)"):
+        SqueezeExcite().build((4, 16))
+    with pytest.raises(ValueError, match="known channel dimension"):
+        SqueezeExcite().build((None, 8, 8, None))
+    with pytest.raises(ValueError, match=r"0 bottleneck units for 8 channels.*ratio=16"):
+        SqueezeExcite(16, min_units=0).build((None, 4, 4, 8))
