@@ -26,6 +26,22 @@ def _cmd_info(args):
     return 0
 
 
+def _cmd_export(args):
+    from keras_se import export
+
+    result = export.export_model(
+        args.source,
+        args.base,
+        name=args.name,
+        version=args.version,
+        with_excitations=args.with_excitations,
+        top_k=args.top_k,
+        dynamic_size=args.dynamic_size,
+    )
+    print(export.format_result(result))
+    return 0
+
+
 def build_parser():
     parser = _Parser(
         prog="keras-se",
@@ -39,6 +55,24 @@ def build_parser():
     )
     p.add_argument("--no-devices", action="store_true", help="skip listing devices (faster)")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "export", help="SavedModel for TF Serving: BASE/NAME/VERSION/, written atomically"
+    )
+    p.add_argument(
+        "source", metavar="RUN_DIR_OR_MODEL", help="training run directory or .keras file"
+    )
+    p.add_argument("--base", default="models", help="TF Serving base directory (default: models)")
+    p.add_argument("--name", help="model name (default: the run's model name or the file's stem)")
+    p.add_argument("--version", type=int, help="version number (default: the next one)")
+    p.add_argument(
+        "--with-excitations", action="store_true", help="add the `excitations` signature"
+    )
+    p.add_argument("--top-k", type=int, metavar="K", help="add top_k_* outputs with K classes")
+    p.add_argument(
+        "--dynamic-size", action="store_true", help="accept any H/W; resize inside the graph"
+    )
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

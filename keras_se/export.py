@@ -1,0 +1,863 @@
+"""SavedModel export for TF Serving (issue #7): ``<base>/<name>/<version>/``, atomically.
+
+The exported graph is self-contained: TF Serving (or any process with TensorFlow but
+without keras_se, or even Keras) loads it and calls ``serving_default``, which takes
+raw ``uint8`` images and applies *the* training preprocessing (`keras_se.data.normalize`
+with the model's `Preprocessing` spec) inside the graph.
+
+Signatures (all inputs are named ``image``, channels last, dynamic batch):
+
+- ``serving_default``: ``uint8 [None, H, W, C]`` → ``probabilities`` (float32,
+  ``[None, classes]``), ``class_id`` (int64, ``[None]``) and, with ``top_k``,
+  ``top_k_probabilities`` (float32, ``[None, k]``) and ``top_k_class_ids`` (int64,
+  ``[None, k]``). With ``dynamic_size=True`` the input is ``uint8 [None, None, None, C]``
+  and images are resized in the graph (see `export_model`).
+- ``serving_preprocessed``: ``float32 [None, H, W, C]`` already preprocessed
+  (``normalize`` applied) → the same outputs; for checking a client's own preprocessing.
+- ``excitations`` (only with ``with_excitations=True``): ``uint8`` images as in
+  ``serving_default`` → one ``float32 [None, channels]`` output per SqueezeExcite layer,
+  keyed by layer name: the gate vector ``s`` of Hu et al. (2018), Section 3.2, for
+  inspecting what a served model's SE blocks do.
+
+Outputs are float32 even for mixed-precision models. A model whose classifier has no
+activation (logits) gets a softmax in the graph, so ``probabilities`` always sum to 1.
+
+Atomicity: the version is written into ``<base>/<name>/.tmp-export-<version>-<pid>-<hex>``
+(a name TF Serving ignores), completed with the TF Serving extras in ``assets.extra/``,
+reloaded and checked against the Keras model, then renamed to ``<base>/<name>/<version>``
+in one ``os.rename``. A crash leaves only a temporary directory, which the next export
+into the same model directory removes once its process is gone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+
+import keras
+import numpy as np
+
+from keras_se.data import Preprocessing, load_preprocessing, normalize, preprocessing_path
+from keras_se.layers import SqueezeExcite
+
+#: Files and names of the TF Serving layout.
+MODELS_CONFIG = "models.config"
+ASSETS_EXTRA = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
+REQUEST_FILE = "request.json"
+METADATA_FILE = "keras_se_export.json"
+TMP_PREFIX = ".tmp-export-"
+RUN_MODEL_FILE = "model.keras"
+RUN_CONFIG_FILE = "config.json"
+
+SERVING_SIGNATURE = "serving_default"
+PREPROCESSED_SIGNATURE = "serving_preprocessed"
+EXCITATIONS_SIGNATURE = "excitations"
+
+#: Test hook: seconds to sleep after the SavedModel is written into the temporary
+#: directory and before it is completed and renamed (lets a test kill a real export).
+PAUSE_ENV = "KERAS_SE_EXPORT_PAUSE_BEFORE_COMMIT"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TMP_RE = re.compile(r"^" + re.escape(TMP_PREFIX) + r"(\d+)-(\d+)-[0-9a-f]+$")
+_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian")
+#: Keras vs reloaded SavedModel, on the sample images, by compute dtype.
+_VERIFY_ATOL = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-2}
+_DEFAULT_PREPROCESSING_NOTE = (
+    "keras_se.data.Preprocessing() defaults (ImageNet mean/std, pixels / 255): "
+    "no model.preprocessing.json beside the model"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSource:
+    """A model to export and what travels with it (see `load_source`).
+
+    Attributes:
+        model: the Keras model.
+        preprocessing: the `Preprocessing` spec compiled into the graph.
+        preprocessing_note: where the spec came from (a path, or the default note).
+        name: default model name (the run's registry name or the file's stem), or None.
+        class_names: list of class names from the run's ``config.json``, or None.
+        image_shape: ``(H, W, C)`` from the run's ``config.json``, or None.
+        num_classes: ``num_classes`` from the run's ``config.json``, or None.
+        path: the file the model was loaded from, or None for an in-memory model.
+    """
+
+    model: keras.Model
+    preprocessing: Preprocessing
+    preprocessing_note: str
+    name: str | None = None
+    class_names: list | None = None
+    image_shape: tuple | None = None
+    num_classes: int | None = None
+    path: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What `export_model` wrote.
+
+    Attributes:
+        path: the version directory ``<base>/<name>/<version>``.
+        name, version: the TF Serving model name and version.
+        signatures: ``{signature: {"inputs": {key: (dtype, shape)}, "outputs": {...}}}``
+            read back from the written SavedModel (shapes with -1 for unknown).
+        models_config: path of the ``models.config`` written in ``<base>``.
+        request: path of the sample REST request body.
+        warmup: path of the warmup TFRecord (``assets.extra/tf_serving_warmup_requests``).
+        preprocessing: the spec compiled into the graph; ``preprocessing_note`` its source.
+        max_abs_diff: max |Keras − reloaded SavedModel| of ``probabilities`` on the sample
+            images, measured before the version was committed.
+        removed_stale: temporary directories of dead exports removed on the way.
+    """
+
+    path: str
+    name: str
+    version: int
+    signatures: dict
+    models_config: str
+    request: str
+    warmup: str
+    preprocessing: Preprocessing
+    preprocessing_note: str
+    max_abs_diff: float
+    removed_stale: tuple = ()
+
+
+# ---------------------------------------------------------------------- loading
+def _load_keras_file(path):
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # zip, JSON, HDF5 and deserialization errors all mean the same
+        reason = " ".join(str(err).split())[:200]
+        raise ValueError(
+            f"`source` is not a loadable Keras model file ({type(err).__name__}: {reason}). "
+            f"Received: source={path!r}"
+        ) from err
+
+
+def load_source(source, *, preprocessing=None):
+    """Loads a model to export from a training run directory, a ``.keras`` file or a model.
+
+    A run directory holds ``model.keras``, ``model.preprocessing.json`` and ``config.json``
+    (``model``, ``class_names``, ``image_shape``). A bare ``.keras`` file uses the
+    preprocessing sidecar beside it when there is one, else the ImageNet defaults
+    (`keras_se.data.Preprocessing()`), and says so in ``preprocessing_note``.
+
+    Args:
+        source: run directory, ``.keras`` path, or a ``keras.Model``.
+        preprocessing: a `Preprocessing` that overrides whatever the source carries.
+
+    Returns:
+        An `ExportSource`.
+
+    Example:
+        >>> src = load_source("runs/se_resnet18")  # doctest: +SKIP
+        >>> src.name, src.preprocessing.mean  # doctest: +SKIP
+        ('se_resnet18', (0.485, 0.456, 0.406))
+    """
+    if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
+        raise TypeError(
+            "`preprocessing` must be a keras_se.data.Preprocessing or None. "
+            f"Received: preprocessing={preprocessing!r}"
+        )
+    if isinstance(source, keras.Model):
+        note = "given" if preprocessing is not None else _DEFAULT_PREPROCESSING_NOTE
+        return ExportSource(
+            model=source,
+            preprocessing=preprocessing or Preprocessing(),
+            preprocessing_note=note,
+            name=source.name,
+        )
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            "`source` must be a run directory, a .keras file or a keras.Model. "
+            f"Received: source={source!r}"
+        )
+    source = os.fspath(source)
+    config = {}
+    if os.path.isdir(source):
+        model_path = os.path.join(source, RUN_MODEL_FILE)
+        if not os.path.isfile(model_path):
+            raise ValueError(
+                f"`source` is a directory without {RUN_MODEL_FILE}: not a training run "
+                f"directory. Received: source={source!r}"
+            )
+        config_path = os.path.join(source, RUN_CONFIG_FILE)
+        if os.path.isfile(config_path):
+            try:
+                with open(config_path) as f:
+                    config = json.load(f)
+            except (OSError, json.JSONDecodeError) as err:
+                raise ValueError(
+                    f"`source` run directory has an unreadable {RUN_CONFIG_FILE} ({err}). "
+                    f"Received: source={source!r}"
+                ) from err
+            if not isinstance(config, dict):
+                raise ValueError(
+                    f"`source` run directory's {RUN_CONFIG_FILE} is not a JSON object. "
+                    f"Received: source={source!r}"
+                )
+        default_name = config.get("model") or os.path.basename(os.path.abspath(source))
+    elif os.path.isfile(source):
+        if not source.endswith(".keras"):
+            raise ValueError(
+                "`source` must be a training run directory or a .keras model file. "
+                f"Received: source={source!r}"
+            )
+        model_path = source
+        default_name = os.path.basename(source)[: -len(".keras")]
+    else:
+        raise ValueError(
+            f"`source` does not exist (expected a run directory or a .keras file). "
+            f"Received: source={source!r}"
+        )
+    model = _load_keras_file(model_path)
+    if preprocessing is not None:
+        note = "given"
+    else:
+        preprocessing = load_preprocessing(model_path)
+        if preprocessing is None:
+            preprocessing, note = Preprocessing(), _DEFAULT_PREPROCESSING_NOTE
+        else:
+            note = preprocessing_path(model_path)
+    image_shape = config.get("image_shape")
+    class_names = config.get("class_names")
+    return ExportSource(
+        model=model,
+        preprocessing=preprocessing,
+        preprocessing_note=note,
+        name=default_name,
+        class_names=list(class_names) if class_names is not None else None,
+        image_shape=tuple(image_shape) if image_shape is not None else None,
+        num_classes=config.get("num_classes"),
+        path=model_path,
+    )
+
+
+# ---------------------------------------------------------------------- checks
+def _image_input(model):
+    """(H, W, C) of the model's single image input; ValueError when there is none."""
+    # Any single 4-D input is accepted; keras_se models name theirs "image".
+    inputs = [t for t in model.inputs if len(t.shape) == 4]
+    if len(model.inputs) != 1 or len(inputs) != 1:
+        shapes = [tuple(t.shape) for t in model.inputs]
+        raise ValueError(
+            "The model must have exactly one image input of shape (batch, height, width, "
+            f"channels) to be exported for serving. Received: model {model.name!r} with "
+            f"inputs of shapes {shapes}"
+        )
+    _, height, width, channels = inputs[0].shape
+    if channels is None:
+        raise ValueError(
+            "The model's image input needs a known channel count (channels last). "
+            f"Received: input shape {tuple(inputs[0].shape)}"
+        )
+    return height, width, int(channels)
+
+
+def _num_classes(model):
+    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+        shapes = [tuple(t.shape) for t in model.outputs]
+        raise ValueError(
+            "The model must have one output of shape (batch, classes) (a classifier with "
+            f"include_top=True). Received: model {model.name!r} with outputs of shapes {shapes}"
+        )
+    classes = model.outputs[0].shape[-1]
+    if classes is None:
+        raise ValueError(f"The model's number of classes is unknown. Received: {model.name!r}")
+    return int(classes)
+
+
+def _outputs_logits(model):
+    """Whether the classifier outputs logits (the graph then adds a softmax).
+
+    The last layer must be a classifier: one with an ``activation`` (a Dense head:
+    ``softmax``/``sigmoid`` outputs are used as they are, ``linear`` ones are logits)
+    or a ``Softmax`` layer. Feature extractors (``include_top=False``) are refused.
+    """
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return False
+    activation = getattr(last, "activation", None)
+    if activation is None:
+        raise ValueError(
+            "The model must end in a classifier (a layer with an activation, e.g. the "
+            "`predictions` Dense layer of include_top=True). Received: last layer "
+            f"{last.name!r} ({type(last).__name__})"
+        )
+    name = getattr(activation, "__name__", None)
+    return name == "linear"
+
+
+def _check_preprocessing(preprocessing, channels):
+    for key in ("mean", "std"):
+        values = getattr(preprocessing, key)
+        if len(values) not in (1, channels):
+            raise ValueError(
+                f"Preprocessing `{key}` has {len(values)} values for a model with {channels} "
+                f"channels. Received: {key}={values!r}"
+            )
+    if any(s == 0 for s in preprocessing.std):
+        raise ValueError(f"Preprocessing `std` must not be 0. Received: std={preprocessing.std!r}")
+
+
+def _check_name(name):
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(
+            "`name` must be a TF Serving model name: letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit. Received: name={name!r}"
+        )
+
+
+def _check_version(version):
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
+        raise ValueError(
+            f"`version` must be a non-negative integer or None. Received: version={version!r}"
+        )
+    return int(version)
+
+
+def existing_versions(model_dir):
+    """Sorted numbered versions in ``<base>/<name>`` (what TF Serving would load)."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(n) for n in os.listdir(model_dir) if n.isdigit())
+
+
+def next_version(model_dir):
+    """One more than the highest existing version in ``model_dir``, or 1."""
+    versions = existing_versions(model_dir)
+    return versions[-1] + 1 if versions else 1
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(model_dir):
+    """Removes temporary export directories whose exporting process is gone.
+
+    Returns the removed paths. Directories of running exports are left alone.
+    """
+    removed = []
+    if not os.path.isdir(model_dir):
+        return removed
+    for entry in sorted(os.listdir(model_dir)):
+        match = _TMP_RE.match(entry)
+        if match and not _pid_alive(int(match.group(2))):
+            path = os.path.join(model_dir, entry)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _prepare_model_dir(base_dir, name):
+    """Creates ``<base>/<name>`` if needed; one clear error when the base is unusable."""
+    model_dir = os.path.join(base_dir, name)
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise ValueError(f"`base` exists and is not a directory. Received: base={base_dir!r}")
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as err:
+        raise ValueError(
+            f"`base` is not writable ({err.strerror or err}). Received: base={base_dir!r}"
+        ) from err
+    if not os.access(model_dir, os.W_OK | os.X_OK):
+        raise ValueError(f"`base` is not writable. Received: base={base_dir!r}")
+    return model_dir
+
+
+# ---------------------------------------------------------------------- graph
+def _target_size(height, width, source, preprocessing):
+    """(H, W) images are resized to with ``dynamic_size``; None when anything goes."""
+    if height is not None and width is not None:
+        return int(height), int(width)
+    for size in (preprocessing.image_size, (source.image_shape or (None, None))[:2]):
+        if size is not None and None not in tuple(size)[:2]:
+            return int(size[0]), int(size[1])
+    return None
+
+
+class _ServingFunctions:
+    """The Python functions behind the signatures (traced by ExportArchive)."""
+
+    def __init__(self, model, preprocessing, plan):
+        import tensorflow as tf
+
+        self.tf = tf
+        self.model = model
+        self.preprocessing = preprocessing
+        self.size = plan.size
+        self.resize = plan.resize
+        self.top_k = plan.top_k
+        self.logits = plan.logits
+        self.se_layers = list(plan.se_layers)
+        self.gate_inputs = None
+        if self.se_layers:
+            # Shares the model's layers and weights: the input of each SE block.
+            self.gate_inputs = keras.Model(
+                model.inputs[0], [layer.input for layer in self.se_layers], name="se_gate_inputs"
+            )
+
+    def preprocess(self, image):
+        """uint8 images → float32 model inputs, exactly `keras_se.data.normalize`."""
+        tf = self.tf
+        x = image
+        if self.resize:
+            height, width = self.size
+            crop = self.preprocessing.crop_pct
+            # Resize so that the centre crop of fraction crop_pct is (H, W) (timm's eval).
+            big = (int(np.ceil(height / crop)), int(np.ceil(width / crop)))
+            x = tf.image.resize(x, big, method=self.preprocessing.interpolation)
+            # Like training's evaluation pipeline (keras_se.data): resized images are
+            # rounded back to 0..255 pixel values before `normalize`.
+            x = tf.clip_by_value(tf.round(x), 0.0, 255.0)
+            top, left = (big[0] - height) // 2, (big[1] - width) // 2
+            x = x[:, top : top + height, left : left + width, :]
+        return normalize(x, self.preprocessing)
+
+    def head(self, outputs):
+        tf = self.tf
+        outputs = tf.cast(outputs, tf.float32)  # mixed precision: float16 → float32
+        probabilities = tf.nn.softmax(outputs, axis=-1) if self.logits else outputs
+        result = {
+            "probabilities": tf.identity(probabilities, name="probabilities"),
+            "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
+        }
+        if self.top_k:
+            values, indices = tf.math.top_k(probabilities, k=self.top_k)
+            result["top_k_probabilities"] = values
+            result["top_k_class_ids"] = tf.cast(indices, tf.int64)
+        return result
+
+    def serve(self, image):
+        return self.head(self.model(self.preprocess(image), training=False))
+
+    def serve_preprocessed(self, image):
+        return self.head(self.model(image, training=False))
+
+    def excitations(self, image):
+        tf = self.tf
+        features = self.gate_inputs(self.preprocess(image), training=False)
+        if not isinstance(features, (list, tuple)):
+            features = [features]
+        return {
+            layer.name: tf.cast(layer.excitation(f), tf.float32)
+            for layer, f in zip(self.se_layers, features)
+        }
+
+
+def _write_archive(fns, path, plan):
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(fns.model)
+    if fns.gate_inputs is not None:
+        archive.track(fns.gate_inputs)
+    uint8_spec = tf.TensorSpec(plan.image_shape, tf.uint8, name="image")
+    float_spec = tf.TensorSpec(plan.model_shape, tf.float32, name="image")
+
+    # Named arguments give the signature input key "image".
+    def serving_default(image):
+        return fns.serve(image)
+
+    def serving_preprocessed(image):
+        return fns.serve_preprocessed(image)
+
+    def excitations(image):
+        return fns.excitations(image)
+
+    archive.add_endpoint(SERVING_SIGNATURE, serving_default, input_signature=[uint8_spec])
+    archive.add_endpoint(PREPROCESSED_SIGNATURE, serving_preprocessed, input_signature=[float_spec])
+    if fns.se_layers:
+        archive.add_endpoint(EXCITATIONS_SIGNATURE, excitations, input_signature=[uint8_spec])
+    archive.write_out(path, verbose=False)
+
+
+def _describe_signatures(loaded):
+    """{signature: {"inputs": {key: (dtype, shape)}, "outputs": {...}}} of a loaded SavedModel."""
+
+    def spec(t):
+        shape = [-1 if d is None else int(d) for d in t.shape.as_list()]
+        return (t.dtype.name, shape)
+
+    out = {}
+    for key in sorted(loaded.signatures.keys(), key=lambda k: (k != SERVING_SIGNATURE, k)):
+        fn = loaded.signatures[key]
+        _, kwargs = fn.structured_input_signature
+        out[key] = {
+            "inputs": {k: spec(v) for k, v in sorted(kwargs.items())},
+            "outputs": {k: spec(v) for k, v in sorted(fn.structured_outputs.items())},
+        }
+    return out
+
+
+# ---------------------------------------------------------------------- extras
+def _sample_images(shape, count, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, *shape), dtype=np.uint8)
+
+
+def _write_warmup(path, name, images):
+    """One PredictionLog (tensorflow-serving-api) per image batch, as TF Serving replays them."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in images:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=name, signature_name=SERVING_SIGNATURE)
+            )
+            request.inputs["image"].CopyFrom(tf.make_tensor_proto(batch))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+
+
+def read_warmup_requests(path):
+    """The ``PredictionLog`` records of a warmup file (for checks and tests)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    logs = []
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog()
+        log.ParseFromString(record.numpy())
+        logs.append(log)
+    return logs
+
+
+def _read_models_config(path):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                text_format.Parse(f.read(), config)
+        except (OSError, text_format.ParseError) as err:
+            raise ValueError(
+                f"Existing {MODELS_CONFIG} cannot be read or parsed, not overwriting it "
+                f"({' '.join(str(err).split())}). Received: {path!r}"
+            ) from err
+    return config
+
+
+def _write_models_config(path, name, base_path):
+    """Adds (or updates) ``name`` in the model_config_list, keeping other models."""
+    from google.protobuf import text_format
+
+    config = _read_models_config(path)
+    entries = config.model_config_list.config
+    entry = next((e for e in entries if e.name == name), None) or entries.add()
+    entry.name = name
+    entry.base_path = base_path
+    entry.model_platform = "tensorflow"
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text_format.MessageToString(config))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- export
+def export_model(
+    source,
+    base_dir,
+    *,
+    name=None,
+    version=None,
+    with_excitations=False,
+    top_k=None,
+    dynamic_size=False,
+    preprocessing=None,
+):
+    """Exports a classifier as ``<base_dir>/<name>/<version>/`` SavedModel for TF Serving.
+
+    Also writes ``<base_dir>/models.config`` (the model added to its model_config_list)
+    and, inside the version, ``assets.extra/`` with the warmup records
+    (``tf_serving_warmup_requests``), a sample REST request body (``request.json``)
+    and ``keras_se_export.json`` (preprocessing, class names, signatures).
+    User errors (bad source, no image input, existing version, unusable base) raise
+    ``ValueError``/``TypeError``/``FileExistsError`` before anything is written.
+
+    Args:
+        source: training run directory, ``.keras`` file, or a ``keras.Model``.
+        base_dir: TF Serving base directory (created if needed).
+        name: model name; default the run's registry name or the file's stem.
+        version: version number; default one more than the highest existing one.
+            An existing version is an error (never overwritten).
+        with_excitations: add the ``excitations`` signature (SE gate vectors).
+        top_k: add ``top_k_probabilities``/``top_k_class_ids`` outputs with k classes.
+        dynamic_size: accept any image height/width and resize in the graph to the
+            model's size as training's evaluation pipeline does (resize with the spec's
+            interpolation, round to 0..255; with ``crop_pct < 1`` resize to
+            size / crop_pct and centre-crop). Default: images must have the model's size.
+        preprocessing: a `Preprocessing` overriding the one the source carries.
+
+    Returns:
+        An `ExportResult`.
+
+    Example:
+        >>> result = export_model("runs/se_resnet18", "models/", name="se_resnet18")  # doctest: +SKIP
+        >>> result.path  # doctest: +SKIP
+        'models/se_resnet18/1'
+    """
+    src = (
+        source
+        if isinstance(source, ExportSource)
+        else load_source(source, preprocessing=preprocessing)
+    )
+    plan = _plan(
+        src,
+        name=src.name if name is None else name,
+        version=version,
+        with_excitations=with_excitations,
+        top_k=top_k,
+        dynamic_size=dynamic_size,
+    )
+
+    # Everything that can fail on user input is checked above; now touch the disk.
+    base_dir = os.fspath(base_dir)
+    config_path = os.path.join(base_dir, MODELS_CONFIG)
+    _read_models_config(config_path)  # refuse before writing anything if unparseable
+    model_dir = _prepare_model_dir(base_dir, plan.name)
+    removed = tuple(remove_stale_temporaries(model_dir))
+    version = next_version(model_dir) if plan.version is None else plan.version
+    final = os.path.join(model_dir, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(
+            f"Version {version} of {plan.name!r} already exists; versions are never "
+            f"overwritten (omit --version for the next one). Received: version={version}, "
+            f"path={final!r}"
+        )
+
+    tmp = os.path.join(model_dir, f"{TMP_PREFIX}{version}-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        fns = _ServingFunctions(src.model, src.preprocessing, plan)
+        _write_archive(fns, tmp, plan)
+        pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+        if pause > 0:
+            time.sleep(pause)  # test hook: a killed export must leave no version behind
+        images = _sample_images(plan.sample_shape, 2)
+        _write_extras(tmp, plan.name, images)
+        signatures, max_abs_diff = _verify(tmp, fns, images)
+        metadata = {
+            "name": plan.name,
+            "version": version,
+            "source": src.path,
+            "keras_model": src.model.name,
+            "preprocessing": src.preprocessing.to_dict(),
+            "preprocessing_note": src.preprocessing_note,
+            "class_names": src.class_names,
+            "dynamic_size": plan.dynamic_size,
+            "resize_to": list(plan.size) if plan.resize else None,
+            "softmax_added": plan.logits,
+            "signatures": signatures,
+            "max_abs_diff": max_abs_diff,
+        }
+        with open(os.path.join(tmp, ASSETS_EXTRA, METADATA_FILE), "w") as f:
+            json.dump(metadata, f, indent=2)
+        _commit(tmp, final, plan.name, version)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    _write_models_config(config_path, plan.name, os.path.abspath(model_dir))
+    return ExportResult(
+        path=final,
+        name=plan.name,
+        version=version,
+        signatures=signatures,
+        models_config=config_path,
+        request=os.path.join(final, ASSETS_EXTRA, REQUEST_FILE),
+        warmup=os.path.join(final, ASSETS_EXTRA, WARMUP_FILE),
+        preprocessing=src.preprocessing,
+        preprocessing_note=src.preprocessing_note,
+        max_abs_diff=max_abs_diff,
+        removed_stale=removed,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """The checked export arguments and the model facts the graph is built from."""
+
+    name: str
+    version: int | None
+    height: int | None
+    width: int | None
+    channels: int
+    classes: int
+    logits: bool
+    size: tuple | None
+    resize: bool
+    dynamic_size: bool
+    top_k: int | None
+    se_layers: tuple
+
+    @property
+    def image_shape(self):  # the uint8 signature input
+        if self.dynamic_size:
+            return [None, None, None, self.channels]
+        return [None, self.height, self.width, self.channels]
+
+    @property
+    def model_shape(self):  # the preprocessed float signature input
+        return [None, self.height, self.width, self.channels]
+
+    @property
+    def sample_shape(self):  # warmup/request/verification images: the model's size
+        if self.height is not None and self.width is not None:
+            return (self.height, self.width, self.channels)
+        return (*(self.size or (224, 224)), self.channels)
+
+
+def _plan(src, *, name, version, with_excitations, top_k, dynamic_size):
+    model = src.model
+    height, width, channels = _image_input(model)
+    classes = _num_classes(model)
+    logits = _outputs_logits(model)
+    _check_preprocessing(src.preprocessing, channels)
+    _check_name(name)
+    if version is not None:
+        version = _check_version(version)
+    if top_k is not None and (
+        isinstance(top_k, bool)
+        or not isinstance(top_k, (int, np.integer))
+        or not 1 <= top_k <= classes
+    ):
+        raise ValueError(
+            f"`top_k` must be an integer from 1 to the number of classes ({classes}). "
+            f"Received: top_k={top_k!r}"
+        )
+    if src.num_classes is not None and src.num_classes != classes:
+        raise ValueError(
+            f"The run's config.json says num_classes={src.num_classes!r} but the model has "
+            f"{classes} outputs. Received: model {model.name!r}"
+        )
+    if src.class_names is not None and len(src.class_names) != classes:
+        raise ValueError(
+            f"The run's class_names has {len(src.class_names)} names for a model with "
+            f"{classes} classes. Received: class_names={src.class_names!r}"
+        )
+    se_layers = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
+    if with_excitations and not se_layers:
+        raise ValueError(
+            "`with_excitations` needs a model with SqueezeExcite layers. "
+            f"Received: model {model.name!r} without any"
+        )
+    size = _target_size(height, width, src, src.preprocessing)
+    resize = bool(dynamic_size) and size is not None
+    if resize and src.preprocessing.interpolation not in _INTERPOLATIONS:
+        raise ValueError(
+            f"Preprocessing `interpolation` must be one of {_INTERPOLATIONS} for in-graph "
+            f"resizing. Received: interpolation={src.preprocessing.interpolation!r}"
+        )
+    if resize and not 0 < src.preprocessing.crop_pct <= 1:
+        raise ValueError(
+            "Preprocessing `crop_pct` must be in (0, 1]. "
+            f"Received: crop_pct={src.preprocessing.crop_pct!r}"
+        )
+    return _Plan(
+        name=name,
+        version=version,
+        height=height,
+        width=width,
+        channels=channels,
+        classes=classes,
+        logits=logits,
+        size=size,
+        resize=resize,
+        dynamic_size=bool(dynamic_size),
+        top_k=None if top_k is None else int(top_k),
+        se_layers=tuple(se_layers) if with_excitations else (),
+    )
+
+
+def _write_extras(path, name, images):
+    """assets.extra/: TF Serving warmup records and the sample REST request body."""
+    extra = os.path.join(path, ASSETS_EXTRA)
+    os.makedirs(extra)
+    _write_warmup(os.path.join(extra, WARMUP_FILE), name, [images[:1]])
+    with open(os.path.join(extra, REQUEST_FILE), "w") as f:
+        body = {"signature_name": SERVING_SIGNATURE, "instances": images[:1].tolist()}
+        json.dump(body, f, separators=(",", ":"))
+
+
+def _verify(path, fns, images):
+    """Reloads the written SavedModel, compares it with the Keras model; (signatures, diff)."""
+    import tensorflow as tf
+
+    model = fns.model
+    loaded = tf.saved_model.load(path)
+    served = loaded.signatures[SERVING_SIGNATURE](image=tf.constant(images))
+    expected = fns.head(model(fns.preprocess(tf.constant(images)), training=False))
+    diff = served["probabilities"].numpy() - expected["probabilities"].numpy()
+    max_abs_diff = float(np.max(np.abs(diff)))
+    atol = max(_VERIFY_ATOL.get(layer.compute_dtype, 1e-2) for layer in model.layers)
+    if not max_abs_diff <= atol:
+        raise RuntimeError(
+            "The reloaded SavedModel disagrees with the Keras model: max abs difference "
+            f"{max_abs_diff:.3g} > {atol:g}."
+        )
+    return _describe_signatures(loaded), max_abs_diff
+
+
+def _commit(tmp, final, name, version):
+    """One rename makes the version visible, complete (never over an existing version)."""
+    exists = FileExistsError(
+        f"Version {version} of {name!r} was created by another export meanwhile. "
+        f"Received: version={version}, path={final!r}"
+    )
+    if os.path.exists(final):
+        raise exists
+    try:
+        os.rename(tmp, final)
+    except OSError as err:
+        if os.path.exists(final):
+            raise exists from err
+        raise
+
+
+def format_result(result):
+    """The CLI's report: the path written, preprocessing, signatures, extras."""
+
+    def fmt(spec):
+        dtype, shape = spec
+        return f"{dtype} [{', '.join(str(d) for d in shape)}]"
+
+    p = result.preprocessing
+    lines = [
+        f"Exported {result.name} version {result.version} to {result.path}",
+        f"preprocessing: mean={list(p.mean)} std={list(p.std)} scale={p.scale:.6g} "
+        f"(from {result.preprocessing_note})",
+    ]
+    for sig, io in result.signatures.items():
+        lines.append(f"signature {sig}:")
+        for key, spec in io["inputs"].items():
+            lines.append(f"  input  {key}: {fmt(spec)}")
+        for key, spec in io["outputs"].items():
+            lines.append(f"  output {key}: {fmt(spec)}")
+    lines += [
+        f"models.config: {result.models_config}",
+        f"REST request body: {result.request}",
+        f"warmup requests: {result.warmup}",
+        f"checked: max |keras - SavedModel| = {result.max_abs_diff:.3g}",
+    ]
+    if result.removed_stale:
+        lines.append(f"removed stale temporary directories: {', '.join(result.removed_stale)}")
+    return "\n".join(lines)

@@ -1,0 +1,501 @@
+"""SavedModel export for TF Serving (keras_se.export, `keras-se export`), issue #7.
+
+References are independent of the code under test: preprocessing is recomputed in
+NumPy from the spec, gates from the paper's formula on the layer weights, and the
+SavedModel is checked with TensorFlow's loader (in a process that cannot import
+keras_se or Keras) and with ``saved_model_cli``. No TF Serving binary is run.
+The ``.keras`` (safe_mode) round trip of every registry model is in test_registry.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_se import SqueezeExcite, cli, export, models
+from keras_se.data import Preprocessing, save_preprocessing
+from tests.conftest import assert_usage_error
+
+H, W, C = 32, 32, 3
+CLASSES = 4
+CLASS_NAMES = ["cat", "dog", "fish", "bird"]
+#: Per-channel statistics unlike the ImageNet defaults, so a wrong spec shows.
+SPEC = Preprocessing(mean=(0.2, 0.5, 0.7), std=(0.3, 0.1, 0.2))
+ATOL = 1e-5
+SUBPROCESS_TIMEOUT = 240
+
+
+def _images(n, seed=1, size=(H, W)):
+    return np.random.default_rng(seed).integers(0, 256, (n, *size, C), dtype=np.uint8)
+
+
+def _numpy_preprocess(images, spec):
+    """The spec applied in NumPy: (pixel * scale - mean) / std (reference for normalize)."""
+    x = images.astype(np.float64) * spec.scale
+    return ((x - np.array(spec.mean)) / np.array(spec.std)).astype(np.float32)
+
+
+def _keras_probabilities(model, images, spec, *, logits=False):
+    out = keras.ops.convert_to_numpy(model(_numpy_preprocess(images, spec), training=False))
+    out = out.astype(np.float64)
+    if logits:
+        out = np.exp(out - out.max(-1, keepdims=True))
+        out /= out.sum(-1, keepdims=True)
+    return out
+
+
+def _versions(model_dir):
+    return sorted(n for n in os.listdir(model_dir) if n.isdigit())
+
+
+def _temporaries(model_dir):
+    return sorted(n for n in os.listdir(model_dir) if n.startswith(export.TMP_PREFIX))
+
+
+def _make_run_dir(path):
+    """A training run directory as keras_se's trainer writes it (model, sidecar, config)."""
+    os.makedirs(path)
+    model = models.get("se_resnet18", input_shape=(H, W, C), classes=CLASSES)
+    model_path = os.path.join(path, "model.keras")
+    model.save(model_path)
+    save_preprocessing(model_path, SPEC)
+    config = {
+        "model": "se_resnet18",
+        "num_classes": CLASSES,
+        "class_names": CLASS_NAMES,
+        "image_shape": [H, W, C],
+    }
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One export of a run directory, with excitations and top-2, shared by the checks."""
+    root = tmp_path_factory.mktemp("export")
+    run_dir = os.path.join(root, "run")
+    model = _make_run_dir(run_dir)
+    base = os.path.join(root, "models")
+    result = export.export_model(run_dir, base, with_excitations=True, top_k=2)
+    loaded = tf.saved_model.load(result.path)
+    return types.SimpleNamespace(
+        root=root, run_dir=run_dir, model=model, base=base, result=result, loaded=loaded
+    )
+
+
+# ---------------------------------------------------------------------- layout
+def test_export_writes_tf_serving_layout(exported):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    result, base = exported.result, exported.base
+    model_dir = os.path.join(base, "se_resnet18")
+    # Name from the run's config.json, first version 1, nothing temporary left.
+    assert (result.name, result.version) == ("se_resnet18", 1)
+    assert result.path == os.path.join(model_dir, "1")
+    assert _versions(model_dir) == ["1"] and _temporaries(model_dir) == []
+    for rel in ("saved_model.pb", "variables/variables.index", "assets.extra/request.json"):
+        assert os.path.isfile(os.path.join(result.path, rel)), rel
+
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(os.path.join(base, "models.config")) as f:
+        text_format.Parse(f.read(), config)
+    (entry,) = config.model_config_list.config
+    assert entry.name == "se_resnet18"
+    assert entry.base_path == os.path.abspath(model_dir)
+    assert entry.model_platform == "tensorflow"
+
+    with open(result.request) as f:
+        body = json.load(f)
+    assert body["signature_name"] == "serving_default"
+    instances = np.asarray(body["instances"])
+    assert instances.shape == (1, H, W, C) and 0 <= instances.min() <= instances.max() <= 255
+
+    with open(os.path.join(result.path, "assets.extra", export.METADATA_FILE)) as f:
+        meta = json.load(f)
+    assert meta["class_names"] == CLASS_NAMES
+    assert meta["preprocessing"]["mean"] == list(SPEC.mean)
+    assert result.preprocessing_note.endswith("model.preprocessing.json")
+    assert result.max_abs_diff <= ATOL
+
+    text = export.format_result(result)
+    assert f"to {result.path}" in text
+    assert "signature serving_default:" in text
+    assert "input  image: uint8 [-1, 32, 32, 3]" in text
+
+
+def test_serving_signature_names_dtypes_and_training_preprocessing(exported):
+    loaded = exported.loaded
+    assert set(loaded.signatures) == {"serving_default", "serving_preprocessed", "excitations"}
+    fn = loaded.signatures["serving_default"]
+    _, inputs = fn.structured_input_signature
+    assert list(inputs) == ["image"]
+    assert inputs["image"].dtype == tf.uint8
+    assert inputs["image"].shape.as_list() == [None, H, W, C]
+    outputs = fn.structured_outputs
+    expected = {
+        "probabilities": (tf.float32, [None, CLASSES]),
+        "class_id": (tf.int64, [None]),
+        "top_k_probabilities": (tf.float32, [None, 2]),
+        "top_k_class_ids": (tf.int64, [None, 2]),
+    }
+    assert {k: (v.dtype, v.shape.as_list()) for k, v in outputs.items()} == expected
+
+    for batch in (1, 3):  # dynamic batch
+        images = _images(batch, seed=batch)
+        reference = _keras_probabilities(exported.model, images, SPEC)
+        served = {k: v.numpy() for k, v in fn(image=tf.constant(images)).items()}
+        assert np.abs(served["probabilities"] - reference).max() <= ATOL
+        np.testing.assert_array_equal(served["class_id"], reference.argmax(-1))
+        np.testing.assert_allclose(
+            served["top_k_probabilities"], np.sort(reference, -1)[:, ::-1][:, :2], atol=ATOL
+        )
+        np.testing.assert_array_equal(served["top_k_class_ids"][:, 0], reference.argmax(-1))
+
+        # The float signature takes already-preprocessed images (documented).
+        pre = loaded.signatures["serving_preprocessed"]
+        out = pre(image=tf.constant(_numpy_preprocess(images, SPEC)))
+        assert np.abs(out["probabilities"].numpy() - reference).max() <= ATOL
+
+
+def test_savedmodel_predicts_in_a_process_without_keras_se(exported, tmp_path):
+    images = _images(5, seed=7)
+    np.save(tmp_path / "images.npy", images)
+    script = textwrap.dedent(
+        """
+        import sys
+        for name in ("keras_se", "keras", "tf_keras"):
+            sys.modules[name] = None  # any import of these raises ImportError
+        for name in ("keras_se", "keras"):
+            try:
+                __import__(name)
+            except ImportError:
+                pass
+            else:
+                sys.exit(f"{name} is importable")
+        import numpy as np
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(sys.argv[1])
+        out = loaded.signatures["serving_default"](image=tf.constant(np.load("images.npy")))
+        np.save("probabilities.npy", out["probabilities"].numpy())
+        np.save("class_id.npy", out["class_id"].numpy())
+        print("dtypes", out["probabilities"].dtype.name, out["class_id"].dtype.name)
+        print("keras loaded:", any(m.startswith("keras") and sys.modules[m] is not None
+                                   for m in sys.modules))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", script, os.path.abspath(exported.result.path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dtypes float32 int64" in proc.stdout
+    assert "keras loaded: False" in proc.stdout
+    served = np.load(tmp_path / "probabilities.npy")
+    reference = _keras_probabilities(exported.model, images, SPEC)
+    diff = np.abs(served - reference).max()
+    print(f"max |keras - SavedModel (no keras_se process)| = {diff:.3g}")
+    assert served.dtype == np.float32 and diff <= ATOL
+    np.testing.assert_array_equal(np.load(tmp_path / "class_id.npy"), reference.argmax(-1))
+
+
+def test_saved_model_cli_show_and_run(exported, tmp_path):
+    path = exported.result.path
+    show = subprocess.run(
+        ["saved_model_cli", "show", "--dir", path, "--all"],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert show.returncode == 0, show.stderr[-3000:]
+    block = show.stdout.split("signature_def['serving_default']:")[1].split("signature_def[")[0]
+    for expected in (
+        "inputs['image'] tensor_info:\n        dtype: DT_UINT8\n        shape: (-1, 32, 32, 3)",
+        f"outputs['probabilities'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, {CLASSES})",
+        "outputs['class_id'] tensor_info:\n        dtype: DT_INT64\n        shape: (-1)",
+        "Method name is: tensorflow/serving/predict",
+    ):
+        assert expected in block, (expected, block)
+    assert "signature_def['excitations']" in show.stdout
+
+    images = _images(3, seed=11)
+    np.save(tmp_path / "x.npy", images)
+    out_dir = tmp_path / "out"
+    run = subprocess.run(
+        [
+            "saved_model_cli",
+            "run",
+            "--dir",
+            path,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"image={tmp_path / 'x.npy'}",
+            "--outdir",
+            str(out_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    reference = _keras_probabilities(exported.model, images, SPEC)
+    probabilities = np.load(out_dir / "probabilities.npy")
+    assert probabilities.dtype == np.float32
+    assert np.abs(probabilities - reference).max() <= ATOL
+    np.testing.assert_array_equal(np.load(out_dir / "class_id.npy"), reference.argmax(-1))
+
+
+def test_warmup_records_read_back(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(exported.result.path, "assets.extra", "tf_serving_warmup_requests")
+    assert exported.result.warmup == path
+    records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+    assert len(records) == 1
+    log = prediction_log_pb2.PredictionLog.FromString(records[0])
+    request = log.predict_log.request
+    assert request.model_spec.name == "se_resnet18"
+    assert request.model_spec.signature_name == "serving_default"
+    image = tf.make_ndarray(request.inputs["image"])
+    assert image.dtype == np.uint8 and image.shape == (1, H, W, C)
+    with open(exported.result.request) as f:
+        np.testing.assert_array_equal(np.asarray(json.load(f)["instances"]), image)
+    # The recorded request is a valid call of the signature.
+    out = exported.loaded.signatures["serving_default"](image=tf.constant(image))
+    reference = _keras_probabilities(exported.model, image, SPEC)
+    assert np.abs(out["probabilities"].numpy() - reference).max() <= ATOL
+    assert export.read_warmup_requests(path) == [log]
+
+
+def test_excitations_signature_gives_each_se_gate(exported):
+    model = exported.model
+    se_layers = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
+    images = _images(2, seed=3)
+    gates = exported.loaded.signatures["excitations"](image=tf.constant(images))
+    assert sorted(gates) == sorted(layer.name for layer in se_layers)
+    features = keras.Model(model.inputs[0], [layer.input for layer in se_layers])
+    inputs = features(_numpy_preprocess(images, SPEC), training=False)
+    for layer, u in zip(se_layers, inputs):
+        # The paper's formula, s = sigmoid(W2 relu(W1 z + b1) + b2), in NumPy.
+        z = keras.ops.convert_to_numpy(u).astype(np.float64).mean(axis=(1, 2))
+        w1, w2, b1, b2 = (
+            keras.ops.convert_to_numpy(v).astype(np.float64)
+            for v in (
+                layer.reduce_kernel,
+                layer.expand_kernel,
+                layer.reduce_bias,
+                layer.expand_bias,
+            )
+        )
+        s = 1 / (1 + np.exp(-(np.maximum(z @ w1 + b1, 0) @ w2 + b2)))
+        got = gates[layer.name].numpy()
+        assert got.dtype == np.float32 and got.shape == (2, layer.channels)
+        assert np.abs(got - s).max() <= ATOL, layer.name
+
+
+# ---------------------------------------------------------------------- variants
+def test_bare_keras_file_defaults_versions_and_models_config(tmp_path):
+    # A logits model (no classifier activation): the graph adds the softmax.
+    model = models.get("se_resnet18", input_shape=(H, W, C), classes=3, classifier_activation=None)
+    path = os.path.join(tmp_path, "net.keras")
+    model.save(path)
+    base = os.path.join(tmp_path, "models")
+    os.makedirs(base)
+    with open(os.path.join(base, "models.config"), "w") as f:
+        f.write('model_config_list { config { name: "other" base_path: "/srv/other" } }\n')
+
+    first = export.export_model(path, base)
+    second = export.export_model(path, base)
+    assert (first.name, first.version, second.version) == ("net", 1, 2)
+    assert "ImageNet mean/std" in first.preprocessing_note
+    assert "ImageNet mean/std" in export.format_result(first)
+    assert first.preprocessing == Preprocessing()
+    assert set(first.signatures) == {"serving_default", "serving_preprocessed"}  # off by default
+
+    with open(os.path.join(base, "models.config")) as f:
+        text = f.read()
+    assert text.count('name: "other"') == 1 and text.count('name: "net"') == 1
+
+    images = _images(4, seed=5)
+    loaded = tf.saved_model.load(second.path)
+    served = loaded.signatures["serving_default"](image=tf.constant(images))
+    reference = _keras_probabilities(model, images, Preprocessing(), logits=True)
+    assert np.abs(served["probabilities"].numpy() - reference).max() <= ATOL
+    np.testing.assert_allclose(served["probabilities"].numpy().sum(-1), 1.0, atol=1e-6)
+
+
+def test_mixed_precision_model_exports_float32(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
+    keras.config.set_dtype_policy("float32")
+    assert model.outputs[0].dtype == "float16"
+    result = export.export_model(model, tmp_path, name="mixed", with_excitations=True)
+    loaded = tf.saved_model.load(result.path)
+    images = _images(3, seed=9)
+    served = loaded.signatures["serving_default"](image=tf.constant(images))
+    gates = loaded.signatures["excitations"](image=tf.constant(images))
+    assert served["probabilities"].dtype == tf.float32
+    assert all(g.dtype == tf.float32 for g in gates.values())
+    reference = _keras_probabilities(model, images, Preprocessing())
+    diff = np.abs(served["probabilities"].numpy() - reference).max()
+    print(f"mixed_float16: max |keras - SavedModel| = {diff:.3g}")
+    assert diff <= 1e-3
+
+
+def test_dynamic_size_resizes_inside_the_graph(tmp_path):
+    model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
+    result = export.export_model(model, tmp_path, name="dyn", dynamic_size=True, preprocessing=SPEC)
+    assert result.signatures["serving_default"]["inputs"]["image"] == ("uint8", [-1, -1, -1, C])
+    loaded = tf.saved_model.load(result.path)
+    for size in ((48, 40), (H, W)):
+        images = _images(2, seed=4, size=size)
+        served = loaded.signatures["serving_default"](image=tf.constant(images))
+        # Training's evaluation pipeline: bilinear resize, back to 0..255 pixels, normalize.
+        resized = tf.image.resize(images, (H, W), method="bilinear").numpy()
+        resized = np.clip(np.round(resized), 0, 255)
+        reference = _keras_probabilities(model, resized, SPEC)
+        assert np.abs(served["probabilities"].numpy() - reference).max() <= ATOL, size
+
+
+# ---------------------------------------------------------------------- CLI, crashes
+def test_cli_killed_export_leaves_no_version_then_rerun_succeeds(exported, tmp_path, capsys):
+    base = str(tmp_path / "models")
+    model_dir = os.path.join(base, "se_resnet18")
+    args = [sys.executable, "-m", "keras_se.cli", "export", exported.run_dir, "--base", base]
+    env = dict(os.environ, **{export.PAUSE_ENV: "300"})
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+        partial = None
+        while partial is None and time.monotonic() < deadline and proc.poll() is None:
+            temps = _temporaries(model_dir) if os.path.isdir(model_dir) else []
+            if temps and os.path.exists(os.path.join(model_dir, temps[0], "saved_model.pb")):
+                partial = temps[0]
+            time.sleep(0.2)
+        assert partial is not None, "the export never wrote its temporary directory"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    # A poller sees no version; the partial SavedModel lies only in the temporary directory.
+    assert _versions(model_dir) == []
+    assert _temporaries(model_dir) == [partial]
+    assert not os.path.exists(os.path.join(base, "models.config"))
+
+    result = _cli(["export", exported.run_dir, "--base", base, "--name", "se_resnet18"], capsys)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _versions(model_dir) == ["1"] and _temporaries(model_dir) == []
+    out = result.stdout
+    assert f"Exported se_resnet18 version 1 to {os.path.join(model_dir, '1')}" in out
+    assert "signature serving_default:" in out
+    assert "input  image: uint8 [-1, 32, 32, 3]" in out
+    assert f"output probabilities: float32 [-1, {CLASSES}]" in out
+    assert "output class_id: int64 [-1]" in out
+    assert "removed stale temporary directories" in out and partial in out
+
+
+def _cli(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return types.SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+
+def _unwritable_base(tmp_path):
+    if os.geteuid() != 0:
+        ro = tmp_path / "readonly"
+        ro.mkdir(mode=0o555)
+        return str(ro / "models")
+    # Root ignores permission bits; sysfs refuses new directories even to root.
+    candidate = "/sys/keras_se_models"
+    try:
+        os.mkdir(candidate)
+    except OSError:
+        return candidate
+    os.rmdir(candidate)
+    pytest.skip("no unwritable directory available as root")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "not_a_model",
+        "dir_without_model",
+        "no_image_input",
+        "feature_extractor",
+        "unwritable_base",
+        "base_is_file",
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
+    base = str(tmp_path / "models")
+    source = str(tmp_path / "run")
+    needle = "source="
+    if case == "not_a_model":
+        source = str(tmp_path / "junk.keras")
+        with open(source, "w") as f:
+            f.write("not a zip")
+        needle = "not a loadable Keras model"
+    elif case == "dir_without_model":
+        os.makedirs(source)
+    elif case == "no_image_input":
+        inputs = keras.Input((10,), name="features")
+        source = str(tmp_path / "tabular.keras")
+        keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs)).save(source)
+        needle = "exactly one image input"
+    elif case == "feature_extractor":
+        model = models.get("se_resnet18", input_shape=(H, W, C), include_top=False, pooling="avg")
+        source = str(tmp_path / "features.keras")
+        model.save(source)
+        needle = "must end in a classifier"
+    else:
+        model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
+        source = str(tmp_path / "net.keras")
+        model.save(source)
+        needle = "base="
+        if case == "unwritable_base":
+            base = _unwritable_base(tmp_path)
+            needle = "not writable"
+        else:
+            base = str(tmp_path / "a_file")
+            with open(base, "w") as f:
+                f.write("x")
+    before = sorted(os.listdir(tmp_path))
+    result = _cli(["export", source, "--base", base], capsys)
+    assert_usage_error(result, needle)
+    assert sorted(os.listdir(tmp_path)) == before  # nothing partial written
+    assert result.stdout == ""
+
+
+def test_cli_existing_version_is_refused_and_untouched(exported, capsys):
+    version_dir = exported.result.path
+    stamp = os.stat(os.path.join(version_dir, "saved_model.pb")).st_mtime_ns
+    model_dir = os.path.dirname(version_dir)
+    before = sorted(os.listdir(model_dir))
+    result = _cli(["export", exported.run_dir, "--base", exported.base, "--version", "1"], capsys)
+    assert_usage_error(result, "Version 1 of 'se_resnet18' already exists")
+    assert sorted(os.listdir(model_dir)) == before
+    assert os.stat(os.path.join(version_dir, "saved_model.pb")).st_mtime_ns == stamp
