@@ -7,6 +7,7 @@ and exit with code 2; tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -42,6 +43,200 @@ def _cmd_export(args):
     return 0
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def add_training_arguments(p, *, model_default="se_resnet18", out_default="runs/train"):
+    """The training flags shared by ``train`` and ``tune`` (one recipe, one code path)."""
+    g = p.add_argument_group("model and data")
+    g.add_argument(
+        "--model",
+        default=model_default,
+        help="registry name (see `keras-se info`); default %(default)s",
+    )
+    g.add_argument(
+        "--dataset",
+        default="digits",
+        help="'digits' (embedded, offline), a TFDS name (cifar10, imagenette/320px, tf_flowers, imagenet2012, ...) "
+        "or an image folder root/<train|val>/<class>/*.png; default %(default)s",
+    )
+    g.add_argument("--data-dir", help="TFDS data directory")
+    g.add_argument("--manual-dir", help="TFDS manual download directory (imagenet2012)")
+    g.add_argument(
+        "--image-size",
+        type=_positive_int,
+        help="model input size (default: the dataset's; digits 32)",
+    )
+    g.add_argument("--se-ratio", type=_positive_float, help="override the SE reduction ratio r")
+    g = p.add_argument_group("recipe (defaults follow the paper)")
+    g.add_argument("--epochs", type=_positive_int, default=10, help="default %(default)s")
+    g.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=64,
+        help="GLOBAL batch size; default %(default)s",
+    )
+    g.add_argument(
+        "--lr",
+        type=_positive_float,
+        help="peak learning rate; default 0.6 * batch_size / 1024 (the paper's scaling)",
+    )
+    g.add_argument(
+        "--momentum",
+        type=_non_negative_float,
+        default=0.9,
+        help="SGD momentum; default %(default)s",
+    )
+    g.add_argument(
+        "--weight-decay", type=_non_negative_float, default=1e-4, help="default %(default)s"
+    )
+    g.add_argument(
+        "--schedule",
+        choices=["step", "cosine"],
+        default="step",
+        help="step: x0.1 every --step-epochs; cosine: with --warmup-epochs",
+    )
+    g.add_argument("--step-epochs", type=_positive_int, default=30, help="default %(default)s")
+    g.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=0,
+        help="linear warmup epochs (cosine); default %(default)s",
+    )
+    g.add_argument(
+        "--label-smoothing", type=_non_negative_float, default=0.0, help="default %(default)s"
+    )
+    g.add_argument("--steps-per-epoch", type=_positive_int, help="cap on training steps per epoch")
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds weights, data order and augmentation; default %(default)s",
+    )
+    g = p.add_argument_group("hardware")
+    g.add_argument(
+        "--strategy",
+        choices=["auto", "one-device", "mirrored", "multi-worker", "tpu"],
+        default="auto",
+        help="auto: multi-worker when TF_CONFIG names >1 worker, mirrored with >1 GPU, else one device",
+    )
+    g.add_argument("--tpu", help="TPU address for --strategy tpu")
+    g.add_argument(
+        "--cpu-devices",
+        type=_positive_int,
+        help="split the CPU into N logical devices (try --strategy mirrored without GPUs)",
+    )
+    g.add_argument(
+        "--sync-bn", action="store_true", help="synchronise BatchNorm statistics across replicas"
+    )
+    g.add_argument(
+        "--mixed-precision", choices=["float16", "bfloat16"], help="mixed precision (float32 head)"
+    )
+    g.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
+    p.add_argument(
+        "--out",
+        default=out_default,
+        help="run directory (rerun the same command to resume); default %(default)s",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def training_config(args):
+    """A `TrainConfig` from parsed training flags."""
+    from keras_se.training import TrainConfig
+
+    return TrainConfig(
+        model=args.model,
+        dataset=args.dataset,
+        out=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        step_epochs=args.step_epochs,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
+        mixed_precision=args.mixed_precision,
+        jit_compile=args.jit_compile,
+        strategy=args.strategy,
+        sync_bn=args.sync_bn,
+        seed=args.seed,
+        image_size=args.image_size,
+        se_ratio=args.se_ratio,
+        data_dir=args.data_dir,
+        manual_dir=args.manual_dir,
+        steps_per_epoch=args.steps_per_epoch,
+        tpu=args.tpu,
+        cpu_devices=args.cpu_devices,
+    )
+
+
+def _cmd_train(args):
+    from keras_se.training import format_summary, train
+
+    config = training_config(args)
+    config.validate()
+    summary = train(config, verbose=0 if args.quiet else 1)
+    print(format_summary(summary))
+    return 0
+
+
+def _cmd_quickstart(args):
+    from keras_se.quickstart import quickstart
+
+    quickstart(out=args.out, epochs=args.epochs, verbose=0 if args.quiet else 1)
+    return 0
+
+
+def _cmd_convert(args):
+    from keras_se import data, weights
+
+    if not args.out.endswith(".keras"):
+        raise UsageError(f"--out must be a .keras file. Received: --out {args.out!r}")
+    if args.model is None and not weights.is_named_source(args.source):
+        raise UsageError(f"a weights file needs --model (e.g. --model se_resnet50): {args.source}")
+    try:
+        model = weights.load_reference_model(
+            args.source, model=args.model, include_top=not args.no_top
+        )
+    except (ImportError, ConnectionError) as err:  # optional extra missing, or no network
+        raise UsageError(" ".join(str(err).split())) from err
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    model.save(args.out)
+    sidecar = data.save_preprocessing(args.out, model.preprocessing)
+    print(f"{args.out}: {model.name} with the weights of {args.source}; preprocessing: {sidecar}")
+    return 0
+
+
 def build_parser():
     parser = _Parser(
         prog="keras-se",
@@ -55,6 +250,39 @@ def build_parser():
     )
     p.add_argument("--no-devices", action="store_true", help="skip listing devices (faster)")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "convert", help="reference (timm) ImageNet weights -> .keras model + preprocessing JSON"
+    )
+    p.add_argument(
+        "source",
+        help="timm state dict (.safetensors/.pth/.bin) or a named source, e.g. "
+        "timm/legacy_seresnet50.in1k (downloaded: needs network and keras-se[hub])",
+    )
+    p.add_argument("--model", help="keras_se model name (needed for files; sources know theirs)")
+    p.add_argument("--out", required=True, help="output .keras file")
+    p.add_argument("--no-top", action="store_true", help="drop the ImageNet classifier")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser(
+        "train",
+        help="train a registry model (tf.distribute: one device, mirrored, multi-worker, TPU)",
+        description="Train a keras_se model. Rerunning the same command with the same --out resumes "
+        "from the last completed epoch.",
+    )
+    add_training_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "quickstart",
+        help="train a small SE-ResNet on the embedded digits, then export and visualise it",
+    )
+    p.add_argument("--out", default="runs/quickstart", help="output directory; default %(default)s")
+    p.add_argument(
+        "--epochs", type=_positive_int, default=None, help="override the quickstart's epochs"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_quickstart)
 
     p = sub.add_parser(
         "export", help="SavedModel for TF Serving: BASE/NAME/VERSION/, written atomically"

@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
+
+import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -109,3 +112,384 @@ def load_preprocessing(model_path, default=None):
         return default
     with open(path) as f:
         return Preprocessing.from_dict(json.load(f))
+
+
+# --------------------------------------------------------------------------- datasets
+DIGITS = "digits"
+#: Fraction of each digit class held out for validation (fixed, stratified).
+DIGITS_VAL_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+DIGITS_SIZE = 32
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+#: Raw sources smaller than this are cached in memory.
+CACHE_LIMIT_BYTES = 2 << 30
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+    """What the training, export and analysis code needs to know about a dataset."""
+
+    name: str
+    num_classes: int
+    class_names: list
+    image_shape: tuple  # (H, W, C) of the model input
+    train_size: int
+    val_size: int
+    preprocessing: Preprocessing
+    flip: bool = True  # horizontal flip is a valid augmentation (not for digits)
+
+    def to_dict(self):
+        out = dataclasses.asdict(self)
+        out["image_shape"] = list(self.image_shape)
+        out["preprocessing"] = self.preprocessing.to_dict()
+        return out
+
+
+@dataclasses.dataclass
+class _Source:
+    """A dataset split before decoding: element i is (index, raw), raw = pixels, path or bytes."""
+
+    raw: object  # np.ndarray of uint8 images, or np.ndarray of file paths, or a tf.data.Dataset
+    labels: np.ndarray | None
+    size: int
+    kind: str  # "pixels", "path", "bytes"
+
+
+def load_digits_arrays(image_size=DIGITS_SIZE):
+    """scikit-learn's bundled digits as uint8 RGB images, split 80/20 stratified.
+
+    The 8x8 images (values 0..16) are scaled to 0..255, resized bilinearly to
+    ``image_size`` and replicated to 3 channels. The split is fixed
+    (``random_state=0``): 1,437 training and 360 validation images.
+
+    Returns:
+        ``(x_train, y_train), (x_val, y_val), class_names``.
+    """
+    import tensorflow as tf
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = digits.images.astype("float32")[..., None] * (255.0 / 16.0)
+    images = tf.image.resize(images, (image_size, image_size), method="bilinear").numpy()
+    images = np.repeat(np.clip(np.round(images), 0, 255).astype("uint8"), 3, axis=-1)
+    labels = digits.target.astype("int64")
+    x_train, x_val, y_train, y_val = train_test_split(
+        images,
+        labels,
+        test_size=DIGITS_VAL_FRACTION,
+        stratify=labels,
+        random_state=DIGITS_SPLIT_SEED,
+    )
+    return (x_train, y_train), (x_val, y_val), [str(i) for i in range(10)]
+
+
+def _folder_split_dirs(root):
+    splits = {}
+    for train_name in ("train", "training"):
+        if os.path.isdir(os.path.join(root, train_name)):
+            splits["train"] = os.path.join(root, train_name)
+    for val_name in ("validation", "val", "valid", "test"):
+        if os.path.isdir(os.path.join(root, val_name)):
+            splits["validation"] = os.path.join(root, val_name)
+            break
+    if set(splits) != {"train", "validation"}:
+        raise ValueError(
+            "An image folder dataset needs `train/` and `validation/` (or `val/`, `test/`) "
+            f"subfolders with one folder per class. Received: dataset={root!r}"
+        )
+    return splits
+
+
+def _check_image(path):
+    """True when Pillow can fully decode ``path``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+        return True
+    except Exception:  # noqa: BLE001 - any decoding failure marks the file as corrupt
+        return False
+
+
+def _folder_source(split_dir, class_names):
+    paths, labels, corrupt = [], [], []
+    for label, name in enumerate(class_names):
+        folder = os.path.join(split_dir, name)
+        if not os.path.isdir(folder):
+            continue
+        for fname in sorted(os.listdir(folder)):
+            if not fname.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = os.path.join(folder, fname)
+            if _check_image(path):
+                paths.append(path)
+                labels.append(label)
+            else:
+                corrupt.append(path)
+    for path in corrupt:
+        warnings.warn(f"Skipping corrupt or unreadable image: {path}", stacklevel=3)
+    if not paths:
+        raise ValueError(
+            f"No readable images found under {split_dir!r} (extensions {IMAGE_EXTENSIONS})."
+        )
+    return _Source(np.array(paths), np.array(labels, "int64"), len(paths), "path")
+
+
+def _probe_image_shape(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        channels = 1 if image.mode in ("L", "1", "I", "F") else 3
+    return height, width, channels
+
+
+def _tfds_sources(name, data_dir, manual_dir):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as err:  # tfds raises its own DatasetNotFoundError types
+        raise ValueError(
+            f"Unknown dataset (not digits, a folder, or a TFDS name). Received: dataset={name!r}"
+        ) from err
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except Exception as err:
+        raise ValueError(
+            f"TFDS dataset {name!r} is not prepared in data_dir={data_dir!r} and could not be downloaded "
+            f"(needs network, or --manual-dir for datasets such as imagenet2012): {err}"
+        ) from err
+    # Prepared datasets list their splits; under tfds.testing.mock_data none are recorded.
+    splits = list(builder.info.splits) or ["train", "test"]
+    val_split = next((s for s in ("validation", "test") if s in splits), None)
+    if "train" not in splits or val_split is None:
+        raise ValueError(
+            f"TFDS dataset {name!r} needs a 'train' and a 'validation' or 'test' split; it has {splits}."
+        )
+    features = builder.info.features
+    image_key = next(k for k, f in features.items() if isinstance(f, tfds.features.Image))
+    label_key = next(k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel))
+    sources = {}
+    for split, tfds_split in (("train", "train"), ("validation", val_split)):
+        ds = builder.as_dataset(
+            split=tfds_split, decoders={image_key: tfds.decode.SkipDecoding()}, shuffle_files=False
+        )
+        ds = ds.map(lambda ex, i=image_key, label=label_key: (ex[i], ex[label]))
+        size = builder.info.splits[tfds_split].num_examples if builder.info.splits else 0
+        if not size:
+            size = int(ds.reduce(0, lambda n, _: n + 1))
+        kind = "bytes" if ds.element_spec[0].dtype == "string" else "pixels"
+        sources[split] = _Source(ds, None, size, kind)
+    label_feature = features[label_key]
+    shape = features[image_key].shape
+    return sources, list(label_feature.names), shape
+
+
+def describe_dataset(name, *, data_dir=None, manual_dir=None, image_size=None):
+    """Returns ``(DatasetInfo, sources)`` for ``name`` without building pipelines."""
+    if name == DIGITS:
+        size = image_size or DIGITS_SIZE
+        (x_train, y_train), (x_val, y_val), class_names = load_digits_arrays(size)
+        sources = {
+            "train": _Source(x_train, y_train, len(x_train), "pixels"),
+            "validation": _Source(x_val, y_val, len(x_val), "pixels"),
+        }
+        info = DatasetInfo(
+            name=DIGITS,
+            num_classes=10,
+            class_names=class_names,
+            image_shape=(size, size, 3),
+            train_size=len(x_train),
+            val_size=len(x_val),
+            preprocessing=Preprocessing(mean=DIGITS_MEAN, std=DIGITS_STD, image_size=(size, size)),
+            flip=False,
+        )
+        return info, sources
+    if os.path.isdir(name):
+        splits = _folder_split_dirs(name)
+        class_names = sorted(
+            d
+            for d in os.listdir(splits["train"])
+            if os.path.isdir(os.path.join(splits["train"], d))
+        )
+        if not class_names:
+            raise ValueError(
+                f"No class folders under {splits['train']!r}. Received: dataset={name!r}"
+            )
+        sources = {split: _folder_source(path, class_names) for split, path in splits.items()}
+        native = _probe_image_shape(sources["train"].raw[0])
+    else:
+        sources, class_names, native = _tfds_sources(name, data_dir, manual_dir)
+    if image_size is None:
+        image_size = native[0] if native[0] is not None and native[0] == native[1] else 224
+    shape = (image_size, image_size, 3)
+    info = DatasetInfo(
+        name=name,
+        num_classes=len(class_names),
+        class_names=class_names,
+        image_shape=shape,
+        train_size=sources["train"].size,
+        val_size=sources["validation"].size,
+        preprocessing=Preprocessing(image_size=(image_size, image_size)),
+    )
+    return info, sources
+
+
+def _decode(raw, kind, image_size):
+    """raw → uint8 (H, W, 3) at ``image_size``."""
+    import tensorflow as tf
+
+    if kind == "path":
+        raw = tf.io.read_file(raw)
+    if kind in ("path", "bytes"):
+        image = tf.io.decode_image(raw, channels=3, expand_animations=False)
+    else:
+        image = tf.convert_to_tensor(raw)
+        if image.shape.rank == 2:
+            image = image[..., None]
+        if image.shape[-1] == 1:
+            image = tf.image.grayscale_to_rgb(image)
+    return image
+
+
+def _resize(image, image_size):
+    import tensorflow as tf
+
+    image = tf.image.resize(image, (image_size, image_size), method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _augment(image, seed, image_size, *, flip):
+    """The paper's augmentation, sized to the image; ``seed`` is a stateless (2,) seed.
+
+    Images of 64 pixels or more: Inception-style random-size crop (8–100 % of the area,
+    aspect 3/4–4/3) resized to ``image_size``. Smaller images (CIFAR, digits): pad by
+    1/8 of the side and take a random crop (random-size cropping destroys 32-pixel
+    images). Horizontal flip when ``flip``.
+    """
+    import tensorflow as tf
+
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    if image_size >= 64:
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.shape(image),
+            bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+            seed=seeds[0],
+            min_object_covered=0.0,
+            aspect_ratio_range=(3 / 4, 4 / 3),
+            area_range=(0.08, 1.0),
+            max_attempts=10,
+            use_image_if_no_bounding_boxes=True,
+        )
+        image = tf.slice(image, begin, size)
+        image = _resize(image, image_size)
+    else:
+        image = _resize(image, image_size)
+        pad = max(image_size // 8, 1)
+        padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+        image = tf.image.stateless_random_crop(padded, (image_size, image_size, 3), seed=seeds[1])
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=seeds[2])
+    return image
+
+
+def make_dataset(
+    info,
+    source,
+    *,
+    training,
+    batch_size,
+    seed=0,
+    epoch=0,
+    num_input_pipelines=1,
+    input_pipeline_id=0,
+    replicas_per_pipeline=1,
+):
+    """The tf.data pipeline for one split, one epoch, one input pipeline.
+
+    Element order and augmentation are pure functions of ``(seed, epoch)``: the
+    shuffle uses seed ``seed * 1000 + epoch`` and each image's augmentation a
+    stateless seed from ``(seed, epoch, image index)``. So epoch ``k`` is the same
+    whether a run is fresh or resumed after a crash, and the same on one device,
+    several replicas or several workers: every pipeline forms the same global
+    batches of ``batch_size`` images and keeps its own contiguous slice of each
+    (pipeline ``i`` of ``n`` gets ``batch_size / n`` images, batched per replica).
+
+    Args:
+        info: the `DatasetInfo`.
+        source: one split from `describe_dataset`.
+        training: shuffle, augment and drop the last partial batch.
+        batch_size: the GLOBAL batch size.
+        seed, epoch: see above.
+        num_input_pipelines, input_pipeline_id, replicas_per_pipeline: from
+            ``tf.distribute.InputContext``; defaults describe a single device.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(float32 images, int64 labels)``, batched per replica.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    image_size = info.image_shape[0]
+    if isinstance(source.raw, tf.data.Dataset):
+        ds = source.raw.enumerate()
+        ds = ds.map(lambda i, el: (i, el[0], el[1]))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(
+            (np.arange(source.size, dtype="int64"), source.raw, source.labels)
+        )
+    raw_bytes = source.raw.nbytes if isinstance(source.raw, np.ndarray) else source.size * 50_000
+    if raw_bytes < CACHE_LIMIT_BYTES:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(
+            min(source.size, 50_000), seed=seed * 1000 + epoch, reshuffle_each_iteration=False
+        )
+    per_pipeline = batch_size // num_input_pipelines
+    ds = ds.batch(batch_size, drop_remainder=training)
+    if num_input_pipelines > 1:
+        start = input_pipeline_id * per_pipeline
+        ds = ds.map(
+            lambda i, r, y: (
+                i[start : start + per_pipeline],
+                r[start : start + per_pipeline],
+                y[start : start + per_pipeline],
+            )
+        )
+    ds = ds.unbatch()
+
+    def load(index, raw, label):
+        image = _decode(raw, source.kind, image_size)
+        if training:
+            element_seed = tf.stack([tf.cast(seed * 1000 + epoch, tf.int64), index])
+            image = _augment(image, element_seed, image_size, flip=info.flip)
+        elif image.shape[0] != image_size or image.shape[1] != image_size:
+            image = _resize(image, image_size)
+        image = tf.ensure_shape(image, (image_size, image_size, 3))
+        return normalize(image, info.preprocessing), tf.cast(label, tf.int64)
+
+    ds = ds.map(load, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.batch(per_pipeline // replicas_per_pipeline, drop_remainder=training)
+    return ds.prefetch(autotune)
+
+
+def get_datasets(
+    name=DIGITS, *, batch_size=64, data_dir=None, manual_dir=None, image_size=None, seed=0
+):
+    """Train and validation pipelines for one device (epoch 0) and the `DatasetInfo`.
+
+    Example:
+        >>> train, val, info = get_datasets("digits", batch_size=32)
+        >>> info.num_classes, info.image_shape, info.train_size, info.val_size
+        (10, (32, 32, 3), 1437, 360)
+    """
+    info, sources = describe_dataset(
+        name, data_dir=data_dir, manual_dir=manual_dir, image_size=image_size
+    )
+    train = make_dataset(info, sources["train"], training=True, batch_size=batch_size, seed=seed)
+    val = make_dataset(info, sources["validation"], training=False, batch_size=batch_size)
+    return train, val, info

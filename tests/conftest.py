@@ -65,6 +65,23 @@ def run_cli(*args, timeout=600, env=None):
     )
 
 
+class CliResult:
+    """What `run_main` returns: the same fields as subprocess.CompletedProcess."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_main(capsys, *args):
+    """Runs ``keras_se.cli.main(args)`` in-process (fast); returns a `CliResult`."""
+    from keras_se.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return CliResult(code, captured.out, captured.err)
+
+
 def assert_usage_error(result, *needles):
     """A CLI user error: exit 2, no traceback, one ``error:`` line naming ``needles``."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)

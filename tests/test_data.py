@@ -1,0 +1,167 @@
+"""Data pipelines: embedded digits (real data), TFDS (mocked, offline), image folders."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_se import data
+
+
+def _collect(ds):
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_digits_real_data_fixed_stratified_split():
+    (x_train, y_train), (x_val, y_val), names = data.load_digits_arrays()
+    assert x_train.shape == (1437, 32, 32, 3) and x_val.shape == (360, 32, 32, 3)
+    assert x_train.dtype == np.uint8 and names == [str(i) for i in range(10)]
+    # 3 identical channels, the full 0..255 range used.
+    assert (
+        (x_train[..., 0] == x_train[..., 2]).all() and x_train.max() == 255 and x_train.min() == 0
+    )
+    # Stratified: every class holds ~20 % of its images out.
+    from sklearn.datasets import load_digits
+
+    totals = np.bincount(load_digits().target)
+    ratio = np.bincount(y_val, minlength=10) / totals
+    assert np.all(np.abs(ratio - 0.2) < 0.02)
+    (x_again, _), (x_val_again, y_val_again), _ = data.load_digits_arrays()
+    np.testing.assert_array_equal(x_val, x_val_again)
+    np.testing.assert_array_equal(y_val, y_val_again)
+
+
+def test_digits_pipeline_shapes_normalisation_and_no_flip():
+    info, sources = data.describe_dataset("digits")
+    assert (info.num_classes, info.image_shape, info.train_size, info.val_size) == (
+        10,
+        (32, 32, 3),
+        1437,
+        360,
+    )
+    assert info.flip is False
+    val = data.make_dataset(info, sources["validation"], training=False, batch_size=100)
+    x, y = _collect(val)
+    assert x.shape == (360, 32, 32, 3) and x.dtype == np.float32 and len(y) == 360
+    raw = sources["validation"].raw.astype("float32") / 255.0
+    expected = (raw - np.array(data.DIGITS_MEAN)) / np.array(data.DIGITS_STD)
+    np.testing.assert_allclose(x, expected, atol=1e-5)
+    train = data.make_dataset(info, sources["train"], training=True, batch_size=64)
+    x, y = _collect(train)
+    assert x.shape == (22 * 64, 32, 32, 3)  # the last partial batch is dropped
+
+
+def test_epoch_is_a_pure_function_of_seed_and_epoch():
+    info, sources = data.describe_dataset("digits", image_size=16)
+
+    def epoch(k, seed=0):
+        return _collect(
+            data.make_dataset(
+                info, sources["train"], training=True, batch_size=32, seed=seed, epoch=k
+            )
+        )
+
+    x0, y0 = epoch(0)
+    x0b, y0b = epoch(0)
+    np.testing.assert_array_equal(x0, x0b)
+    np.testing.assert_array_equal(y0, y0b)
+    x1, y1 = epoch(1)
+    assert not np.array_equal(y0, y1)
+    assert not np.array_equal(epoch(0, seed=1)[1], y0)
+
+
+def test_input_pipelines_split_the_same_global_batches():
+    """n pipelines × r replicas see exactly the single-device global batch, in order."""
+    info, sources = data.describe_dataset("digits", image_size=16)
+    kwargs = dict(training=True, batch_size=32, seed=3, epoch=2)
+    single = list(data.make_dataset(info, sources["train"], **kwargs).take(3))
+    workers = [
+        list(
+            data.make_dataset(
+                info,
+                sources["train"],
+                num_input_pipelines=2,
+                input_pipeline_id=i,
+                replicas_per_pipeline=2,
+                **kwargs,
+            ).take(6)
+        )
+        for i in range(2)
+    ]
+    for step in range(3):
+        parts = [workers[w][2 * step + r] for w in range(2) for r in range(2)]
+        assert all(p[0].shape[0] == 8 for p in parts)
+        np.testing.assert_array_equal(
+            np.concatenate([p[1] for p in parts]), single[step][1].numpy()
+        )
+        np.testing.assert_allclose(np.concatenate([p[0] for p in parts]), single[step][0].numpy())
+
+
+def test_tfds_path_offline_with_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=12):
+        train, val, info = data.get_datasets("cifar10", batch_size=4)
+        x, y = next(iter(train))
+    assert info.num_classes == 10 and info.image_shape == (32, 32, 3) and info.flip
+    assert x.shape == (4, 32, 32, 3) and x.dtype == tf.float32
+    assert len(info.class_names) == 10
+
+
+def _write_folder(root, *, corrupt=False):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("val", 2)):
+        for cls in ("cat", "dog", "fish"):
+            folder = os.path.join(root, split, cls)
+            os.makedirs(folder)
+            for i in range(count):
+                pixels = rng.integers(0, 255, size=(40, 40, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(os.path.join(folder, f"{i}.png"))
+    bad = os.path.join(root, "train", "dog", "broken.png")
+    if corrupt:
+        with open(bad, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\nnot really a png")
+    return bad
+
+
+def test_image_folder_skips_corrupt_file_with_warning(tmp_path):
+    bad = _write_folder(str(tmp_path), corrupt=True)
+    with pytest.warns(UserWarning, match="broken.png"):
+        info, sources = data.describe_dataset(str(tmp_path))
+    assert bad not in set(sources["train"].raw)
+    assert (
+        info.class_names == ["cat", "dog", "fish"] and info.train_size == 12 and info.val_size == 6
+    )
+    assert info.image_shape == (40, 40, 3)  # square images keep their native size
+    info, sources = data.describe_dataset(str(tmp_path), image_size=64)
+    x, y = next(iter(data.make_dataset(info, sources["train"], training=True, batch_size=6)))
+    assert x.shape == (6, 64, 64, 3)
+    xv, yv = _collect(data.make_dataset(info, sources["validation"], training=False, batch_size=4))
+    assert xv.shape == (6, 64, 64, 3) and sorted(yv.tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def test_bad_dataset_arguments(tmp_path):
+    with pytest.raises(ValueError, match="dataset='no_such_dataset_xyz'"):
+        data.describe_dataset("no_such_dataset_xyz")
+    os.makedirs(tmp_path / "only_train" / "a")
+    with pytest.raises(ValueError, match="train/.*validation/"):
+        data.describe_dataset(str(tmp_path / "only_train"))
+
+
+def test_preprocessing_sidecar_round_trip(tmp_path):
+    spec = data.Preprocessing(
+        mean=(0.1, 0.2, 0.3), std=(1, 2, 3), image_size=(32, 32), interpolation="bicubic"
+    )
+    path = data.save_preprocessing(str(tmp_path / "model.keras"), spec)
+    assert path.endswith("model.preprocessing.json")
+    assert data.load_preprocessing(str(tmp_path / "model.keras")) == spec
+    assert data.load_preprocessing(str(tmp_path / "other.keras")) is None
+    x = np.array([[[[0, 255, 51]]]], "uint8")
+    np.testing.assert_allclose(
+        data.normalize(x, spec).numpy()[0, 0, 0], [-0.1, 0.4, (0.2 - 0.3) / 3], atol=1e-6
+    )
