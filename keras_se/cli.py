@@ -210,6 +210,71 @@ def _cmd_train(args):
     return 0
 
 
+def _ratios(text):
+    try:
+        values = tuple(float(v) if "." in v else int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive numbers, got {text!r}"
+        ) from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}")
+    return values
+
+
+def _choices(allowed):
+    def parse(text):
+        values = tuple(v.strip() for v in text.split(",") if v.strip())
+        bad = [v for v in values if v not in allowed]
+        if not values or bad:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated subset of {','.join(allowed)}, got {text!r}"
+            )
+        return values
+
+    return parse
+
+
+def _cmd_tune(args):
+    import os
+
+    from keras_se import tuning
+
+    if args.distributed:
+        if args.distributed == "worker" and args.oracle_port is None:
+            raise UsageError(
+                "keras-se tune: --distributed worker needs --oracle-port (the chief's port)"
+            )
+        env = tuning.distributed_env(
+            args.distributed,
+            port=args.oracle_port or 8000,
+            address=args.oracle_address,
+            worker_index=args.worker_index,
+        )
+        os.environ.update(env)
+    if args.space:
+        space = tuning.SearchSpace.from_file(args.space)
+    else:
+        space = tuning.SearchSpace(
+            ratios=args.ratios,
+            squeeze=args.squeeze,
+            gate=args.gate,
+            se_mode=args.se_mode,
+            learning_rate=args.lrs,
+        )
+    config = training_config(args)
+    tuning.search(
+        config,
+        space,
+        out=args.out,
+        oracle=args.oracle,
+        max_trials=args.max_trials,
+        verbose=0 if args.quiet else 1,
+        export=not args.no_export,
+    )
+    return 0
+
+
 def _cmd_quickstart(args):
     from keras_se.quickstart import quickstart
 
@@ -272,6 +337,57 @@ def build_parser():
     )
     add_training_arguments(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "tune",
+        help="keras-tuner search of the SE reduction ratio (and squeeze, gate, SE mode, lr)",
+        description="Search the SE reduction ratio as in the paper's ablation. Rerunning the same command with "
+        "the same --out resumes: completed trials are kept and only the rest run. Writes results.json, "
+        "results.csv, ratio_tradeoff.png/.svg, best_model.keras and a SavedModel of the best model.",
+    )
+    add_training_arguments(p, out_default="runs/tune")
+    g = p.add_argument_group("search")
+    g.add_argument(
+        "--ratios",
+        type=_ratios,
+        default=(2, 4, 8, 16, 32),
+        help="reduction ratios; default 2,4,8,16,32",
+    )
+    g.add_argument(
+        "--squeeze", type=_choices(("avg", "max")), help="also search the squeeze, e.g. avg,max"
+    )
+    g.add_argument(
+        "--gate", type=_choices(("sigmoid", "hard_sigmoid")), help="also search the gate"
+    )
+    g.add_argument(
+        "--se-mode",
+        type=_choices(("standard", "pre", "post", "identity")),
+        help="also search the SE integration",
+    )
+    g.add_argument("--lrs", type=_ratios, help="also search learning rates, e.g. 0.01,0.05")
+    g.add_argument("--space", help="a JSON/YAML search-space file (overrides the flags above)")
+    g.add_argument(
+        "--oracle",
+        choices=["grid", "random", "bayesian", "hyperband"],
+        default="grid",
+        help="default grid",
+    )
+    g.add_argument(
+        "--max-trials", type=_positive_int, help="cap on trials (default: the grid size)"
+    )
+    g.add_argument(
+        "--no-export", action="store_true", help="do not export the best model as a SavedModel"
+    )
+    g = p.add_argument_group("distributed tuning (one chief oracle, N workers)")
+    g.add_argument("--distributed", choices=["chief", "worker"], help="this process's role")
+    g.add_argument(
+        "--oracle-address", default="127.0.0.1", help="the chief's address; default %(default)s"
+    )
+    g.add_argument("--oracle-port", type=_positive_int, help="the chief's port")
+    g.add_argument(
+        "--worker-index", type=int, default=0, help="a unique index per worker; default %(default)s"
+    )
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser(
         "quickstart",

@@ -572,10 +572,14 @@ def _fit(
             print(f"Epoch {epoch + 1}/{config.epochs}")
         loss_total = correct_total = 0.0
         start = time.perf_counter()
+        step_times, last = [], start
         for step, batch in enumerate(train_dataset(epoch)):
             loss_sum, correct = train_step(batch)
             loss_total += float(loss_sum)
-            correct_total += float(correct)
+            correct_total += float(correct)  # float() waits for the step: the timing is real
+            now = time.perf_counter()
+            step_times.append(now - last)
+            last = now
             seen = (step + 1) * config.batch_size
             rate = seen / max(time.perf_counter() - start, 1e-9)
             bar.update(
@@ -601,6 +605,8 @@ def _fit(
             "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
             "images_per_second": images_per_epoch / elapsed,
             "time_s": elapsed,
+            # median over the epoch's steps: excludes the first step's tracing/compilation
+            "step_time_s": float(np.median(step_times[1:] or step_times)),
         }
         history.append(row)
         train_time += elapsed
@@ -639,6 +645,10 @@ def _fit(
         "macs": stats.macs,
         "train_time_s": train_time,
         "images_per_second": float(np.median([r["images_per_second"] for r in history]))
+        if history
+        else None,
+        "steps_per_epoch": steps_per_epoch,
+        "time_per_step_s": float(np.median([r["time_s"] for r in history])) / steps_per_epoch
         if history
         else None,
         "replicas": strategy.num_replicas_in_sync,
