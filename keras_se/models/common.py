@@ -49,16 +49,20 @@ def check_application_args(*, include_top, weights, pooling, classes, classifier
     if weights is not None and not (
         isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)
     ):
-        hint = ""
-        if weights == "imagenet":
-            hint = (
-                " keras_se ships no bundled weights; load reference ImageNet weights from a "
-                "local file with `weights='path/to/file'` (see the README, 'Pretrained weights')."
+        from keras_se import weights as reference  # lazy: models do not need it otherwise
+
+        if not reference.is_named_source(weights):
+            hint = ""
+            if weights == "imagenet" or str(weights).startswith("timm/"):
+                hint = (
+                    " keras_se ships no bundled weights; name a reference source instead, e.g. "
+                    "weights='timm/legacy_seresnet50.in1k' (downloaded, needs network; known: "
+                    "keras_se.weights.SOURCES), or a local .safetensors/.pth file."
+                )
+            raise ValueError(
+                "`weights` must be None (random initialization), the path to an existing "
+                f"weights file or a named reference source.{hint} Received: weights={weights!r}"
             )
-        raise ValueError(
-            "`weights` must be None (random initialization) or the path to an existing "
-            f"weights file.{hint} Received: weights={weights!r}"
-        )
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
     if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
@@ -162,13 +166,34 @@ def finish_model(
 def load_weights_file(model, path):
     """Loads a weights file into ``model``; the one place builders load weights.
 
-    Keras files (``.weights.h5``, ``.keras``) go through ``model.load_weights``.
+    Keras files (``.weights.h5``, ``.keras``) go through ``model.load_weights``;
+    timm state dicts (``.safetensors``, ``.pth``, ``.bin``) and named sources
+    (``"timm/legacy_seresnet50.in1k"``) through `keras_se.weights.load_reference_weights`.
     """
     path = os.fspath(path)
     if path.endswith((".weights.h5", ".keras", ".h5")):
         model.load_weights(path)
         return model
+    from keras_se import weights as reference  # lazy: keeps models free of the mapping
+
+    if reference.is_named_source(path) or path.endswith(reference.STATE_DICT_SUFFIXES):
+        return reference.load_reference_weights(model, path)
     raise ValueError(
-        "`weights` file type not recognised: expected .weights.h5 or .keras. "
-        f"Received: weights={path!r}"
+        "`weights` file type not recognised: expected .weights.h5, .keras, "
+        f"{', '.join(reference.STATE_DICT_SUFFIXES)} or a named source. Received: weights={path!r}"
     )
+
+
+def weights_architecture(weights):
+    """Builder options (``stride_in_1x1``, ``stem_pool``) that ``weights`` requires.
+
+    Empty for None and Keras files; a timm state dict or named source in the
+    non-legacy layout needs the stride in the 3x3 conv and torchvision's stem pool.
+    """
+    if not isinstance(weights, (str, os.PathLike)) or os.fspath(weights).endswith(
+        (".weights.h5", ".keras", ".h5")
+    ):
+        return {}
+    from keras_se import weights as reference
+
+    return reference.source_architecture(weights)

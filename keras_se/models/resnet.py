@@ -46,6 +46,8 @@ ARCHITECTURES = {
 }
 
 STEMS = ("imagenet", "cifar")
+#: Stem max pool: Caffe/legacy timm (ceil mode, unpadded) or torchvision/timm (padding 1).
+STEM_POOLS = ("caffe", "torch")
 STAGE_FILTERS = (64, 128, 256, 512)
 #: Inputs smaller than this (on their smaller side) get the CIFAR stem by default.
 CIFAR_STEM_BELOW = 64
@@ -70,6 +72,7 @@ def build_resnet(
     se_mode="standard",
     se_kwargs=None,
     stem=None,
+    stem_pool="caffe",
 ):
     """Builds a (SE-)ResNet / (SE-)ResNeXt from its architecture description.
 
@@ -82,7 +85,9 @@ def build_resnet(
             (original Caffe SENet/ResNet, the default for SE-ResNet) rather than in
             the 3x3 conv (torchvision "v1.5", timm ``seresnet50``).
         include_top: add ``avg_pool`` + the ``predictions`` Dense layer.
-        weights: None or the path to a weights file (``.weights.h5``/``.keras``).
+        weights: None, a Keras weights file (``.weights.h5``/``.keras``), a timm state
+            dict (``.safetensors``/``.pth``/``.bin``) or a named source such as
+            ``"timm/legacy_seresnet50.in1k"`` (downloaded; see `keras_se.weights`).
         input_tensor: optional Keras tensor to use as the image input.
         input_shape: optional ``(H, W, C)`` (``(C, H, W)`` for channels_first).
             Default ``(224, 224, 3)`` with the top, ``(None, None, 3)`` without.
@@ -96,6 +101,9 @@ def build_resnet(
         stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max pool, 32x downsampling) or
             ``"cifar"`` (3x3/1 conv, no pool, 8x downsampling). None picks ``"cifar"``
             when the input is smaller than 64 pixels on a side, else ``"imagenet"``.
+        stem_pool: max pool of the ImageNet stem: ``"caffe"`` (ceil mode without padding,
+            the Caffe release and timm ``legacy_*``) or ``"torch"`` (padding 1, torchvision
+            and timm ``seresnet50``/``seresnext*``); they differ on even input sizes.
 
     Returns:
         A functional ``keras.Model``.
@@ -110,6 +118,10 @@ def build_resnet(
     se_kwargs = common.check_se_args(se_ratio, se_mode, se_kwargs)
     if stem is not None and stem not in STEMS:
         raise ValueError(f"`stem` must be one of {STEMS} or None. Received: stem={stem!r}")
+    if stem_pool not in STEM_POOLS:
+        raise ValueError(
+            f"`stem_pool` must be one of {STEM_POOLS}. Received: stem_pool={stem_pool!r}"
+        )
     input_shape = common.resolve_input_shape(
         input_shape, input_tensor, default_size=224, include_top=include_top
     )
@@ -121,8 +133,13 @@ def build_resnet(
     img_input = common.make_input(input_shape, input_tensor)
     if stem == "imagenet":
         x = conv_bn(img_input, 64, 7, strides=2, name="conv1")
-        # Caffe's ceil-mode 3x3/2 pooling; equals Keras "same" pooling on even sizes.
-        x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
+        if stem_pool == "caffe":
+            # Caffe's ceil-mode 3x3/2 pooling; equals Keras "same" pooling on even sizes.
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
+        else:
+            # torchvision's MaxPool2d(3, 2, padding=1); zeros pad like -inf after the ReLU.
+            x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+            x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     else:
         x = conv_bn(img_input, 64, 3, name="conv1")
 
@@ -173,15 +190,19 @@ def _builder(arch, *, se, public_name, model_name):
         se_ratio=default_ratio,
         se_mode="standard",
         se_kwargs=None,
-        stride_in_1x1=spec.get("stride_in_1x1", True),
+        stride_in_1x1=None,
         stem=None,
+        stem_pool=None,
     ):
+        # None: the reference default, or what a timm weights file/source needs.
+        reference = {"stride_in_1x1": spec.get("stride_in_1x1", True), "stem_pool": "caffe"}
+        reference.update(common.weights_architecture(weights))
         return build_resnet(
             stackwise_num_blocks=spec["stackwise_num_blocks"],
             block=spec["block"],
             groups=spec.get("groups", 1),
             base_width=spec.get("base_width", 64),
-            stride_in_1x1=stride_in_1x1,
+            stride_in_1x1=reference["stride_in_1x1"] if stride_in_1x1 is None else stride_in_1x1,
             include_top=include_top,
             weights=weights,
             input_tensor=input_tensor,
@@ -194,6 +215,7 @@ def _builder(arch, *, se, public_name, model_name):
             se_mode=se_mode,
             se_kwargs=se_kwargs,
             stem=stem,
+            stem_pool=reference["stem_pool"] if stem_pool is None else stem_pool,
         )
 
     kind = "SE-" if se else "plain "
@@ -204,8 +226,9 @@ def _builder(arch, *, se, public_name, model_name):
     keras.applications signature plus the SE options; ``{twin}`` is its
     {"plain" if se else "SE"} twin, built by the same code. All arguments are
     keyword-only and documented in `keras_se.models.resnet.build_resnet`; the
-    default ``se_ratio`` is {default_ratio} and ``stride_in_1x1`` defaults to
-    {spec.get("stride_in_1x1", True)} as in the reference model.
+    default ``se_ratio`` is {default_ratio}; ``stride_in_1x1`` (None) defaults to
+    {spec.get("stride_in_1x1", True)} as in the reference model and ``stem_pool`` to ``"caffe"``,
+    unless ``weights`` is a timm (non-legacy) file or source, which sets ``False``/``"torch"``.
 
     Example:
         >>> from keras_se.models import {public_name}
