@@ -8,5 +8,6 @@ __version__ = "0.1.0"
 
 from keras_se import models
 from keras_se.layers import SqueezeExcite, se_units
+from keras_se.retrofit import add_squeeze_excite
 
-__all__ = ["SqueezeExcite", "se_units", "models", "__version__"]
+__all__ = ["SqueezeExcite", "se_units", "add_squeeze_excite", "models", "__version__"]

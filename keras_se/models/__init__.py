@@ -1,6 +1,17 @@
 """keras_se model builders and the registry (``keras_se.models.get``, ``names``)."""
 
 from keras_se.models import registry
+from keras_se.models.inception import (
+    BUILDERS as _INCEPTION_BUILDERS,
+)
+from keras_se.models.inception import (
+    InceptionResNetV2,
+    InceptionV3,
+    SEInceptionResNetV2,
+    SEInceptionV3,
+    build_inception_resnet_v2,
+    build_inception_v3,
+)
 from keras_se.models.registry import builder, get, names, register
 from keras_se.models.resnet import (
     BUILDERS as _RESNET_BUILDERS,
@@ -25,6 +36,8 @@ from keras_se.models.resnet import (
 
 for _name, _fn in _RESNET_BUILDERS.items():
     register(_name, _fn)
+for _name, _fn in _INCEPTION_BUILDERS.items():
+    register(_name, _fn)
 
 __all__ = [
     "get",
@@ -47,4 +60,10 @@ __all__ = [
     "ResNet152",
     "ResNeXt50",
     "ResNeXt101",
+    "build_inception_v3",
+    "build_inception_resnet_v2",
+    "SEInceptionV3",
+    "InceptionV3",
+    "SEInceptionResNetV2",
+    "InceptionResNetV2",
 ]
