@@ -221,29 +221,42 @@ def make_strategy(name="auto", *, tpu=None):
     """
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
-    gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
+        # Physical devices: listing logical ones would initialise the runtime, after
+        # which MultiWorkerMirroredStrategy can no longer configure its collectives.
         if tf_config_workers() > 1:
             name = "multi-worker"
-        elif len(gpus) > 1:
+        elif len(tf.config.list_physical_devices("GPU")) > 1:
             name = "mirrored"
         else:
             name = "one-device"
-    if name == "one-device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if name == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
     if name == "multi-worker":
         if tf_config_workers() < 1:
             raise ValueError(
                 "`strategy='multi-worker'` needs TF_CONFIG with a cluster of workers (see README)."
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "one-device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def strategy_name(strategy):
+    """The ``--strategy`` name of a strategy object."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi-worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    return "one-device"
 
 
 def is_chief(strategy):
@@ -404,10 +417,11 @@ def train(config, *, verbose=1):
     """
     config.validate()
     run_dir = prepare_run_dir(config)
-    keras.utils.set_random_seed(config.seed)
+    # Devices and collectives must be configured before TensorFlow runs any op.
     if config.cpu_devices:
         split_cpu(config.cpu_devices)
     strategy = make_strategy(config.strategy, tpu=config.tpu)
+    keras.utils.set_random_seed(config.seed)
     chief = is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -554,6 +568,17 @@ def _fit(
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32))
         return tf.reduce_sum(per_example), correct
 
+    # BatchNorm moving statistics are updated per replica (Keras creates them without an
+    # aggregation), so replicas and workers drift apart; averaging them at every epoch end
+    # makes every worker hold, evaluate and save the same model.
+    moving_stats = [v for v in model.non_trainable_variables if "moving" in v.path]
+
+    @tf.function
+    def sync_moving_stats():
+        local = strategy.run(lambda: [tf.identity(v.value) for v in moving_stats])  # each replica's copy
+        for variable, values in zip(moving_stats, local):
+            variable.assign(strategy.reduce(tf.distribute.ReduceOp.MEAN, values, axis=None))
+
     writer = (
         tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
         if chief
@@ -591,6 +616,8 @@ def _fit(
                 ],
             )
         elapsed = time.perf_counter() - start
+        if strategy.num_replicas_in_sync > 1 and moving_stats:
+            sync_moving_stats()
         val_loss = val_correct = 0.0
         for images, labels in val_dataset:
             loss_sum, correct = eval_step(images, labels)
@@ -652,7 +679,7 @@ def _fit(
         if history
         else None,
         "replicas": strategy.num_replicas_in_sync,
-        "strategy": type(strategy).__name__,
+        "strategy": strategy_name(strategy),
         "run_dir": run_dir,
         "weights_sha256": weights_digest(model),
     }

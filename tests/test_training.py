@@ -166,7 +166,7 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
     result = subprocess.run(cmd, env=env, timeout=600, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.load(open(os.path.join(mirrored, "summary.json")))
-    assert summary["replicas"] == 2 and summary["strategy"] == "MirroredStrategy"
+    assert summary["replicas"] == 2 and summary["strategy"] == "mirrored"
 
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
     multi = str(tmp_path / "multi")
@@ -198,7 +198,7 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
         assert p.returncode == 0, err[-2000:]
     chief = json.load(open(os.path.join(multi, "summary.json")))
     other = json.load(open(os.path.join(multi, "worker_1.summary.json")))
-    assert chief["replicas"] == 2 and chief["strategy"] == "MultiWorkerMirroredStrategy"
+    assert chief["replicas"] == 2 and chief["strategy"] == "multi-worker"
     assert chief["weights_sha256"] == other["weights_sha256"]
     assert not any(name.startswith(".worker_") for name in os.listdir(multi))
     # Same global batches, same per-replica BN batches: equal up to all-reduce order.
