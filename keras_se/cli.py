@@ -302,6 +302,30 @@ def _cmd_convert(args):
     return 0
 
 
+def _comma_list(text):
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _cmd_visualize(args):
+    from keras_se import visualize
+
+    result = visualize.visualize_model(
+        args.source,
+        dataset=args.dataset,
+        out=args.out,
+        split=args.split,
+        blocks=args.blocks,
+        classes=args.classes,
+        image_index=args.image_index,
+        walkthrough_block=args.walkthrough_block,
+        batch_size=args.batch_size,
+        max_images=args.max_images,
+        verbose=0 if args.quiet else 1,
+    )
+    print(visualize.format_result(result))
+    return 0
+
+
 def build_parser():
     parser = _Parser(
         prog="keras-se",
@@ -417,6 +441,45 @@ def build_parser():
         "--dynamic-size", action="store_true", help="accept any H/W; resize inside the graph"
     )
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "visualize",
+        help="excitation analysis of the SE blocks: JSON, figures and a specificity table",
+        description="Per-class mean excitations and class-specificity of every SE block over a "
+        "dataset split, the paper's excitation-by-depth figure, specificity by depth and a "
+        "walkthrough of one SE block on one image (PNG + SVG).",
+    )
+    p.add_argument(
+        "source",
+        metavar="MODEL_OR_RUN_DIR",
+        help="training run directory, .keras file, or a registry name (untrained: mechanics only)",
+    )
+    p.add_argument(
+        "--dataset", help="digits, a TFDS name or an image folder (default: the run's, else digits)"
+    )
+    p.add_argument("--out", default="figures", help="output directory; default %(default)s")
+    p.add_argument("--split", choices=["validation", "train"], default="validation")
+    p.add_argument(
+        "--blocks",
+        type=_comma_list,
+        help="comma-separated SE blocks (layer names, SE_<stage>_<index> or depths); default: "
+        "analyse all, draw the last block of each stage and the final blocks",
+    )
+    p.add_argument(
+        "--classes",
+        type=_comma_list,
+        help="comma-separated class indices or names to draw (at most 5; default: 5 spread out)",
+    )
+    p.add_argument(
+        "--image-index", type=int, default=0, help="walkthrough image in the split; default 0"
+    )
+    p.add_argument(
+        "--walkthrough-block", help="SE block of the walkthrough (default: a middle one)"
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="default %(default)s")
+    p.add_argument("--max-images", type=_positive_int, help="analyse at most N images of the split")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_visualize)
     return parser
 
 

@@ -42,9 +42,17 @@ def quickstart(out="runs/quickstart", *, epochs=None, verbose=1):
     summary = train(config, verbose=verbose)
     written = {"run_dir": summary["run_dir"], "model": summary["model_path"]}
     print(format_summary(summary))
+    # Figures 1-3 of `keras_se.visualize` (excitation analysis on the validation digits).
+    from keras_se.visualize import visualize_model
+
+    figures = visualize_model(summary["run_dir"], out=os.path.join(out, "figures"), verbose=verbose)
+    print(figures.analysis.format_table())
+    written["excitations"] = figures.files["analysis"]
+    for key in ("excitation_by_depth", "specificity_by_depth", "walkthrough"):
+        written[key] = figures.files[key][0]  # the PNG; the SVG is beside it
     written["seconds"] = time.perf_counter() - start
     print(f"Quickstart finished in {written['seconds']:.0f} s. Written:")
     for key, value in written.items():
         if key != "seconds":
-            print(f"  {key:>12}: {value}")
+            print(f"  {key:>20}: {value}")
     return written

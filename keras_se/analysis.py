@@ -1,0 +1,738 @@
+"""Excitation statistics of SE blocks: the paper's "role of excitation" analysis.
+
+Hu et al. (2018), Section 7.2 ("Role of Excitation"): the average excitation of each
+channel, per class, over images of a few classes, for SE blocks at increasing depth.
+The paper finds nearly class-independent excitations in early blocks and increasingly
+class-specific ones in deeper blocks (with the last blocks of SE-ResNet-50 saturating
+near 1). This module measures it for any Keras model with `SqueezeExcite` layers.
+
+The excitations ``s`` of every SE block are computed in one pass per batch (one
+multi-output model whose outputs are the gates) and folded into streaming per-class
+moments (count, mean and sum of squared deviations per channel, float64, merged
+batch by batch with Chan et al.'s parallel update), so nothing of size
+``images × channels`` is held in memory and the statistics below are exact.
+
+Class-specificity of a block (the correlation ratio η², per channel, averaged):
+
+    η²_j = Σ_c n_c (μ_cj − μ_j)² / Σ_i (s_ij − μ_j)²
+
+for channel ``j``, where ``s_ij`` is the excitation of image ``i``, ``μ_cj`` the mean
+over the ``n_c`` images of class ``c`` and ``μ_j`` the mean over all images: the
+share of the variance of the channel's excitation that lies between the class means.
+η²_j is in [0, 1]: 0 means knowing the class does not change the channel's expected
+excitation (a class-agnostic channel), 1 means the excitation is fully determined by
+the class (identical within a class, different across classes). A block's
+``specificity`` is the mean of η²_j over the channels whose excitation varies at all
+(variance above 1e-12: exactly saturated gates carry no information); it is None
+(NaN) when no channel varies. With few images per class η² is biased upwards (about
+``(classes − 1) / (images − 1)`` for pure noise), so compare blocks measured on the
+same images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_se.layers import SqueezeExcite
+
+#: Channels whose excitation variance is at or below this are left out of the mean η².
+VARIANCE_TOL = 1e-12
+#: ``conv{stage}_block{index}`` in a layer name (keras_se and keras.applications ResNets).
+_RESNET_NAME = re.compile(r"conv(\d+)_block(\d+)")
+SPECIFICITY_DEFINITION = (
+    "mean over channels (with nonzero variance) of the correlation ratio "
+    "eta^2 = sum_c n_c (mu_c - mu)^2 / sum_i (s_i - mu)^2, in [0, 1]: "
+    "0 = class-agnostic excitations, 1 = excitations determined by the class"
+)
+
+
+# --------------------------------------------------------------------------- blocks
+@dataclasses.dataclass(frozen=True)
+class SEBlock:
+    """One `SqueezeExcite` layer of a model and where it sits.
+
+    Attributes:
+        name: the layer name.
+        stage: the stage number: ``s`` of ``conv{s}_block{i}`` when every SE layer's
+            name has that pattern (keras_se and keras.applications ResNets, so the
+            paper's SE_2_3 is stage 2, index 3); otherwise stages are the runs of SE
+            blocks at the same spatial resolution, numbered from 1 in network order.
+        index: position within the stage, from 1.
+        depth: position among all SE blocks in network order, from 1.
+        channels: number of channels the block gates.
+        layer: the `SqueezeExcite` layer itself.
+    """
+
+    name: str
+    stage: int
+    index: int
+    depth: int
+    channels: int
+    layer: SqueezeExcite = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def label(self):
+        """The paper's short name, e.g. ``SE_3_4``."""
+        return f"SE_{self.stage}_{self.index}"
+
+
+def _spatial_shape(layer):
+    shape = tuple(layer.input.shape)
+    return shape[1:-1] if layer.data_format == "channels_last" else shape[2:]
+
+
+def _has_se(model):
+    return any(
+        isinstance(layer, SqueezeExcite) or (isinstance(layer, keras.Model) and _has_se(layer))
+        for layer in model.layers
+    )
+
+
+def _nested_se_models(model):
+    return [
+        layer.name for layer in model.layers if isinstance(layer, keras.Model) and _has_se(layer)
+    ]
+
+
+def find_se_blocks(model):
+    """The `SqueezeExcite` layers of ``model`` in network order, as `SEBlock` records.
+
+    Layers are found by type, whatever their names (registry models, models from
+    `keras_se.add_squeeze_excite`, hand-built models).
+
+    Args:
+        model: a functional or Sequential ``keras.Model``.
+
+    Returns:
+        A list of `SEBlock`, shallowest first.
+
+    Raises:
+        ValueError: when the model has no `SqueezeExcite` layer at its top level.
+
+    Example:
+        >>> from keras_se import models
+        >>> blocks = find_se_blocks(models.get("se_resnet18", input_shape=(32, 32, 3), classes=10))
+        >>> [(b.name, b.stage, b.index, b.depth) for b in blocks][:3]
+        [('conv2_block1_se', 2, 1, 1), ('conv2_block2_se', 2, 2, 2), ('conv3_block1_se', 3, 1, 3)]
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
+    layers = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
+    if not layers:
+        nested = _nested_se_models(model)
+        hint = (
+            f" Its nested model(s) {', '.join(nested)} hold SqueezeExcite layers: analyse "
+            "that model itself."
+            if nested
+            else " Add SE blocks with keras_se.add_squeeze_excite or use an se_* registry model."
+        )
+        raise ValueError(
+            f"`model` has no SqueezeExcite layers to analyse.{hint} Received: model={model.name!r}"
+        )
+    matches = [_RESNET_NAME.search(layer.name) for layer in layers]
+    if all(matches):
+        places = [(int(m.group(1)), int(m.group(2))) for m in matches]
+    else:
+        places, stage, index, previous = [], 0, 0, object()
+        for layer in layers:
+            spatial = _spatial_shape(layer)
+            if spatial != previous:
+                stage, index, previous = stage + 1, 0, spatial
+            index += 1
+            places.append((stage, index))
+    return [
+        SEBlock(
+            name=layer.name,
+            stage=stage,
+            index=index,
+            depth=depth,
+            channels=int(layer.channels),
+            layer=layer,
+        )
+        for depth, (layer, (stage, index)) in enumerate(zip(layers, places), start=1)
+    ]
+
+
+def default_blocks(blocks):
+    """The paper's selection: the last block of each stage, then the final blocks.
+
+    Hu et al. draw SE_2_3, SE_3_4, SE_4_6 (last of stages 2–4) and SE_5_1, SE_5_2,
+    SE_5_3 (the last stage) for SE-ResNet-50; in general: the last block of every
+    stage but the last, then the last stage's final (up to) three blocks.
+
+    Args:
+        blocks: `SEBlock` records (or `BlockStatistics`) in network order.
+
+    Returns:
+        The selected subset, in network order.
+    """
+    stages = {}
+    for block in blocks:
+        stages.setdefault(block.stage, []).append(block)
+    order = list(stages)
+    chosen = [stages[s][-1] for s in order[:-1]] + stages[order[-1]][-3:]
+    return sorted(chosen, key=lambda b: b.depth)
+
+
+def select_blocks(blocks, selection=None):
+    """Resolves a user's block selection against ``blocks``.
+
+    Args:
+        blocks: `SEBlock` records (or `BlockStatistics`) in network order.
+        selection: None or ``"all"`` (every block), ``"default"`` (`default_blocks`),
+            or a list of layer names, paper labels (``"SE_3_2"``) or depths (int, from 1).
+
+    Returns:
+        The selected blocks in network order, without duplicates.
+
+    Raises:
+        ValueError: naming the first unknown entry and the known names.
+    """
+    if selection is None or selection == "all":
+        return list(blocks)
+    if selection == "default":
+        return default_blocks(blocks)
+    if isinstance(selection, (str, int)):
+        selection = [selection]
+    by_name = {b.name: b for b in blocks}
+    by_label = {b.label: b for b in blocks}
+    by_depth = {b.depth: b for b in blocks}
+    chosen = []
+    for item in selection:
+        key = item.strip() if isinstance(item, str) else item
+        block = None
+        if isinstance(key, str):
+            block = by_name.get(key) or by_label.get(key)
+            if block is None and key.isdigit():
+                block = by_depth.get(int(key))
+        elif isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            block = by_depth.get(int(key))
+        if block is None:
+            names = ", ".join(b.name for b in blocks)
+            raise ValueError(
+                f"`blocks` names an unknown SE block (give layer names, SE_<stage>_<index> "
+                f"labels or depths 1..{len(blocks)}; known: {names}). Received: blocks={item!r}"
+            )
+        if block not in chosen:
+            chosen.append(block)
+    return sorted(chosen, key=lambda b: b.depth)
+
+
+# --------------------------------------------------------------------------- statistics
+class _ExcitationProbe(keras.layers.Layer):
+    """Outputs the gate ``s`` (float32, (B, C)) of one SE layer for that layer's input.
+
+    A transient layer for the analysis model only (never saved); it reuses the SE
+    layer's own `SqueezeExcite.excitation`, so the analysis sees exactly its gate.
+    """
+
+    def __init__(self, se_layer, **kwargs):
+        super().__init__(**kwargs)
+        self.se_layer = se_layer
+
+    def call(self, inputs):
+        return ops.cast(self.se_layer.excitation(inputs), "float32")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.se_layer.channels)
+
+
+def excitation_model(model, blocks=None):
+    """A model from ``model``'s input to the excitations of the given SE blocks.
+
+    One forward pass gives every block's gate (a list of ``(batch, channels)``
+    float32 arrays), in the order of ``blocks``.
+
+    Args:
+        model: a keras.Model with `SqueezeExcite` layers and one input.
+        blocks: `SEBlock` records (default: all of `find_se_blocks`).
+
+    Returns:
+        A ``keras.Model``.
+    """
+    blocks = find_se_blocks(model) if blocks is None else list(blocks)
+    if len(model.inputs) != 1:
+        raise ValueError(
+            f"`model` must have exactly one (image) input. Received: {len(model.inputs)} inputs"
+        )
+    outputs = []
+    for block in blocks:
+        try:
+            tensor = block.layer.input
+        except (AttributeError, ValueError) as err:
+            raise ValueError(
+                "SE layers used more than once (shared) cannot be analysed. "
+                f"Received: layer {block.name!r}"
+            ) from err
+        outputs.append(_ExcitationProbe(block.layer, name=f"{block.name}_excitation")(tensor))
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_excitations")
+
+
+class _ClassMoments:
+    """Per-class count, mean and sum of squared deviations of (C,) vectors, streamed.
+
+    Batches are merged with the parallel update of Chan, Golub and LeVeque (1979),
+    which stays exact in float64 where ``Σ s² − n μ²`` would cancel for gates near 1.
+    """
+
+    def __init__(self, channels, num_classes=0):
+        self.channels = channels
+        self.count = np.zeros(num_classes, "float64")
+        self.mean = np.zeros((num_classes, channels), "float64")
+        self.m2 = np.zeros((num_classes, channels), "float64")
+
+    def _grow(self, num_classes):
+        extra = num_classes - len(self.count)
+        if extra > 0:
+            self.count = np.concatenate([self.count, np.zeros(extra)])
+            self.mean = np.concatenate([self.mean, np.zeros((extra, self.channels))])
+            self.m2 = np.concatenate([self.m2, np.zeros((extra, self.channels))])
+
+    def update(self, values, labels):
+        values = np.asarray(values, "float64")  # (B, C)
+        self._grow(int(labels.max()) + 1)
+        onehot = np.zeros((len(labels), len(self.count)))
+        onehot[np.arange(len(labels)), labels] = 1.0  # (B, K)
+        n_b = onehot.sum(axis=0)  # (K,)
+        present = n_b > 0
+        mean_b = np.zeros_like(self.mean)
+        mean_b[present] = (onehot.T @ values)[present] / n_b[present, None]
+        m2_b = onehot.T @ (values - mean_b[labels]) ** 2  # (K, C)
+        n = self.count + n_b
+        delta = mean_b - self.mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weight = np.where(n > 0, n_b / n, 0.0)[:, None]
+            cross = np.where(n > 0, self.count * n_b / n, 0.0)[:, None]
+        self.mean = self.mean + delta * weight
+        self.m2 = self.m2 + m2_b + delta**2 * cross
+        self.count = n
+
+
+@dataclasses.dataclass
+class BlockStatistics:
+    """The excitation statistics of one SE block over a dataset.
+
+    Attributes:
+        name, stage, index, depth, channels: as in `SEBlock`.
+        class_counts: ``(K,)`` images per class.
+        class_means: ``(K, C)`` mean excitation per class and channel (NaN for a
+            class without images).
+        mean: ``(C,)`` mean excitation over all images.
+        std: ``(C,)`` standard deviation over all images.
+        channel_specificity: ``(C,)`` η² per channel (NaN where the excitation is constant).
+        specificity: the block's class-specificity, the mean of ``channel_specificity``
+            over varying channels, in [0, 1] (NaN when no channel varies).
+        class_spread: how far the class means are from the overall mean, in excitation
+            units: ``sqrt(mean_j Σ_c n_c (μ_cj − μ_j)² / N)`` (the root mean square over
+            channels of the between-class standard deviation). η² is scale-free; this
+            says whether the class differences are large in absolute terms.
+    """
+
+    name: str
+    stage: int
+    index: int
+    depth: int
+    channels: int
+    class_counts: np.ndarray
+    class_means: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    channel_specificity: np.ndarray
+    specificity: float
+    class_spread: float = float("nan")
+
+    @property
+    def label(self):
+        return f"SE_{self.stage}_{self.index}"
+
+    def to_dict(self):
+        return {
+            "name": self.name,
+            "label": self.label,
+            "stage": self.stage,
+            "index": self.index,
+            "depth": self.depth,
+            "channels": self.channels,
+            "specificity": _json_float(self.specificity),
+            "class_spread": _json_float(self.class_spread),
+            "mean": _json_list(self.mean),
+            "std": _json_list(self.std),
+            "channel_specificity": _json_list(self.channel_specificity),
+            "class_means": [_json_list(row) for row in self.class_means],
+        }
+
+    @classmethod
+    def from_dict(cls, data, class_counts):
+        def arr(values):
+            return np.array([np.nan if v is None else v for v in values], "float64")
+
+        return cls(
+            name=data["name"],
+            stage=int(data["stage"]),
+            index=int(data["index"]),
+            depth=int(data["depth"]),
+            channels=int(data["channels"]),
+            class_counts=np.asarray(class_counts, "float64"),
+            class_means=np.stack([arr(row) for row in data["class_means"]]),
+            mean=arr(data["mean"]),
+            std=arr(data["std"]),
+            channel_specificity=arr(data["channel_specificity"]),
+            specificity=np.nan if data["specificity"] is None else float(data["specificity"]),
+            class_spread=np.nan
+            if data.get("class_spread") is None
+            else float(data["class_spread"]),
+        )
+
+
+def _json_float(value, digits=6):
+    value = float(value)
+    return None if math.isnan(value) else round(value, digits)
+
+
+def _json_list(values, digits=6):
+    return [_json_float(v, digits) for v in np.asarray(values).ravel()]
+
+
+def _finalize(block, moments, num_classes):
+    moments._grow(num_classes)
+    count, means, m2 = moments.count, moments.mean, moments.m2
+    total = count.sum()
+    mean = (count[:, None] * means).sum(axis=0) / total  # (C,)
+    between = (count[:, None] * (means - mean) ** 2).sum(axis=0)
+    total_ss = between + m2.sum(axis=0)
+    varies = total_ss / total > VARIANCE_TOL
+    eta2 = np.full(block.channels, np.nan)
+    eta2[varies] = np.clip(between[varies] / total_ss[varies], 0.0, 1.0)
+    class_means = np.where(count[:, None] > 0, means, np.nan)
+    return BlockStatistics(
+        name=block.name,
+        stage=block.stage,
+        index=block.index,
+        depth=block.depth,
+        channels=block.channels,
+        class_counts=count.copy(),
+        class_means=class_means,
+        mean=mean,
+        std=np.sqrt(total_ss / total),
+        channel_specificity=eta2,
+        specificity=float(np.mean(eta2[varies])) if varies.any() else float("nan"),
+        class_spread=float(np.sqrt(np.mean(between / total))),
+    )
+
+
+@dataclasses.dataclass
+class ExcitationAnalysis:
+    """The result of `analyze_excitations`: statistics per SE block, in network order.
+
+    Attributes:
+        model_name: the analysed model's name.
+        class_names: one name per class index.
+        class_counts: ``(K,)`` images per class.
+        num_images: images analysed.
+        blocks: `BlockStatistics` per analysed SE block.
+    """
+
+    model_name: str
+    class_names: list
+    class_counts: np.ndarray
+    num_images: int
+    blocks: list
+
+    def block(self, name):
+        """The `BlockStatistics` of the block with layer name (or label) ``name``."""
+        for stats in self.blocks:
+            if name in (stats.name, stats.label):
+                return stats
+        raise ValueError(
+            f"No analysed SE block named {name!r}; known: {', '.join(b.name for b in self.blocks)}"
+        )
+
+    def to_dict(self):
+        return {
+            "model": self.model_name,
+            "num_images": self.num_images,
+            "class_names": list(self.class_names),
+            "class_counts": [int(c) for c in self.class_counts],
+            "specificity_definition": SPECIFICITY_DEFINITION,
+            "blocks": [b.to_dict() for b in self.blocks],
+        }
+
+    def save_json(self, path):
+        """Writes `to_dict` as JSON to ``path``; returns the path."""
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=1)
+        return path
+
+    @classmethod
+    def from_dict(cls, data):
+        counts = np.asarray(data["class_counts"], "float64")
+        return cls(
+            model_name=data["model"],
+            class_names=list(data["class_names"]),
+            class_counts=counts,
+            num_images=int(data["num_images"]),
+            blocks=[BlockStatistics.from_dict(b, counts) for b in data["blocks"]],
+        )
+
+    @classmethod
+    def load_json(cls, path):
+        """Reads an analysis written by `save_json`."""
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+    def format_table(self):
+        """A short text table: block, label, depth, channels, specificity, class spread."""
+        width = max(len("block"), *(len(b.name) for b in self.blocks))
+        lines = [
+            f"{'block':<{width}}  {'label':<8} {'depth':>5} {'channels':>8} "
+            f"{'specificity':>11} {'spread':>7}"
+        ]
+        for b in self.blocks:
+            spec = "n/a" if math.isnan(b.specificity) else f"{b.specificity:.4f}"
+            spread = "n/a" if math.isnan(b.class_spread) else f"{b.class_spread:.4f}"
+            lines.append(
+                f"{b.name:<{width}}  {b.label:<8} {b.depth:>5} {b.channels:>8} {spec:>11} {spread:>7}"
+            )
+        return "\n".join(lines)
+
+
+def _batches(data, batch_size):
+    """Yields ``(images, labels)`` batches from a dataset, an iterable or an array pair."""
+    if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape"):
+        images, labels = data
+        if len(images) != len(labels):
+            raise ValueError(
+                f"`data` images and labels differ in length: {len(images)} vs {len(labels)}"
+            )
+        for start in range(0, len(images), batch_size):
+            yield images[start : start + batch_size], labels[start : start + batch_size]
+        return
+    for element in data:
+        if not (isinstance(element, (tuple, list)) and len(element) == 2):
+            raise ValueError(
+                "`data` must yield (images, labels) batches; the labels are needed for the "
+                f"per-class statistics. Received an element of type {type(element).__name__}"
+            )
+        yield element
+
+
+def _num_batches(data, batch_size):
+    if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape"):
+        return math.ceil(len(data[0]) / batch_size)
+    cardinality = getattr(data, "cardinality", None)
+    if cardinality is not None:
+        n = int(cardinality())
+        return n if n >= 0 else None
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _labels_to_indices(labels):
+    labels = np.asarray(ops.convert_to_numpy(labels))
+    if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot
+        labels = labels.argmax(axis=1)
+    labels = labels.reshape(-1)
+    if labels.dtype.kind == "f":
+        if not np.all(labels == np.round(labels)):
+            raise ValueError("`data` labels must be integer class indices or one-hot vectors.")
+    return labels.astype("int64")
+
+
+def analyze_excitations(
+    model,
+    data,
+    *,
+    blocks=None,
+    class_names=None,
+    batch_size=64,
+    max_images=None,
+    verbose=1,
+):
+    """Per-class excitation statistics and class-specificity of a model's SE blocks.
+
+    Args:
+        model: a keras.Model with `SqueezeExcite` layers (any names; see `find_se_blocks`).
+        data: a ``tf.data.Dataset`` (or any iterable) of ``(images, labels)`` batches,
+            already preprocessed for the model (e.g. `keras_se.data.make_dataset` with
+            ``training=False``), or a pair of arrays ``(images, labels)``.
+            Labels are class indices (or one-hot rows).
+        blocks: which SE blocks: None/``"all"``, ``"default"`` or a list (see `select_blocks`).
+        class_names: names of the classes; their number fixes the class count, and a
+            label outside ``[0, len(class_names))`` is an error. None: ``"0", "1", ...``
+            up to the largest label seen.
+        batch_size: batch size when ``data`` is an array pair.
+        max_images: stop after this many images (None: the whole dataset).
+        verbose: 1 shows a progress bar (`keras.utils.Progbar`), 0 is silent.
+
+    Returns:
+        An `ExcitationAnalysis`.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(16, 16, 3), classes=3)
+        >>> x = np.random.rand(12, 16, 16, 3).astype("float32")
+        >>> y = np.arange(12) % 3
+        >>> result = analyze_excitations(model, (x, y), verbose=0)
+        >>> [b.name for b in result.blocks][:2], result.blocks[0].class_means.shape
+        (['conv2_block1_se', 'conv2_block2_se'], (3, 64))
+        >>> 0.0 <= result.blocks[0].specificity <= 1.0
+        True
+    """
+    if max_images is not None and (
+        isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
+    ):
+        raise ValueError(
+            f"`max_images` must be a positive integer or None. Received: max_images={max_images!r}"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
+        )
+    chosen = select_blocks(find_se_blocks(model), blocks)
+    num_classes = len(class_names) if class_names is not None else 0
+    probe = excitation_model(model, chosen)
+    moments = [_ClassMoments(b.channels, num_classes) for b in chosen]
+    target = _num_batches(data, batch_size)
+    if max_images is not None and isinstance(data, tuple) and target is not None:
+        target = min(target, math.ceil(max_images / batch_size))
+    progbar = keras.utils.Progbar(target, unit_name="batch") if verbose else None
+    seen = step = 0
+    for images, labels in _batches(data, batch_size):
+        labels = _labels_to_indices(labels)
+        if max_images is not None and seen + len(labels) > max_images:
+            keep = max_images - seen
+            images, labels = images[:keep], labels[:keep]
+        if len(labels) == 0:
+            break
+        if labels.min() < 0 or (class_names is not None and labels.max() >= num_classes):
+            bad = labels.min() if labels.min() < 0 else labels.max()
+            raise ValueError(
+                f"A label is outside the class range [0, {num_classes}) of `class_names`. "
+                f"Received: label={int(bad)}"
+            )
+        gates = probe.predict_on_batch(images)
+        if not isinstance(gates, (list, tuple)):
+            gates = [gates]
+        for acc, gate in zip(moments, gates):
+            acc.update(np.asarray(gate), labels)
+        seen += len(labels)
+        step += 1
+        if progbar is not None:
+            progbar.update(step)
+        if max_images is not None and seen >= max_images:
+            break
+    if progbar is not None and step != target:  # stopped early, or no known length
+        progbar.update(step, finalize=True)
+    if seen == 0:
+        raise ValueError("`data` yielded no images to analyse.")
+    num_classes = max(num_classes, *(len(m.count) for m in moments))
+    if class_names is None:
+        class_names = [str(i) for i in range(num_classes)]
+    stats = [_finalize(b, m, num_classes) for b, m in zip(chosen, moments)]
+    return ExcitationAnalysis(
+        model_name=model.name,
+        class_names=list(class_names),
+        class_counts=stats[0].class_counts,
+        num_images=seen,
+        blocks=stats,
+    )
+
+
+# --------------------------------------------------------------------------- one image
+@dataclasses.dataclass
+class Walkthrough:
+    """One SE block on one image, step by step (Section 3 of the paper), channels last.
+
+    Attributes:
+        block: the `SEBlock`.
+        image: ``(H, W, 3)`` the preprocessed model input.
+        features: ``(h, w, C)`` U, the feature maps entering the block.
+        squeeze: ``(C,)`` z, U pooled over space (the layer's ``squeeze``: avg or max).
+        excitation: ``(C,)`` s, the gate.
+        scaled: ``(h, w, C)`` X~ = s · U, the block's output as the model computes it.
+    """
+
+    block: SEBlock
+    image: np.ndarray
+    features: np.ndarray
+    squeeze: np.ndarray
+    excitation: np.ndarray
+    scaled: np.ndarray
+
+
+def walkthrough(model, image, *, block=None):
+    """Runs one image through ``model`` and records U, z, s and X~ of one SE block.
+
+    Args:
+        model: a keras.Model with `SqueezeExcite` layers.
+        image: one preprocessed image ``(H, W, C)`` (or a batch of one).
+        block: layer name, ``SE_<stage>_<index>`` label or depth of the SE block;
+            None picks `default_walkthrough_block`.
+
+    Returns:
+        A `Walkthrough`.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(16, 16, 3), classes=3)
+        >>> w = walkthrough(model, np.random.rand(16, 16, 3).astype("float32"), block="conv3_block1_se")
+        >>> w.features.shape, w.excitation.shape
+        ((8, 8, 128), (128,))
+    """
+    blocks = find_se_blocks(model)
+    chosen = (
+        default_walkthrough_block(blocks) if block is None else select_blocks(blocks, [block])[0]
+    )
+    image = np.asarray(ops.convert_to_numpy(image), "float32")
+    if image.ndim == 3:
+        image = image[None]
+    if image.ndim != 4 or image.shape[0] != 1:
+        raise ValueError(
+            f"`image` must be one image (H, W, C) or a batch of one. Received: shape {image.shape}"
+        )
+    layer = chosen.layer
+    probe = keras.Model(model.inputs, [layer.input, layer.output])
+    features, scaled = (np.asarray(t, "float32") for t in probe.predict_on_batch(image))
+    excitation = np.asarray(ops.convert_to_numpy(layer.excitation(features)), "float32")[0]
+    channels_first = layer.data_format == "channels_first"
+    if channels_first:  # (1, C, h, w) -> (1, h, w, C)
+        features = np.moveaxis(features, 1, -1)
+        scaled = np.moveaxis(scaled, 1, -1)
+    axes = tuple(range(1, features.ndim - 1))
+    pooled = features.mean(axis=axes) if layer.squeeze == "avg" else features.max(axis=axes)
+    shown = image[0]
+    if keras.config.image_data_format() == "channels_first" and shown.shape[0] in (1, 3):
+        shown = np.moveaxis(shown, 0, -1)
+    return Walkthrough(
+        block=chosen,
+        image=shown,
+        features=features[0],
+        squeeze=pooled[0],
+        excitation=excitation,
+        scaled=scaled[0],
+    )
+
+
+def default_walkthrough_block(blocks):
+    """The block drawn by default in the per-image walkthrough: the last of the second stage.
+
+    A middle block: its feature maps are still large enough to look at (16x16 on a
+    32x32 CIFAR-stem ResNet) and its gates already differ between channels. A model
+    with one stage gets its last block.
+    """
+    stages = {}
+    for b in blocks:
+        stages.setdefault(b.stage, []).append(b)
+    order = list(stages)
+    return stages[order[1] if len(order) > 1 else order[0]][-1]

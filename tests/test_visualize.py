@@ -1,0 +1,213 @@
+"""keras_se.visualize: figures 1–4, `keras-se visualize` and the quickstart's figure step."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_se import analysis as an
+from keras_se import visualize as vz
+from tests.conftest import assert_usage_error, run_main
+
+
+def _synthetic_analysis(stages=(2, 2, 3), channels=(8, 16, 80), classes=6):
+    """An ExcitationAnalysis with known layout: stages of 2, 2 and 3 blocks."""
+    rng = np.random.default_rng(0)
+    blocks, depth = [], 0
+    for stage, (count, width) in enumerate(zip(stages, channels), start=1):
+        for index in range(1, count + 1):
+            depth += 1
+            means = rng.uniform(0.2, 0.9, size=(classes, width))
+            blocks.append(
+                an.BlockStatistics(
+                    name=f"block{depth}",
+                    stage=stage,
+                    index=index,
+                    depth=depth,
+                    channels=width,
+                    class_counts=np.full(classes, 10.0),
+                    class_means=means,
+                    mean=means.mean(axis=0),
+                    std=np.full(width, 0.1),
+                    channel_specificity=np.full(width, depth / 10),
+                    specificity=depth / 10,
+                    class_spread=0.01 * depth,
+                )
+            )
+    return an.ExcitationAnalysis(
+        model_name="synthetic",
+        class_names=[f"c{i}" for i in range(classes)],
+        class_counts=np.full(classes, 10.0),
+        num_images=10 * classes,
+        blocks=blocks,
+    )
+
+
+def _svg_panels(path):
+    with open(path) as f:
+        return f.read().count('<g id="axes_')
+
+
+def _assert_written(paths):
+    png, svg = paths
+    assert png.endswith(".png") and svg.endswith(".svg")
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(png) > 5000 and os.path.getsize(svg) > 5000
+
+
+def test_excitation_and_specificity_figures_have_one_panel_per_block(tmp_path):
+    result = _synthetic_analysis()
+    paths = vz.plot_excitation_by_depth(result, tmp_path / "fig1")
+    _assert_written(paths)
+    # Default: last of stages 1 and 2, then the last stage's three blocks.
+    assert _svg_panels(paths[1]) == 5
+    fig = vz.excitation_by_depth_figure(result, blocks="all", classes=["c1", 5])
+    assert len(fig.axes) == 7
+    first = fig.axes[0]
+    assert [line.get_label() for line in first.get_lines()] == ["class c1", "class c5", "all"]
+    last = fig.axes[-1]  # 80 channels: 50 uniformly spaced ones, including both ends
+    x = last.get_lines()[0].get_xdata()
+    assert len(x) == 50 and x[0] == 0 and x[-1] == 79
+    np.testing.assert_allclose(last.get_lines()[1].get_ydata(), result.blocks[-1].class_means[5, x])
+
+    paths = vz.plot_specificity_by_depth(result, tmp_path / "fig2.png")
+    _assert_written(paths)
+    assert paths[0] == str(tmp_path / "fig2.png") and _svg_panels(paths[1]) == 1
+    ax = vz.specificity_by_depth_figure(result).axes[0]
+    points = np.concatenate([c.get_offsets() for c in ax.collections])
+    np.testing.assert_allclose(sorted(points[:, 1]), [d / 10 for d in range(1, 8)])
+
+
+def test_walkthrough_figure_panels(tmp_path):
+    rng = np.random.default_rng(1)
+    features = rng.uniform(size=(6, 6, 20)).astype("float32")
+    s = rng.uniform(size=20).astype("float32")
+    block = an.SEBlock("se", 3, 2, 4, 20, layer=None)
+    walk = an.Walkthrough(
+        block, rng.uniform(size=(12, 12, 3)), features, features.mean((0, 1)), s, features * s
+    )
+    paths = vz.plot_walkthrough(walk, tmp_path / "walk", title="class 7")
+    _assert_written(paths)
+    # input + 16 maps of U + z + s + 5 most and 5 least excited channels
+    assert vz.walkthrough_panels(20) == 29 == _svg_panels(paths[1])
+    titles = [ax.get_title() for ax in vz.walkthrough_figure(walk).axes]
+    top = int(np.argmax(s))
+    assert f"X~[{top}] s={s[top]:.2f}" in titles
+
+
+def test_ratio_tradeoff_one_labelled_point_per_ratio(tmp_path):
+    def trial(ratio, accuracy, params, status="COMPLETED"):
+        return {
+            "hyperparameters": {"se_ratio": ratio, "squeeze": "avg"},
+            "best_val_accuracy": accuracy,
+            "params": params,
+            "status": status,
+        }
+
+    results = [
+        trial(16, 0.90, 1_100_000),
+        trial(4, 0.91, 1_400_000),
+        trial(4, 0.93, 1_400_000),  # the better trial of r=4 is drawn
+        trial(8, None, None, status="FAILED"),
+        trial(32, 0.70, 1_050_000, status="RUNNING"),
+    ]
+    paths = vz.plot_ratio_tradeoff(results, str(tmp_path / "ratio_tradeoff"))
+    _assert_written(paths)
+    ax = vz.ratio_tradeoff_figure(results).axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["r=16", "r=4"]
+    np.testing.assert_allclose(ax.get_lines()[0].get_xydata(), [[1.4, 0.93], [1.1, 0.90]])
+    with pytest.raises(ValueError, match="no completed trial"):
+        vz.plot_ratio_tradeoff(results[3:4], str(tmp_path / "none"))
+
+
+def test_class_selection():
+    names = [str(i) for i in range(10)]
+    assert vz.resolve_classes(None, names) == [0, 2, 4, 7, 9]
+    assert vz.resolve_classes(None, ["a", "b"]) == [0, 1]
+    assert vz.resolve_classes(["3", 1, "3"], names) == [3, 1]
+    with pytest.raises(ValueError, match="out of range.*0..9.*classes=10"):
+        vz.resolve_classes([10], names)
+    with pytest.raises(ValueError, match="at most 5"):
+        vz.resolve_classes(range(6), names)
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    """A tiny quickstart (16x16 digits, 2 steps): training, then the figure step."""
+    from keras_se import quickstart as qs
+
+    out = tmp_path_factory.mktemp("quickstart")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(qs.QUICKSTART, "image_size", 16)
+        mp.setitem(qs.QUICKSTART, "batch_size", 16)
+        mp.setitem(qs.QUICKSTART, "steps_per_epoch", 2)
+        written = qs.quickstart(str(out), epochs=1, verbose=0)
+    return written
+
+
+def test_quickstart_ends_with_figures_1_to_3(quickstart_run):
+    written = quickstart_run
+    for key in ("excitation_by_depth", "specificity_by_depth", "walkthrough"):
+        png = written[key]
+        _assert_written((png, png[: -len(".png")] + ".svg"))
+    with open(written["excitations"]) as f:
+        data = json.load(f)
+    assert data["num_images"] == 360 and len(data["blocks"]) == 8
+    assert [b["depth"] for b in data["blocks"]] == list(range(1, 9))
+    assert all(0 <= b["specificity"] <= 1 for b in data["blocks"])
+    assert _svg_panels(written["excitation_by_depth"][:-4] + ".svg") == 5
+
+
+def test_cli_visualize_writes_json_figures_and_table(capsys, tmp_path, quickstart_run):
+    out = tmp_path / "figs"
+    result = run_main(
+        capsys,
+        "visualize",
+        quickstart_run["run_dir"],
+        "--out",
+        str(out),
+        "--blocks",
+        "SE_3_1,conv5_block2_se",
+        "--classes",
+        "1,7",
+        "--max-images",
+        "40",
+        "--image-index",
+        "5",
+        "--walkthrough-block",
+        "conv2_block1_se",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if "_se " in line]
+    assert [(r[0], r[2]) for r in rows] == [("conv3_block1_se", "3"), ("conv5_block2_se", "8")]
+    with open(out / "excitations.json") as f:
+        data = json.load(f)
+    assert data["num_images"] == 40 and [b["name"] for b in data["blocks"]] == [
+        "conv3_block1_se",
+        "conv5_block2_se",
+    ]
+    assert float(rows[0][4]) == pytest.approx(data["blocks"][0]["specificity"], abs=1e-4)
+    assert _svg_panels(out / "excitation_by_depth.svg") == 2
+    assert _svg_panels(out / "specificity_by_depth.svg") == 1
+    assert _svg_panels(out / "walkthrough.svg") == vz.walkthrough_panels(64)
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["resnet18"], ["no SqueezeExcite layers", "resnet18"]),
+        (["RUN", "--classes", "0,10"], ["out of range", "classes='10'"]),
+        (["RUN", "--image-index", "360"], ["image_index", "360 images", "image_index=360"]),
+        (["RUN", "--blocks", "conv9_block1_se"], ["unknown SE block", "conv9_block1_se"]),
+        (["/nonexistent/run"], ["does not exist", "/nonexistent/run"]),
+    ],
+)
+def test_cli_visualize_user_errors(capsys, tmp_path, quickstart_run, args, needles):
+    args = [quickstart_run["run_dir"] if a == "RUN" else a for a in args]
+    result = run_main(capsys, "visualize", *args, "--out", str(tmp_path), "--quiet")
+    assert_usage_error(result, *needles)
