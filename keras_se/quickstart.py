@@ -42,6 +42,16 @@ def quickstart(out="runs/quickstart", *, epochs=None, verbose=1):
     summary = train(config, verbose=verbose)
     written = {"run_dir": summary["run_dir"], "model": summary["model_path"]}
     print(format_summary(summary))
+    # A TF Serving SavedModel (a rerun keeps the version already exported).
+    from keras_se import export
+
+    model_dir = os.path.join(out, "models", config.model)
+    versions = export.existing_versions(model_dir) if os.path.isdir(model_dir) else []
+    if versions:
+        written["savedmodel"] = os.path.join(model_dir, str(max(versions)))
+    else:
+        result = export.export_model(summary["run_dir"], os.path.join(out, "models"), name=config.model)
+        written["savedmodel"] = result.path
     # Figures 1-3 of `keras_se.visualize` (excitation analysis on the validation digits).
     from keras_se.visualize import visualize_model
 
