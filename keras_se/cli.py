@@ -275,6 +275,20 @@ def _cmd_tune(args):
     return 0
 
 
+def _cmd_bench(args):
+    from keras_se import bench
+
+    report = bench.run_benchmarks(
+        quick=args.quick, jax=not args.no_jax, verbose=0 if args.quiet else 1
+    )
+    command = (
+        "keras-se bench" + (" --quick" if args.quick else "") + (" --no-jax" if args.no_jax else "")
+    )
+    bench.write_report(report, out=args.out, markdown=args.markdown, command=command)
+    print(bench.format_markdown(report, command=command))
+    return 0
+
+
 def _cmd_quickstart(args):
     from keras_se.quickstart import quickstart
 
@@ -412,6 +426,22 @@ def build_parser():
         "--worker-index", type=int, default=0, help="a unique index per worker; default %(default)s"
     )
     p.set_defaults(func=_cmd_tune)
+
+    p = sub.add_parser(
+        "bench",
+        help="what SE costs: SE-ResNet-50 vs ResNet-50 and the SE layer, measured side by side",
+        description="Interleaved A/B timings after warm-up; medians, min-max and ratios against the goals.",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes, few repetitions (a smoke test)"
+    )
+    p.add_argument("--out", help="write the JSON report here")
+    p.add_argument(
+        "--markdown", help="write the table into this markdown file (e.g. BENCHMARKS.md)"
+    )
+    p.add_argument("--no-jax", action="store_true", help="skip the figures under the JAX backend")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
         "quickstart",
