@@ -7,6 +7,7 @@ replacement for a stock one.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import os
 
@@ -197,3 +198,51 @@ def weights_architecture(weights):
     from keras_se import weights as reference
 
     return reference.source_architecture(weights)
+
+
+def make_builder(build, *, public_name, model_name, se, options, doc):
+    """The public keras.applications-style builder around ``build(**kwargs)``.
+
+    Every family (ResNet, Inception) shares this one wrapper: the keras.applications
+    arguments, ``name`` and ``se_ratio`` (16 for an SE model, None for its plain twin),
+    plus the family's own keyword-only ``options`` (name → default). All arguments
+    are keyword-only; the signature is visible to ``help()`` and IDEs.
+
+    Returns:
+        The builder function, with ``registry_name`` set to ``model_name``.
+    """
+    defaults = dict(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name=model_name,
+        se_ratio=16 if se else None,
+        **options,
+    )
+
+    def builder(*args, **kwargs):
+        if args:
+            raise TypeError(
+                f"{public_name}() takes keyword arguments only. Received positional: {args!r}"
+            )
+        unknown = sorted(set(kwargs) - set(defaults))
+        if unknown:
+            raise TypeError(
+                f"{public_name}() got unexpected keyword arguments: {', '.join(unknown)}"
+            )
+        return build(**{**defaults, **kwargs})
+
+    builder.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+            for k, v in defaults.items()
+        ]
+    )
+    builder.__name__ = builder.__qualname__ = public_name
+    builder.__doc__ = doc
+    builder.registry_name = model_name
+    return builder

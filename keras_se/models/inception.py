@@ -505,36 +505,8 @@ def _builder(arch, *, se, public_name, model_name):
     build, title, placement = _ARCHITECTURES[arch]
     default_ratio = 16 if se else None
 
-    def builder(
-        *,
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=model_name,
-        se_ratio=default_ratio,
-        se_kwargs=None,
-    ):
-        return build(
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            se_ratio=se_ratio,
-            se_kwargs=se_kwargs,
-        )
-
     twin = public_name[2:] if se else "SE" + public_name
-    builder.__name__ = builder.__qualname__ = public_name
-    builder.min_input_size = MIN_INPUT_SIZE
-    builder.__doc__ = f"""Builds {"SE-" if se else "plain "}{title} ({"with" if se else "without"} {placement}).
+    doc = f"""Builds {"SE-" if se else "plain "}{title} ({"with" if se else "without"} {placement}).
 
     keras.applications signature plus the SE options (``se_ratio``, default {default_ratio};
     ``se_kwargs``); ``{twin}`` is its {"plain" if se else "SE"} twin, built by the same code.
@@ -547,6 +519,15 @@ def _builder(arch, *, se, public_name, model_name):
         >>> model.output_shape
         (None, 10)
     """
+    builder = common.make_builder(
+        build,
+        public_name=public_name,
+        model_name=model_name,
+        se=se,
+        options={"se_kwargs": None},
+        doc=doc,
+    )
+    builder.min_input_size = MIN_INPUT_SIZE
     return builder
 
 
@@ -571,6 +552,6 @@ InceptionResNetV2 = _builder(
 
 #: Registry rows: snake-case name → builder.
 BUILDERS = {
-    fn.__kwdefaults__["name"]: fn
+    fn.registry_name: fn
     for fn in (SEInceptionV3, InceptionV3, SEInceptionResNetV2, InceptionResNetV2)
 }

@@ -14,6 +14,8 @@ the SE block ``conv{stage}_block{i}_se``, ``avg_pool`` and ``predictions``.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
 from keras_se.blocks import conv_bn, residual_unit
@@ -172,56 +174,35 @@ def build_resnet(
     )
 
 
+def _build_architecture(arch, *, weights, stride_in_1x1, stem_pool, **kwargs):
+    """`build_resnet` for one ``ARCHITECTURES`` row; None options take the reference default."""
+    spec = ARCHITECTURES[arch]
+    # None: the reference default, or what a timm weights file/source needs.
+    reference = {"stride_in_1x1": spec.get("stride_in_1x1", True), "stem_pool": "caffe"}
+    reference.update(common.weights_architecture(weights))
+    return build_resnet(
+        stackwise_num_blocks=spec["stackwise_num_blocks"],
+        block=spec["block"],
+        groups=spec.get("groups", 1),
+        base_width=spec.get("base_width", 64),
+        stride_in_1x1=reference["stride_in_1x1"] if stride_in_1x1 is None else stride_in_1x1,
+        stem_pool=reference["stem_pool"] if stem_pool is None else stem_pool,
+        weights=weights,
+        **kwargs,
+    )
+
+
+#: The ResNet family's options beyond the keras.applications arguments.
+OPTIONS = dict(se_mode="standard", se_kwargs=None, stride_in_1x1=None, stem=None, stem_pool=None)
+
+
 def _builder(arch, *, se, public_name, model_name):
     """Makes the public builder for one architecture row, SE on or off."""
     spec = ARCHITECTURES[arch]
     default_ratio = 16 if se else None
-
-    def builder(
-        *,
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=model_name,
-        se_ratio=default_ratio,
-        se_mode="standard",
-        se_kwargs=None,
-        stride_in_1x1=None,
-        stem=None,
-        stem_pool=None,
-    ):
-        # None: the reference default, or what a timm weights file/source needs.
-        reference = {"stride_in_1x1": spec.get("stride_in_1x1", True), "stem_pool": "caffe"}
-        reference.update(common.weights_architecture(weights))
-        return build_resnet(
-            stackwise_num_blocks=spec["stackwise_num_blocks"],
-            block=spec["block"],
-            groups=spec.get("groups", 1),
-            base_width=spec.get("base_width", 64),
-            stride_in_1x1=reference["stride_in_1x1"] if stride_in_1x1 is None else stride_in_1x1,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            se_ratio=se_ratio,
-            se_mode=se_mode,
-            se_kwargs=se_kwargs,
-            stem=stem,
-            stem_pool=reference["stem_pool"] if stem_pool is None else stem_pool,
-        )
-
     kind = "SE-" if se else "plain "
     twin = public_name[2:] if se else "SE" + public_name
-    builder.__name__ = builder.__qualname__ = public_name
-    builder.__doc__ = f"""Builds {kind}{arch} ({spec["block"]} units, stages {spec["stackwise_num_blocks"]}).
+    doc = f"""Builds {kind}{arch} ({spec["block"]} units, stages {spec["stackwise_num_blocks"]}).
 
     keras.applications signature plus the SE options; ``{twin}`` is its
     {"plain" if se else "SE"} twin, built by the same code. All arguments are
@@ -236,7 +217,14 @@ def _builder(arch, *, se, public_name, model_name):
         >>> model.output_shape
         (None, 10)
     """
-    return builder
+    return common.make_builder(
+        functools.partial(_build_architecture, arch),
+        public_name=public_name,
+        model_name=model_name,
+        se=se,
+        options=OPTIONS,
+        doc=doc,
+    )
 
 
 SEResNet18 = _builder("resnet18", se=True, public_name="SEResNet18", model_name="se_resnet18")
@@ -264,7 +252,7 @@ ResNeXt101 = _builder(
 
 #: Registry rows: snake-case name → builder.
 BUILDERS = {
-    fn.__kwdefaults__["name"]: fn
+    fn.registry_name: fn
     for fn in (
         SEResNet18,
         SEResNet34,
