@@ -271,22 +271,34 @@ class SqueezeExcite(keras.layers.Layer):
         z = self._squeeze(inputs)  # (B, C)
         # Explicit casts: outside __call__ (excitation()) no autocast scope is active.
         dtype = z.dtype
-        h = ops.matmul(z, ops.cast(self.reduce_kernel, dtype))  # (B, C/r)
+
+        def weight(variable):
+            value = variable.value if hasattr(variable, "value") else variable
+            return value if value.dtype == dtype else ops.cast(value, dtype)
+
+        h = ops.matmul(z, weight(self.reduce_kernel))  # (B, C/r)
         if self.use_bias:
-            h = h + ops.cast(self.reduce_bias, dtype)
+            h = h + weight(self.reduce_bias)
         h = self.activation(h)
-        s = ops.matmul(h, ops.cast(self.expand_kernel, dtype))  # (B, C)
+        s = ops.matmul(h, weight(self.expand_kernel))  # (B, C)
         if self.use_bias:
-            s = s + ops.cast(self.expand_bias, dtype)
+            s = s + weight(self.expand_bias)
         return self.gate(s)
 
     def call(self, inputs):
         s = self._excite(inputs)
-        rank = len(inputs.shape)
-        # (B, C) -> (B, 1, ..., 1, C) or (B, C, 1, ..., 1) to broadcast over space.
-        for axis in self._spatial_axes(rank):
-            s = ops.expand_dims(s, axis)
-        return inputs * ops.cast(s, inputs.dtype)
+        # (B, C) -> (B, 1, ..., 1, C) or (B, C, 1, ..., 1) to broadcast over space: one
+        # reshape (fewer ops matter in eager mode, where each op is dispatched alone).
+        ones = (1,) * (len(inputs.shape) - 2)
+        shape = (
+            (-1, *ones, self.channels)
+            if self.data_format == "channels_last"
+            else (-1, self.channels, *ones)
+        )
+        s = ops.reshape(s, shape)
+        if s.dtype != inputs.dtype:
+            s = ops.cast(s, inputs.dtype)
+        return inputs * s
 
     def excitation(self, inputs):
         """The gate values ``s`` for ``inputs``, shape ``(batch, channels)``.
