@@ -76,3 +76,14 @@ def test_quick_cli_report_structure(tmp_path, capsys):
 def test_bench_cli_errors(capsys, args, needle):
     result = run_main(capsys, "bench", *args)
     assert result.returncode == 2 and needle in result.stderr
+
+
+def test_device_path_runs_on_whatever_device_is_there(capsys, tmp_path):
+    """`--device gpu` (mixed precision + XLA) runs end to end; here on the CPU, at tiny sizes."""
+    out = tmp_path / "gpu.json"
+    result = run_main(capsys, "bench", "--device", "gpu", "--quick", "--quiet", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["mode"] == "quick-gpu"
+    assert [f["name"] for f in report["figures"]] == ["device_inference", "device_train_step"]
+    assert all("images/s" in f["description"] and f["ratio"] > 0 for f in report["figures"])
