@@ -356,6 +356,25 @@ def _decode(raw, kind, image_size):
     return image
 
 
+def resize_and_crop(images, preprocessing, size):
+    """Evaluation resize shared by the pipelines and the exported SavedModel.
+
+    Resizes with the spec's interpolation so that the centre crop of fraction
+    ``crop_pct`` is ``size`` (timm's evaluation transform; ``crop_pct=1`` is a plain
+    resize), rounds back to 0..255 pixel values, and takes the centre crop.
+    Works on one image ``(H, W, C)`` or a batch ``(N, H, W, C)``; returns float32.
+    """
+    import tensorflow as tf
+
+    height, width = size
+    crop = preprocessing.crop_pct
+    big = (int(np.ceil(height / crop)), int(np.ceil(width / crop)))
+    x = tf.image.resize(images, big, method=preprocessing.interpolation)
+    x = tf.clip_by_value(tf.round(x), 0.0, 255.0)
+    top, left = (big[0] - height) // 2, (big[1] - width) // 2
+    return x[..., top : top + height, left : left + width, :]
+
+
 def _resize(image, image_size):
     import tensorflow as tf
 
@@ -468,7 +487,9 @@ def make_dataset(
             element_seed = tf.stack([tf.cast(seed * 1000 + epoch, tf.int64), index])
             image = _augment(image, element_seed, image_size, flip=info.flip)
         elif image.shape[0] != image_size or image.shape[1] != image_size:
-            image = _resize(image, image_size)
+            image = tf.cast(
+                resize_and_crop(image, info.preprocessing, (image_size, image_size)), tf.uint8
+            )
         image = tf.ensure_shape(image, (image_size, image_size, 3))
         return normalize(image, info.preprocessing), tf.cast(label, tf.int64)
 

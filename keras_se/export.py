@@ -42,7 +42,13 @@ import time
 import keras
 import numpy as np
 
-from keras_se.data import Preprocessing, load_preprocessing, normalize, preprocessing_path
+from keras_se.data import (
+    Preprocessing,
+    load_preprocessing,
+    normalize,
+    preprocessing_path,
+    resize_and_crop,
+)
 from keras_se.layers import SqueezeExcite
 
 #: Files and names of the TF Serving layout.
@@ -414,19 +420,10 @@ class _ServingFunctions:
 
     def preprocess(self, image):
         """uint8 images → float32 model inputs, exactly `keras_se.data.normalize`."""
-        tf = self.tf
         x = image
         if self.resize:
-            height, width = self.size
-            crop = self.preprocessing.crop_pct
-            # Resize so that the centre crop of fraction crop_pct is (H, W) (timm's eval).
-            big = (int(np.ceil(height / crop)), int(np.ceil(width / crop)))
-            x = tf.image.resize(x, big, method=self.preprocessing.interpolation)
-            # Like training's evaluation pipeline (keras_se.data): resized images are
-            # rounded back to 0..255 pixel values before `normalize`.
-            x = tf.clip_by_value(tf.round(x), 0.0, 255.0)
-            top, left = (big[0] - height) // 2, (big[1] - width) // 2
-            x = x[:, top : top + height, left : left + width, :]
+            # The evaluation pipeline's own resize (keras_se.data), compiled into the graph.
+            x = resize_and_crop(x, self.preprocessing, self.size)
         return normalize(x, self.preprocessing)
 
     def head(self, outputs):
