@@ -53,6 +53,15 @@ def assert_layer_roundtrip(layer_factory, inputs, tmp_path, *, atol=1e-6):
     return model
 
 
+def free_port():
+    """A free TCP port on 127.0.0.1 (servers and workers in tests bind loopback only)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_cli(*args, timeout=600, env=None):
     """Runs ``python -m keras_se.cli ARGS`` in a subprocess; returns CompletedProcess."""
     full_env = dict(os.environ, **(env or {}))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 
 from keras_se.training import TrainConfig, learning_rate_schedule, train
-from tests.conftest import assert_usage_error, run_cli, run_main
+from tests.conftest import assert_usage_error, free_port, run_cli, run_main
 
 # A tiny run: SE-ResNet-18 on 16x16 digits, 3 steps of 16 images per epoch.
 TINY = [
@@ -32,12 +31,6 @@ TINY = [
     "3",
     "--quiet",
 ]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(*args, env=None):
@@ -168,7 +161,7 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
     summary = json.load(open(os.path.join(mirrored, "summary.json")))
     assert summary["replicas"] == 2 and summary["strategy"] == "mirrored"
 
-    workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     multi = str(tmp_path / "multi")
     procs = []
     for index in range(2):

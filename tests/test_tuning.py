@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from keras_se import tuning
 from keras_se.training import TrainConfig
-from tests.conftest import assert_usage_error, run_main
+from tests.conftest import assert_usage_error, free_port, run_main
 
 TINY = dict(model="se_resnet18", epochs=1, steps_per_epoch=2, image_size=16, batch_size=16)
 TINY_FLAGS = [
@@ -32,12 +31,6 @@ TINY_FLAGS = [
     "--quiet",
     "--no-export",
 ]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _trial_files(out):
@@ -201,7 +194,7 @@ def test_killed_grid_search_resumes_without_rerunning_completed_trials(tmp_path)
 
 def test_chief_and_two_workers_run_each_trial_once(tmp_path):
     out = str(tmp_path / "tune")
-    port = str(_free_port())
+    port = str(free_port())
     base = [
         sys.executable,
         "-m",
