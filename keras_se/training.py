@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from keras_se import data as data_lib
 from keras_se import models
+from keras_se.layers import BatchNormSqueezeExcite
 from keras_se.utils import model_stats
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
@@ -298,7 +299,7 @@ def learning_rate_schedule(config, steps_per_epoch):
 def _synchronize_batchnorm(model):
     def clone(layer):
         config = layer.get_config()
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization | BatchNormSqueezeExcite):
             config["synchronized"] = True
         return layer.__class__.from_config(config)
 

@@ -40,7 +40,7 @@ import keras
 import numpy as np
 
 from keras_se.data import Preprocessing
-from keras_se.layers import SqueezeExcite
+from keras_se.layers import BatchNormSqueezeExcite, SqueezeExcite
 
 LAYOUTS = ("legacy", "timm")
 STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -414,33 +414,46 @@ class _Tensor:
         return self.to_torch(np.zeros(self.variable.shape, "float32")).shape
 
 
+def _batchnorm_tensors(layer, prefix):
+    slots = (
+        ("weight", layer.gamma),
+        ("bias", layer.beta),
+        ("running_mean", layer.moving_mean),
+        ("running_var", layer.moving_variance),
+    )
+    return [_Tensor(f"{prefix}.{k}", v, _identity, _identity) for k, v in slots]
+
+
+def _se_tensors(layer, prefix):
+    out = [_Tensor(f"{prefix}.fc1.weight", layer.reduce_kernel, _fc1x1_to_keras, _fc1x1_to_torch)]
+    if layer.use_bias:
+        out.append(_Tensor(f"{prefix}.fc1.bias", layer.reduce_bias, _identity, _identity))
+    out.append(
+        _Tensor(f"{prefix}.fc2.weight", layer.expand_kernel, _fc1x1_to_keras, _fc1x1_to_torch)
+    )
+    if layer.use_bias:
+        out.append(_Tensor(f"{prefix}.fc2.bias", layer.expand_bias, _identity, _identity))
+    return out
+
+
 def _layer_tensors(layer, prefix):
-    """(timm key, Keras variable, transforms) for each weight of one layer."""
+    """(timm key, Keras variable, transforms) for each weight of one layer.
+
+    A `BatchNormSqueezeExcite` (the fused bottleneck tail) holds two reference modules,
+    the branch's last BN and its SE block: its ``prefix`` is their pair.
+    """
     if isinstance(layer, keras.layers.Conv2D):
         out = [_Tensor(f"{prefix}.weight", layer.kernel, _conv_to_keras, _conv_to_torch)]
         if layer.use_bias:
             out.append(_Tensor(f"{prefix}.bias", layer.bias, _identity, _identity))
         return out
+    if isinstance(layer, BatchNormSqueezeExcite):
+        bn_prefix, se_prefix = prefix
+        return _batchnorm_tensors(layer, bn_prefix) + _se_tensors(layer, se_prefix)
     if isinstance(layer, keras.layers.BatchNormalization):
-        slots = (
-            ("weight", layer.gamma),
-            ("bias", layer.beta),
-            ("running_mean", layer.moving_mean),
-            ("running_var", layer.moving_variance),
-        )
-        return [_Tensor(f"{prefix}.{k}", v, _identity, _identity) for k, v in slots]
+        return _batchnorm_tensors(layer, prefix)
     if isinstance(layer, SqueezeExcite):
-        out = [
-            _Tensor(f"{prefix}.fc1.weight", layer.reduce_kernel, _fc1x1_to_keras, _fc1x1_to_torch)
-        ]
-        if layer.use_bias:
-            out.append(_Tensor(f"{prefix}.fc1.bias", layer.reduce_bias, _identity, _identity))
-        out.append(
-            _Tensor(f"{prefix}.fc2.weight", layer.expand_kernel, _fc1x1_to_keras, _fc1x1_to_torch)
-        )
-        if layer.use_bias:
-            out.append(_Tensor(f"{prefix}.fc2.bias", layer.expand_bias, _identity, _identity))
-        return out
+        return _se_tensors(layer, prefix)
     if isinstance(layer, keras.layers.Dense):
         out = [_Tensor(f"{prefix}.weight", layer.kernel, np.transpose, np.transpose)]
         if layer.use_bias:
@@ -497,9 +510,11 @@ def _check_architecture(model, layout):
         )
     for layer in se_layers:
         config = layer.get_config()
-        branch = f"{layer.name[: -len('_se')]}_{'3_bn' if bottleneck else '2_relu'}"
-        source = _layer(model, branch)
-        if source is None or layer.input is not source.output:
+        fused = isinstance(layer, BatchNormSqueezeExcite)
+        part = "3_conv" if fused else ("3_bn" if bottleneck else "2_relu")
+        source = _layer(model, f"{layer.name[: -len('_se')]}_{part}")
+        layer_input = layer.input[0] if fused and isinstance(layer.input, list) else layer.input
+        if source is None or layer_input is not source.output:
             raise ValueError(
                 f"Reference weights need se_mode='standard' (SE after the last BN of the "
                 f"residual branch); layer {layer.name!r} is elsewhere."
@@ -511,9 +526,9 @@ def _check_architecture(model, layout):
                 f"activation={config['activation']!r}, gate={config['gate']!r}"
             )
     for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization) and not np.isclose(
-            layer.epsilon, TORCH_BN_EPSILON, rtol=0, atol=1e-9
-        ):
+        if isinstance(
+            layer, keras.layers.BatchNormalization | BatchNormSqueezeExcite
+        ) and not np.isclose(layer.epsilon, TORCH_BN_EPSILON, rtol=0, atol=1e-9):
             raise ValueError(
                 f"Reference weights need BatchNorm epsilon={TORCH_BN_EPSILON} (PyTorch); layer "
                 f"{layer.name!r} has epsilon={layer.epsilon}."
@@ -531,6 +546,8 @@ def _model_tensors(model, layout):
         if prefix is None:
             unmapped.append(layer.name)
             continue
+        if isinstance(layer, BatchNormSqueezeExcite):
+            prefix = (_torch_prefix(f"{layer.name[: -len('_se')]}_3_bn", layout), prefix)
         tensors.extend(_layer_tensors(layer, prefix))
     if unmapped:
         raise ValueError(

@@ -53,6 +53,43 @@ def assert_layer_roundtrip(layer_factory, inputs, tmp_path, *, atol=1e-6):
     return model
 
 
+def copy_textbook_weights(textbook, fused, *, seed=None):
+    """Copies a ``se_fused=False`` keras_se ResNet's weights into its fused twin, by name.
+
+    Each ``..._3_bn`` goes into the fused ``..._se`` layer's BN variables. With ``seed``,
+    the textbook model first gets random BatchNorm statistics and affines (so a BN is not
+    the identity and a missed copy shows).
+    """
+    from keras_se import BatchNormSqueezeExcite, SqueezeExcite
+
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+        for w in textbook.weights:
+            if w.path.endswith("moving_variance"):
+                w.assign(rng.uniform(0.5, 2.0, size=w.shape))
+            elif w.path.endswith(("moving_mean", "beta")):
+                w.assign(rng.normal(0.0, 0.2, size=w.shape))
+            elif w.path.endswith("gamma"):
+                w.assign(rng.normal(1.0, 0.2, size=w.shape))
+    names = {layer.name for layer in fused.layers}
+    for layer in textbook.layers:
+        if not layer.weights:
+            continue
+        fused_se = f"{layer.name[: -len('_3_bn')]}_se"
+        if layer.name.endswith("_3_bn") and layer.name not in names and fused_se in names:
+            target = fused.get_layer(fused_se)
+            assert isinstance(target, BatchNormSqueezeExcite)
+            parts = ("gamma", "beta", "moving_mean", "moving_variance")
+        elif isinstance(layer, SqueezeExcite):
+            target = fused.get_layer(layer.name)
+            parts = ("reduce_kernel", "expand_kernel", "reduce_bias", "expand_bias")
+        else:
+            fused.get_layer(layer.name).set_weights(layer.get_weights())
+            continue
+        for part in parts:
+            getattr(target, part).assign(getattr(layer, part))
+
+
 def free_port():
     """A free TCP port on 127.0.0.1 (servers and workers in tests bind loopback only)."""
     import socket

@@ -9,8 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_se import SqueezeExcite, add_squeeze_excite, models
+from keras_se import BatchNormSqueezeExcite, SqueezeExcite, add_squeeze_excite, models
 from keras_se import analysis as an
+from tests.conftest import copy_textbook_weights
 
 
 def _linear_se_model(channels=3, name="my_gate"):
@@ -167,20 +168,47 @@ def test_blocks_found_by_type_in_registry_and_retrofitted_models():
     assert all(0 <= b.specificity <= 1 for b in result.blocks)
 
 
-def test_walkthrough_records_u_z_s_and_scaled_maps():
-    model = models.get("se_resnet18", input_shape=(16, 16, 3), classes=3)
+@pytest.mark.parametrize("name, channels", [("se_resnet18", 256), ("se_resnet50", 1024)])
+def test_walkthrough_records_u_z_s_and_scaled_maps(name, channels):
+    model = models.get(name, input_shape=(16, 16, 3), classes=3)
+    layer = model.get_layer("conv4_block1_se")
+    if name == "se_resnet50":  # fused: U is the BatchNorm output, computed inside the layer
+        assert isinstance(layer, BatchNormSqueezeExcite)
+        layer.moving_mean.assign(np.linspace(-1, 1, channels))
+        layer.moving_variance.assign(np.linspace(0.5, 2, channels))
     image = np.random.default_rng(2).normal(size=(16, 16, 3)).astype("float32")
     walk = an.walkthrough(model, image, block="SE_4_1")
-    layer = model.get_layer("conv4_block1_se")
-    assert walk.block.name == "conv4_block1_se" and walk.features.shape == (4, 4, 256)
+    assert walk.block.name == "conv4_block1_se" and walk.features.shape == (4, 4, channels)
+    if name == "se_resnet50":
+        conv = keras.Model(model.inputs, model.get_layer("conv4_block1_3_conv").output)
+        raw = keras.ops.convert_to_numpy(conv(image[None]))[0]
+        bn = (raw - layer.moving_mean.numpy()) / np.sqrt(layer.moving_variance.numpy() + 1e-5)
+        np.testing.assert_allclose(walk.features, bn, rtol=1e-4, atol=1e-4)
     z = walk.features.mean(axis=(0, 1))
-    w1, w2, b1, b2 = layer.get_weights()
+    w1, w2, b1, b2 = layer.get_weights()[:4]
     s = 1 / (1 + np.exp(-(np.maximum(z @ w1 + b1, 0) @ w2 + b2)))
     np.testing.assert_allclose(walk.squeeze, z, atol=1e-6)
     np.testing.assert_allclose(walk.excitation, s, atol=1e-5)
     # X~ is what the model computes; it must equal s * U.
     np.testing.assert_allclose(walk.scaled, walk.features * s, atol=1e-5)
-    assert an.walkthrough(model, image).block.name == "conv3_block2_se"  # the default
+    last = 2 if name == "se_resnet18" else 4  # the default: the last block of stage 3
+    assert an.walkthrough(model, image).block.name == f"conv3_block{last}_se"
+
+
+def test_fused_and_textbook_models_give_the_same_excitations():
+    kwargs = dict(input_shape=(32, 32, 3), classes=3)
+    textbook = models.SEResNet50(se_fused=False, **kwargs)
+    fused = models.SEResNet50(**kwargs)
+    copy_textbook_weights(textbook, fused, seed=0)
+    blocks = an.find_se_blocks(fused)
+    assert [b.name for b in blocks] == [b.name for b in an.find_se_blocks(textbook)]
+    assert [b.channels for b in blocks][::5] == [256, 512, 1024, 2048]
+    assert [(b.stage, b.index) for b in blocks][:4] == [(2, 1), (2, 2), (2, 3), (3, 1)]
+    images = np.random.default_rng(4).normal(size=(3, 32, 32, 3)).astype("float32")
+    expected = an.excitation_model(textbook).predict_on_batch(images)
+    got = an.excitation_model(fused).predict_on_batch(images)
+    for a, b in zip(expected, got):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_bad_inputs_raise_one_clear_error():

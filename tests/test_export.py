@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from keras_se import SqueezeExcite, cli, export, models
 from keras_se.data import Preprocessing, save_preprocessing
-from tests.conftest import assert_usage_error
+from tests.conftest import assert_usage_error, copy_textbook_weights
 
 H, W, C = 32, 32, 3
 CLASSES = 4
@@ -315,6 +315,30 @@ def test_excitations_signature_gives_each_se_gate(exported):
 
 
 # ---------------------------------------------------------------------- variants
+def test_fused_se_bottleneck_exports_the_textbook_function(tmp_path):
+    """SE-ResNet-50's fused BN+SE tails serve the same probabilities and gates as the
+    textbook graph (conv → BatchNormalization → SqueezeExcite) with the same weights."""
+    from keras_se import analysis
+
+    kwargs = dict(input_shape=(H, W, C), classes=3)
+    textbook = models.SEResNet50(se_fused=False, **kwargs)
+    fused = models.SEResNet50(**kwargs)
+    copy_textbook_weights(textbook, fused, seed=1)
+    result = export.export_model(fused, tmp_path, name="fused", with_excitations=True)
+    loaded = tf.saved_model.load(result.path)
+    images = _images(2, seed=11)
+    served = loaded.signatures["serving_default"](image=tf.constant(images))
+    reference = _keras_probabilities(textbook, images, Preprocessing())
+    assert np.abs(served["probabilities"].numpy() - reference).max() <= 1e-4
+    gates = loaded.signatures["excitations"](image=tf.constant(images))
+    expected = analysis.excitation_model(textbook).predict_on_batch(
+        _numpy_preprocess(images, Preprocessing())
+    )
+    assert len(gates) == len(expected) == 16
+    for layer, s in zip(analysis.find_se_blocks(textbook), expected):
+        assert np.abs(gates[layer.name].numpy() - s).max() <= 1e-4, layer.name
+
+
 def test_bare_keras_file_defaults_versions_and_models_config(tmp_path):
     # A logits model (no classifier activation): the graph adds the softmax.
     model = models.get("se_resnet18", input_shape=(H, W, C), classes=3, classifier_activation=None)

@@ -263,3 +263,219 @@ def test_bad_build_inputs():
         SqueezeExcite().build((None, 8, 8, None))
     with pytest.raises(ValueError, match=r"0 bottleneck units for 8 channels.*ratio=16"):
         SqueezeExcite(16, min_units=0).build((None, 4, 4, 8))
+
+
+# --------------------------------------------------------------------------- BatchNormSqueezeExcite
+def _fused_with_random_weights(layer, shape, rng):
+    """Builds ``layer`` on ``shape`` and gives every variable a random value; returns them."""
+    layer.build(shape)
+    values = {}
+    for w in layer.weights:
+        value = rng.normal(size=tuple(w.shape)).astype("float32") * 0.5
+        if w.name == "moving_variance":
+            value = rng.uniform(0.5, 2.0, size=tuple(w.shape)).astype("float32")
+        w.assign(value)
+        values[w.name] = value
+    return values
+
+
+def numpy_batchnorm(x, gamma, beta, mean, variance, *, epsilon, data_format="channels_last"):
+    shape = (1,) * (x.ndim - 1) + (-1,) if data_format == "channels_last" else (1, -1)
+    shape = shape + (1,) * (x.ndim - 2) if data_format == "channels_first" else shape
+    r = lambda v: v.reshape(shape)  # noqa: E731
+    return r(gamma) * (x - r(mean)) / np.sqrt(r(variance) + epsilon) + r(beta)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("squeeze", ["avg", "max"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_batchnorm_se_is_batchnorm_then_se(training, squeeze, data_format):
+    from keras_se import BatchNormSqueezeExcite
+
+    rng = np.random.default_rng(7)
+    shape = (4, 6, 5, 32) if data_format == "channels_last" else (4, 32, 6, 5)
+    x = (rng.normal(size=shape) * 3 + 1).astype("float32")
+    layer = BatchNormSqueezeExcite(
+        8, epsilon=1e-5, momentum=0.9, squeeze=squeeze, data_format=data_format
+    )
+    v = _fused_with_random_weights(layer, shape, rng)
+    axes = (0, 2, 3) if data_format == "channels_first" else (0, 1, 2)
+    if training:
+        mean, variance = x.mean(axis=axes), x.var(axis=axes)
+    else:
+        mean, variance = v["moving_mean"], v["moving_variance"]
+    u = numpy_batchnorm(
+        x, v["gamma"], v["beta"], mean, variance, epsilon=1e-5, data_format=data_format
+    )
+    expected, expected_s = numpy_se(
+        u,
+        v["reduce_kernel"],
+        v["reduce_bias"],
+        v["expand_kernel"],
+        v["expand_bias"],
+        squeeze=squeeze,
+        data_format=data_format,
+    )
+    out = keras.ops.convert_to_numpy(layer(x, training=training))
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    if training:  # moving averages updated as keras BatchNormalization does
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer.moving_mean),
+            0.9 * v["moving_mean"] + 0.1 * mean,
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer.moving_variance),
+            0.9 * v["moving_variance"] + 0.1 * variance,
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    else:  # excitation() and features() use the moving statistics
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer.excitation(x)), expected_s, rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer.features(x)), u, rtol=1e-5, atol=1e-5
+        )
+
+
+def test_batchnorm_se_given_means_equal_its_own_squeeze():
+    from keras_se import BatchNormSqueezeExcite
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 7, 7, 16)).astype("float32")
+    layer = BatchNormSqueezeExcite(4, momentum=0.5)
+    _fused_with_random_weights(layer, x.shape, rng)
+    means = x.mean(axis=(1, 2))
+    for training in (False, True):
+        start = [keras.ops.convert_to_numpy(w) for w in layer.non_trainable_weights]
+        alone = keras.ops.convert_to_numpy(layer(x, training=training))
+        after_alone = [keras.ops.convert_to_numpy(w) for w in layer.non_trainable_weights]
+        for w, value in zip(layer.non_trainable_weights, start):
+            w.assign(value)
+        for given in (means, means[:, None, None, :]):
+            out = keras.ops.convert_to_numpy(layer([x, given], training=training))
+            np.testing.assert_allclose(out, alone, rtol=1e-5, atol=1e-5)
+            for w, value, initial in zip(layer.non_trainable_weights, after_alone, start):
+                np.testing.assert_allclose(keras.ops.convert_to_numpy(w), value, rtol=1e-6)
+                w.assign(initial)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer.excitation([x, means])),
+        keras.ops.convert_to_numpy(layer.excitation(x)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_batchnorm_se_gradients_equal_the_two_layers():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("gradient comparison written with tf.GradientTape")
+    import tensorflow as tf
+
+    from keras_se import BatchNormSqueezeExcite
+
+    rng = np.random.default_rng(5)
+    x = tf.constant((rng.normal(size=(4, 6, 6, 32)) * 2 + 0.5).astype("float32"))
+    fused = BatchNormSqueezeExcite(4, epsilon=1e-5)
+    v = _fused_with_random_weights(fused, x.shape, rng)
+    bn, se = keras.layers.BatchNormalization(epsilon=1e-5), SqueezeExcite(4)
+    bn.build(x.shape)
+    se.build(x.shape)
+    bn.set_weights([v[n] for n in ("gamma", "beta", "moving_mean", "moving_variance")])
+    se.set_weights([v[n] for n in ("reduce_kernel", "expand_kernel", "reduce_bias", "expand_bias")])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        reference = tf.reduce_sum(tf.sin(se(bn(x, training=True))))
+        ours = tf.reduce_sum(tf.sin(fused(x, training=True)))
+    names = ("gamma", "beta", "reduce_kernel", "expand_kernel", "reduce_bias", "expand_bias")
+    expected = tape.gradient(reference, [x, bn.gamma, bn.beta, *se.trainable_weights])
+    by_name = {w.name: w for w in fused.trainable_weights}
+    got = tape.gradient(ours, [x] + [by_name[n] for n in names])
+    assert float(ours) == pytest.approx(float(reference), rel=1e-5)
+    order = [0, 1, 2] + [3 + [w.name for w in se.trainable_weights].index(n) for n in names[2:]]
+    for g, i in zip(got, order):
+        np.testing.assert_allclose(g.numpy(), expected[i].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_se_serialization_and_mixed_precision(tmp_path):
+    from keras_se import BatchNormSqueezeExcite
+
+    x = np.random.default_rng(2).normal(size=(2, 6, 6, 16)).astype("float32")
+    assert_layer_roundtrip(
+        lambda: BatchNormSqueezeExcite(4, epsilon=1e-5, momentum=0.9, name="fused"), x, tmp_path
+    )
+    reference = BatchNormSqueezeExcite(4)
+    expected = keras.ops.convert_to_numpy(reference(x, training=True))
+    keras.config.set_dtype_policy("mixed_float16")
+    layer = BatchNormSqueezeExcite(4)
+    layer.build(x.shape)
+    layer.set_weights(reference.get_weights())
+    y = layer(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")), expected, rtol=2e-2, atol=2e-2
+    )
+
+
+def test_batchnorm_se_bad_arguments():
+    from keras_se import BatchNormSqueezeExcite
+
+    with pytest.raises(ValueError, match=r"epsilon=0"):
+        BatchNormSqueezeExcite(epsilon=0)
+    with pytest.raises(ValueError, match=r"momentum=1.5"):
+        BatchNormSqueezeExcite(momentum=1.5)
+    with pytest.raises(ValueError, match=r"ratio=0"):
+        BatchNormSqueezeExcite(ratio=0)
+    with pytest.raises(ValueError, match=r"squeeze='max'"):
+        BatchNormSqueezeExcite(squeeze="max").build([(None, 4, 4, 32), (None, 32)])
+    with pytest.raises(ValueError, match=r"one value per channel \(32\).*\(None, 16\)"):
+        BatchNormSqueezeExcite().build([(None, 4, 4, 32), (None, 16)])
+
+
+def test_batchnorm_se_synchronized_uses_global_batch_statistics():
+    """synchronized=True under a 2-replica MirroredStrategy (2 logical CPUs, fresh process):
+    the statistics are the global batch's, not each replica's half."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.distribute runs on the TensorFlow backend")
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import json
+        import numpy as np
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from keras_se import BatchNormSqueezeExcite
+        x = np.random.default_rng(0).normal(size=(8, 4, 4, 16)).astype("float32")
+        x += np.arange(8, dtype="float32")[:, None, None, None]  # halves differ in mean
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            layer = BatchNormSqueezeExcite(4, synchronized=True, momentum=0.0)
+            layer.build(x.shape)
+        data = tf.data.Dataset.from_tensor_slices(x).batch(8)
+        batch = next(iter(strategy.experimental_distribute_dataset(data)))
+        strategy.run(tf.function(lambda b: layer(b, training=True)), (batch,))
+        print("JSON" + json.dumps({
+            "mean": layer.moving_mean.numpy().tolist(),
+            "variance": layer.moving_variance.numpy().tolist(),
+        }))
+        """
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(li for li in result.stdout.splitlines() if li.startswith("JSON"))
+    stats = json.loads(line[4:])
+    x = np.random.default_rng(0).normal(size=(8, 4, 4, 16)).astype("float32")
+    x += np.arange(8, dtype="float32")[:, None, None, None]
+    np.testing.assert_allclose(stats["mean"], x.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats["variance"], x.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_se import SqueezeExcite, models
+from keras_se import BatchNormSqueezeExcite, SqueezeExcite, models
 from keras_se.utils import count_weights
 
 REFERENCE_PARAMS = {
@@ -55,16 +55,58 @@ def _se_layers(model):
     return [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
 
 
-def test_plain_twin_differs_only_in_se_blocks():
+@pytest.mark.parametrize("se_fused", [True, False])
+def test_plain_twin_differs_only_in_se_blocks(se_fused):
     kwargs = dict(input_shape=(32, 32, 3), classes=3)
-    se, plain = models.SEResNet50(**kwargs), models.ResNet50(**kwargs)
+    se, plain = models.SEResNet50(se_fused=se_fused, **kwargs), models.ResNet50(**kwargs)
     se_names = {layer.name for layer in _se_layers(se)}
     assert len(se_names) == 16 and not _se_layers(plain)
-    assert {layer.name for layer in se.layers} - se_names == {layer.name for layer in plain.layers}
+    se_only = {layer.name for layer in se.layers} - {layer.name for layer in plain.layers}
+    plain_only = {layer.name for layer in plain.layers} - {layer.name for layer in se.layers}
+    if se_fused:
+        # Each unit's last BN is folded into its BatchNormSqueezeExcite; the squeeze pools
+        # the 1x1 conv's input.
+        assert all(isinstance(se.get_layer(n), BatchNormSqueezeExcite) for n in se_names)
+        assert se_only == se_names | {f"{n}_pool" for n in se_names}
+        assert plain_only == {f"{n[: -len('_se')]}_3_bn" for n in se_names}
+    else:
+        assert se_only == se_names and not plain_only
     for layer in plain.layers:
-        assert [w.shape for w in layer.weights] == [
-            w.shape for w in se.get_layer(layer.name).weights
-        ]
+        shapes = [w.shape for w in layer.weights]
+        if layer.name in plain_only:  # the BN's variables, in the fused layer
+            fused = se.get_layer(layer.name.replace("_3_bn", "_se"))
+            twin = [fused.gamma, fused.beta, fused.moving_mean, fused.moving_variance]
+            assert shapes == [w.shape for w in twin]
+        else:
+            assert shapes == [w.shape for w in se.get_layer(layer.name).weights]
+
+
+def test_fused_and_textbook_se_resnet_compute_the_same_function(tmp_path):
+    """The fused bottleneck tail is BN → SE exactly: same weights (by reference key), same
+    outputs in both modes, same moving statistics after a training step."""
+    from keras_se.weights import load_reference_weights, save_reference_weights
+
+    kwargs = dict(input_shape=(64, 64, 3), classes=5)
+    textbook = models.SEResNeXt50(se_fused=False, **kwargs)
+    fused = models.SEResNeXt50(**kwargs)
+    rng = np.random.default_rng(0)
+    for w in textbook.weights:  # non-trivial BN statistics and gates
+        if "moving_variance" in w.path:
+            w.assign(rng.uniform(0.5, 2.0, size=w.shape))
+        elif "moving_mean" in w.path or "gamma" in w.path or "beta" in w.path:
+            w.assign(rng.normal(0.0, 0.2, size=w.shape) + (1.0 if "gamma" in w.path else 0.0))
+    path = tmp_path / "textbook.safetensors"
+    save_reference_weights(textbook, path)
+    load_reference_weights(fused, path)  # every key used, every weight set
+    x = rng.normal(size=(4, 64, 64, 3)).astype("float32")
+    for training in (False, True):
+        a = keras.ops.convert_to_numpy(textbook(x, training=training))
+        b = keras.ops.convert_to_numpy(fused(x, training=training))
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6)
+    bn = textbook.get_layer("conv4_block2_3_bn")
+    se = fused.get_layer("conv4_block2_se")
+    np.testing.assert_allclose(se.moving_variance.numpy(), bn.moving_variance.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(se.moving_mean.numpy(), bn.moving_mean.numpy(), atol=1e-5)
 
 
 def test_layer_names_follow_keras_applications_scheme():
@@ -76,7 +118,7 @@ def test_layer_names_follow_keras_applications_scheme():
         "conv2_block1_0_conv",
         "conv2_block1_1_conv",
         "conv3_block2_se",
-        "conv5_block3_3_bn",
+        "conv5_block3_3_conv",
         "conv5_block3_out",
         "avg_pool",
         "predictions",
@@ -122,7 +164,7 @@ def test_stem_choice_by_input_size():
 
 @pytest.mark.parametrize("se_mode", ["standard", "pre", "post", "identity"])
 def test_se_modes(se_mode):
-    model = models.SEResNet50(input_shape=(32, 32, 3), classes=3, se_mode=se_mode)
+    model = models.SEResNet50(input_shape=(32, 32, 3), classes=3, se_mode=se_mode, se_fused=False)
     se_blocks = _se_layers(model)
     assert len(se_blocks) == 16
     first = model.get_layer("conv2_block1_se")
@@ -137,6 +179,24 @@ def test_se_modes(se_mode):
     assert first.input is model.get_layer(expected_parent).output
     out = model(np.zeros((2, 32, 32, 3), "float32"))
     assert out.shape == (2, 3)
+
+
+def test_fused_tail_placement_and_fallbacks():
+    model = models.SEResNet50(input_shape=(32, 32, 3), classes=3)
+    fused = model.get_layer("conv2_block1_se")
+    features, means = fused.input
+    assert features is model.get_layer("conv2_block1_3_conv").output
+    assert tuple(means.shape) == (None, 1, 1, 256)
+    assert (
+        model.get_layer("conv2_block1_se_pool").input
+        is model.get_layer("conv2_block1_2_relu").output
+    )
+    # Not fusable: the max squeeze, other placements, and basic blocks (ReLU before SE).
+    for kwargs in (dict(se_kwargs={"squeeze": "max"}), dict(se_mode="post")):
+        other = models.SEResNet50(input_shape=(32, 32, 3), classes=3, **kwargs)
+        assert not any(isinstance(layer, BatchNormSqueezeExcite) for layer in other.layers)
+    basic = models.SEResNet18(input_shape=(32, 32, 3), classes=3)
+    assert not any(isinstance(layer, BatchNormSqueezeExcite) for layer in basic.layers)
 
 
 def test_se_kwargs_and_ratio_reach_every_block():

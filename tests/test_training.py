@@ -242,3 +242,26 @@ def test_resume_refuses_a_different_configuration(tmp_path):
             ),
             verbose=0,
         )
+
+
+def test_sync_bn_clone_synchronizes_fused_se_tails():
+    """``sync_bn``: every BatchNorm, including those folded into the fused SE tails, computes
+    cross-replica statistics, and the clone computes the same function."""
+    from keras_se import BatchNormSqueezeExcite, models
+    from keras_se.training import _synchronize_batchnorm
+
+    model = models.SEResNet50(input_shape=(32, 32, 3), classes=3)
+    clone = _synchronize_batchnorm(model)
+    clone.set_weights(model.get_weights())
+    norms = [
+        layer
+        for layer in clone.layers
+        if isinstance(layer, keras.layers.BatchNormalization | BatchNormSqueezeExcite)
+    ]
+    assert sum(isinstance(layer, BatchNormSqueezeExcite) for layer in norms) == 16
+    assert all(layer.synchronized for layer in norms)
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(clone(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-6
+    )

@@ -20,9 +20,13 @@ def test_resnet50_macs_match_paper():
     assert abs(plain.gmacs - 3.86) / 3.86 < 0.01
     assert abs(se.gmacs - 3.87) / 3.87 < 0.01
     assert abs(v15.gmacs - 4.11) / 4.11 < 0.01
-    # The SE overhead is exactly the FC matmuls: sum over blocks of 2*C*C/r.
+    # The textbook SE overhead is exactly the FC matmuls: sum over blocks of 2*C*C/r.
     depths, channels = (3, 4, 6, 3), (256, 512, 1024, 2048)
-    assert se.macs - plain.macs == sum(2 * n * c * c // 16 for n, c in zip(depths, channels))
+    fc = sum(2 * n * c * c // 16 for n, c in zip(depths, channels))
+    assert model_stats(models.SEResNet50(se_fused=False)).macs - plain.macs == fc
+    # The fused tail (the default) also applies each last 1x1 conv (C/4 -> C) to the
+    # pooled map once: the squeeze through the conv instead of a pass over its output.
+    assert se.macs - plain.macs == fc + sum(n * (c // 4) * c for n, c in zip(depths, channels))
 
 
 def test_conv_macs_agree_with_tensorflow_profiler():
@@ -44,12 +48,12 @@ def test_conv_macs_agree_with_tensorflow_profiler():
         flops[node.name] = node.float_ops
         stack.extend(node.children)
     convs = [op.name for op in graph.get_operations() if op.type == "Conv2D"]
-    assert len(convs) == 53
+    assert len(convs) == 53 + 16  # + each fused SE tail's 1x1 conv on its pooled input
     stats = model_stats(model)
     # The profiler counts a multiply-add as 2 FLOPs.
     assert sum(flops[name] for name in convs) == 2 * stats.macs_by_layer["Conv2D"]
     assert stats.macs_by_layer["Dense"] == 2048 * 10
-    assert stats.macs_by_layer["SqueezeExcite"] == sum(
+    assert stats.macs_by_layer["BatchNormSqueezeExcite"] == sum(
         2 * n * c * c // 16 for n, c in zip((3, 4, 6, 3), (256, 512, 1024, 2048))
     )
 

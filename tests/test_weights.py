@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from keras_se import cli, models
+from keras_se import BatchNormSqueezeExcite, cli, models
 from keras_se import weights as reference
 from keras_se.data import load_preprocessing
 from keras_se.models.resnet import build_resnet
@@ -166,6 +166,12 @@ def test_every_key_sets_exactly_one_weight(tmp_path, config):
     fc1 = state[f"layer2.0.{se}.fc1.weight"]
     np.testing.assert_array_equal(values(se_layer.reduce_kernel), fc1[:, :, 0, 0].T)
     np.testing.assert_array_equal(values(se_layer.expand_bias), state[f"layer2.0.{se}.fc2.bias"])
+    if kwargs.get("block") != "basic":  # the fused tail holds the branch's last BN (bn3)
+        assert isinstance(se_layer, BatchNormSqueezeExcite)
+        np.testing.assert_array_equal(values(se_layer.gamma), state["layer2.0.bn3.weight"])
+        np.testing.assert_array_equal(
+            values(se_layer.moving_mean), state["layer2.0.bn3.running_mean"]
+        )
 
 
 @pytest.mark.parametrize("config", ["se_resnext_legacy", "se_resnet_timm"])
@@ -213,7 +219,7 @@ def test_classifier_shape_and_headless_models(tmp_path):
     headless = build_resnet(**arch, include_top=False, pooling="avg")
     reference.load_reference_weights(headless, path)  # the classifier keys are skipped
     np.testing.assert_array_equal(
-        values(headless.get_layer("conv5_block1_3_bn").moving_mean),
+        values(headless.get_layer("conv5_block1_se").moving_mean),  # fused: bn3 lives here
         state["layer4.0.bn3.running_mean"],
     )
 
