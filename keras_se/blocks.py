@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_se.layers import BatchNormSqueezeExcite, SqueezeExcite
+from keras_se.layers import BatchNormSqueezeExcite, Squeeze, SqueezeExcite
 
 SE_MODES = ("standard", "pre", "post", "identity")
 BN_EPSILON = 1e-5  # PyTorch/Caffe-port default (keras.applications uses 1.001e-5)
@@ -113,11 +113,7 @@ def fused_bottleneck_tail(x, filters, *, ratio, name, se_kwargs=None):
         name=f"{name}_3_conv",
     )
     features = conv3(x)  # first call: conv3.output is the full map
-    spatial = tuple(x.shape[1:3] if channel_axis() == -1 else x.shape[2:4])
-    if None in spatial:
-        pool = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")
-    else:  # one full-window average pool: oneDNN's pooling kernel on TensorFlow
-        pool = keras.layers.AveragePooling2D(spatial, name=f"{name}_se_pool")
+    pool = Squeeze(name=f"{name}_se_pool")
     means = conv3(pool(x))
     return BatchNormSqueezeExcite(
         ratio,

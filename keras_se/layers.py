@@ -66,6 +66,81 @@ def se_units(channels, ratio=16, *, units=None, min_units=1, divisor=1):
     return max(n, min_units)
 
 
+def global_pool(inputs, *, squeeze="avg", data_format="channels_last"):
+    """The SE squeeze: average (or max) over all spatial axes, (B, ..., C) -> (B, C).
+
+    On the TensorFlow backend, a channels-last 2-D map of known size is pooled with one
+    full-window ``average_pool``/``max_pool`` (oneDNN's pooling kernel, about 2x faster on
+    CPU than ``reduce_mean`` over two non-contiguous axes: see BENCHMARKS.md); elsewhere,
+    and for unknown sizes, ``mean``/``max`` over the axes (on JAX a full-window
+    ``reduce_window`` pool has a gradient that costs window x map: far slower).
+    """
+    rank = len(inputs.shape)
+    channels_last = data_format == "channels_last"
+    axes = tuple(range(1, rank - 1)) if channels_last else tuple(range(2, rank))
+    spatial = tuple(inputs.shape[a] for a in axes)
+    if (
+        rank == 4
+        and None not in spatial
+        and channels_last  # TF has no NCHW pooling kernel on CPU
+        and keras.backend.backend() == "tensorflow"
+    ):
+        pool = ops.average_pool if squeeze == "avg" else ops.max_pool
+        z = pool(
+            inputs, pool_size=spatial, strides=spatial, padding="valid", data_format=data_format
+        )
+        return ops.reshape(z, (-1, inputs.shape[-1]))
+    if squeeze == "avg":
+        return ops.mean(inputs, axis=axes)
+    return ops.max(inputs, axis=axes)
+
+
+@keras.saving.register_keras_serializable(package="keras_se")
+class Squeeze(keras.layers.Layer):
+    """The SE squeeze as a layer: each sample's spatial mean (or max), spatial axes kept as 1.
+
+    ``GlobalAveragePooling2D(keepdims=True)`` computed with `global_pool`: one oneDNN
+    pooling kernel on TensorFlow, a plain mean on other backends. keras_se's fused SE
+    bottleneck (`keras_se.blocks.fused_bottleneck_tail`) uses it to pool the narrow map
+    its 1x1 conv expands.
+
+    Args:
+        squeeze: ``"avg"`` or ``"max"``.
+        data_format: ``"channels_last"``, ``"channels_first"`` or None (the Keras default).
+
+    Example:
+        >>> import numpy as np
+        >>> Squeeze()(np.ones((2, 5, 5, 8), "float32")).shape
+        (2, 1, 1, 8)
+    """
+
+    def __init__(self, squeeze="avg", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if squeeze not in _SQUEEZES:
+            raise ValueError(f"`squeeze` must be one of {_SQUEEZES}. Received: squeeze={squeeze!r}")
+        data_format = data_format or keras.config.image_data_format()
+        if data_format not in _DATA_FORMATS:
+            raise ValueError(
+                f"`data_format` must be one of {_DATA_FORMATS} or None. "
+                f"Received: data_format={data_format!r}"
+            )
+        self.squeeze = squeeze
+        self.data_format = data_format
+
+    def call(self, inputs):
+        pooled = global_pool(inputs, squeeze=self.squeeze, data_format=self.data_format)
+        return ops.reshape(pooled, self.compute_output_shape((-1, *inputs.shape[1:])))
+
+    def compute_output_shape(self, input_shape):
+        ones = (1,) * (len(input_shape) - 2)
+        if self.data_format == "channels_last":
+            return (input_shape[0], *ones, input_shape[-1])
+        return (input_shape[0], input_shape[1], *ones)
+
+    def get_config(self):
+        return {**super().get_config(), "squeeze": self.squeeze, "data_format": self.data_format}
+
+
 @keras.saving.register_keras_serializable(package="keras_se")
 class SqueezeExcite(keras.layers.Layer):
     """Squeeze-and-Excitation block: recalibrates channels by a learned gate.
@@ -238,34 +313,8 @@ class SqueezeExcite(keras.layers.Layer):
         return tuple(range(2, rank))
 
     def _squeeze(self, inputs):
-        """Global average (or max) pooling over all spatial axes: (B, ..., C) -> (B, C).
-
-        On the TensorFlow backend, a channels-last 2-D map of known size is pooled with one
-        full-window ``average_pool``/``max_pool`` (oneDNN's pooling kernel, about 2x
-        faster on CPU than ``reduce_mean`` over two non-contiguous axes: see
-        BENCHMARKS.md); elsewhere, and for unknown sizes, ``mean``/``max`` over the axes.
-        """
-        rank = len(inputs.shape)
-        axes = self._spatial_axes(rank)
-        spatial = tuple(inputs.shape[a] for a in axes)
-        if (
-            rank == 4
-            and None not in spatial
-            and self.data_format == "channels_last"  # TF has no NCHW pooling kernel on CPU
-            and keras.backend.backend() == "tensorflow"
-        ):
-            pool = ops.average_pool if self.squeeze == "avg" else ops.max_pool
-            z = pool(
-                inputs,
-                pool_size=spatial,
-                strides=spatial,
-                padding="valid",
-                data_format=self.data_format,
-            )
-            return ops.reshape(z, (-1, self.channels))
-        if self.squeeze == "avg":
-            return ops.mean(inputs, axis=axes)
-        return ops.max(inputs, axis=axes)
+        """Global average (or max) pooling over all spatial axes: (B, ..., C) -> (B, C)."""
+        return global_pool(inputs, squeeze=self.squeeze, data_format=self.data_format)
 
     def _excite(self, inputs):
         """Squeeze + excitation on an input already in the compute dtype: (B, C)."""

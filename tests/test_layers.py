@@ -479,3 +479,43 @@ def test_batchnorm_se_synchronized_uses_global_batch_statistics():
     x += np.arange(8, dtype="float32")[:, None, None, None]
     np.testing.assert_allclose(stats["mean"], x.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(stats["variance"], x.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- Squeeze
+@pytest.mark.parametrize("squeeze", ["avg", "max"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_squeeze_layer_is_keepdims_global_pool(squeeze, data_format, tmp_path):
+    from keras_se.layers import Squeeze
+
+    x = np.random.default_rng(1).normal(size=(3, 5, 6, 4)).astype("float32")
+    if data_format == "channels_first":
+        x = np.moveaxis(x, -1, 1)
+    axes = (1, 2) if data_format == "channels_last" else (2, 3)
+    reduce = np.mean if squeeze == "avg" else np.max
+    layer = Squeeze(squeeze, data_format=data_format)
+    out = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(out, reduce(x, axis=axes, keepdims=True), rtol=1e-6, atol=1e-6)
+    assert layer.compute_output_shape(x.shape) == out.shape
+    assert Squeeze.from_config(layer.get_config()).get_config() == layer.get_config()
+    with pytest.raises(ValueError, match="squeeze='sum'"):
+        Squeeze("sum")
+    with pytest.raises(ValueError, match="data_format='NHWC'"):
+        Squeeze(data_format="NHWC")
+
+
+def test_squeeze_gradient_is_a_broadcast_on_jax():
+    """A full-window reduce_window pool (keras AveragePooling2D on JAX) has a gradient costing
+    window x map (3.6x slower SE-ResNet-50 training step, BENCHMARKS.md): the squeeze's
+    gradient must be a plain broadcast."""
+    if keras.backend.backend() != "jax":
+        pytest.skip("JAX-specific: runs in test_layer_suite_under_jax_backend's subprocess")
+    import jax
+
+    from keras_se.layers import Squeeze
+
+    layer = Squeeze()
+    x = np.ones((2, 8, 8, 4), "float32")
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda v: layer(v).sum()))(x))
+    assert "reduce_window" not in jaxpr
+    avg = keras.layers.AveragePooling2D(8)  # the counter-example the check would catch
+    assert "reduce_window" in str(jax.make_jaxpr(jax.grad(lambda v: avg(v).sum()))(x))
