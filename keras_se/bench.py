@@ -576,7 +576,7 @@ SETTINGS = {
     "full": dict(
         size=224,
         batch=8,
-        repeats=15,
+        repeats=31,
         layer_shape=(16, 56, 56, 256),
         pipeline_repeats=3,
         memory=True,

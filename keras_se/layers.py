@@ -66,8 +66,10 @@ def se_units(channels, ratio=16, *, units=None, min_units=1, divisor=1):
     return max(n, min_units)
 
 
-def global_pool(inputs, *, squeeze="avg", data_format="channels_last"):
+def global_pool(inputs, *, squeeze="avg", data_format="channels_last", keepdims=False):
     """The SE squeeze: average (or max) over all spatial axes, (B, ..., C) -> (B, C).
+
+    ``keepdims=True`` keeps the spatial axes with length 1.
 
     On the TensorFlow backend, a channels-last 2-D map of known size is pooled with one
     full-window ``average_pool``/``max_pool`` (oneDNN's pooling kernel, about 2x faster on
@@ -89,10 +91,10 @@ def global_pool(inputs, *, squeeze="avg", data_format="channels_last"):
         z = pool(
             inputs, pool_size=spatial, strides=spatial, padding="valid", data_format=data_format
         )
-        return ops.reshape(z, (-1, inputs.shape[-1]))
+        return z if keepdims else ops.reshape(z, (-1, inputs.shape[-1]))
     if squeeze == "avg":
-        return ops.mean(inputs, axis=axes)
-    return ops.max(inputs, axis=axes)
+        return ops.mean(inputs, axis=axes, keepdims=keepdims)
+    return ops.max(inputs, axis=axes, keepdims=keepdims)
 
 
 @keras.saving.register_keras_serializable(package="keras_se")
@@ -128,8 +130,9 @@ class Squeeze(keras.layers.Layer):
         self.data_format = data_format
 
     def call(self, inputs):
-        pooled = global_pool(inputs, squeeze=self.squeeze, data_format=self.data_format)
-        return ops.reshape(pooled, self.compute_output_shape((-1, *inputs.shape[1:])))
+        return global_pool(
+            inputs, squeeze=self.squeeze, data_format=self.data_format, keepdims=True
+        )
 
     def compute_output_shape(self, input_shape):
         ones = (1,) * (len(input_shape) - 2)
