@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_se.layers import BatchNormSqueezeExcite, Squeeze, SqueezeExcite
+from keras_se.layers import BatchNormSqueezeExcite, PointwiseConv2D, Squeeze, SqueezeExcite
 
 SE_MODES = ("standard", "pre", "post", "identity")
 BN_EPSILON = 1e-5  # PyTorch/Caffe-port default (keras.applications uses 1.001e-5)
@@ -98,16 +98,15 @@ def fused_bottleneck_tail(x, filters, *, ratio, name, se_kwargs=None):
     * the BN and the SE scale are one affine (`BatchNormSqueezeExcite`);
     * the squeeze needs the spatial mean of the conv output, which for a linear 1x1 conv
       is the conv of the spatial mean of its input: ``{name}_se_pool`` averages the
-      4x narrower input and ``{name}_3_conv`` is applied to it as well (shared kernel,
-      one (batch, 1, 1, C/4) call).
+      4x narrower input and ``{name}_3_conv`` (a `PointwiseConv2D`) is applied to it as
+      well (shared kernel; on the (batch, 1, 1, C/4) descriptor it is one matmul).
 
     Layers: ``{name}_3_conv`` (called twice; its ``output`` is the feature map),
     ``{name}_se_pool`` and ``{name}_se`` (holding the BN's ``gamma``/``beta``/moving
     statistics and the SE weights).
     """
-    conv3 = keras.layers.Conv2D(
+    conv3 = PointwiseConv2D(
         filters,
-        1,
         use_bias=False,
         kernel_initializer=conv_kernel_initializer(),
         name=f"{name}_3_conv",

@@ -145,6 +145,52 @@ class Squeeze(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_se")
+class PointwiseConv2D(keras.layers.Conv2D):
+    """A 1x1, stride-1 ``Conv2D`` that runs a 1x1 map (a pooled descriptor) as one matmul.
+
+    keras_se's fused SE bottleneck applies its last 1x1 conv twice: to the feature map and
+    to that map's spatial mean (the squeeze, `keras_se.blocks.fused_bottleneck_tail`). On
+    CPU a convolution primitive on a (batch, 1, 1, C) input costs 2-3x a matmul of the same
+    size (oneDNN sets up and reorders the kernel per call); this layer computes that call as
+    ``reshape → matmul → reshape`` and every other input as ``Conv2D``. Same weights, same
+    config and arguments as ``Conv2D(filters, 1)``.
+
+    Example:
+        >>> import numpy as np
+        >>> conv = PointwiseConv2D(8, use_bias=False)
+        >>> conv(np.ones((2, 1, 1, 4), "float32")).shape
+        (2, 1, 1, 8)
+    """
+
+    def __init__(self, filters, kernel_size=1, strides=1, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, **kwargs)
+        if tuple(self.kernel_size) != (1, 1) or tuple(self.strides) != (1, 1):
+            raise ValueError(
+                "PointwiseConv2D is a 1x1 convolution with stride 1. Received: "
+                f"kernel_size={kernel_size!r}, strides={strides!r}"
+            )
+        if self.groups != 1 or tuple(self.dilation_rate) != (1, 1):
+            raise ValueError(
+                "PointwiseConv2D has no groups or dilation. Received: "
+                f"groups={self.groups!r}, dilation_rate={self.dilation_rate!r}"
+            )
+
+    def call(self, inputs):
+        channels_last = self.data_format == "channels_last"
+        spatial = inputs.shape[1:3] if channels_last else inputs.shape[2:4]
+        if tuple(spatial) != (1, 1):
+            return super().call(inputs)
+        kernel = ops.reshape(self.kernel, self.kernel.shape[-2:])  # (C_in, C_out)
+        outputs = ops.matmul(ops.reshape(inputs, (-1, kernel.shape[0])), kernel)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        shape = (-1, 1, 1, self.filters) if channels_last else (-1, self.filters, 1, 1)
+        return ops.reshape(outputs, shape)
+
+
+@keras.saving.register_keras_serializable(package="keras_se")
 class SqueezeExcite(keras.layers.Layer):
     """Squeeze-and-Excitation block: recalibrates channels by a learned gate.
 

@@ -519,3 +519,45 @@ def test_squeeze_gradient_is_a_broadcast_on_jax():
     assert "reduce_window" not in jaxpr
     avg = keras.layers.AveragePooling2D(8)  # the counter-example the check would catch
     assert "reduce_window" in str(jax.make_jaxpr(jax.grad(lambda v: avg(v).sum()))(x))
+
+
+# --------------------------------------------------------------------------- PointwiseConv2D
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_pointwise_conv_equals_conv2d_on_maps_and_descriptors(use_bias, tmp_path):
+    from keras_se.layers import PointwiseConv2D
+
+    rng = np.random.default_rng(0)
+    layer = PointwiseConv2D(6, use_bias=use_bias, activation="relu")
+    reference = keras.layers.Conv2D(6, 1, use_bias=use_bias, activation="relu")
+    for shape in ((3, 1, 1, 5), (3, 4, 4, 5)):  # matmul path, convolution path
+        x = rng.normal(size=shape).astype("float32")
+        if not layer.built:
+            layer.build(shape)
+            reference.build(shape)
+            layer.set_weights([rng.normal(size=w.shape) for w in layer.weights])
+            reference.set_weights(layer.get_weights())
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer(x)),
+            keras.ops.convert_to_numpy(reference(x)),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    x = rng.normal(size=(2, 3, 3, 5)).astype("float32")
+    assert_layer_roundtrip(lambda: PointwiseConv2D(5, name="pw"), x, tmp_path)
+    with pytest.raises(ValueError, match=r"kernel_size=3"):
+        PointwiseConv2D(4, kernel_size=3)
+    with pytest.raises(ValueError, match=r"strides=2"):
+        PointwiseConv2D(4, strides=2)
+    with pytest.raises(ValueError, match=r"groups=2"):
+        PointwiseConv2D(4, groups=2)
+
+
+def test_pointwise_conv_channels_first_descriptor():
+    from keras_se.layers import PointwiseConv2D
+
+    x = np.random.default_rng(1).normal(size=(2, 5, 1, 1)).astype("float32")
+    layer = PointwiseConv2D(3, data_format="channels_first")
+    out = keras.ops.convert_to_numpy(layer(x))
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in layer.weights)
+    expected = x[:, :, 0, 0] @ kernel[0, 0] + bias
+    np.testing.assert_allclose(out, expected[:, :, None, None], rtol=1e-5, atol=1e-6)

@@ -47,11 +47,18 @@ def test_conv_macs_agree_with_tensorflow_profiler():
         node = stack.pop()
         flops[node.name] = node.float_ops
         stack.extend(node.children)
-    convs = [op.name for op in graph.get_operations() if op.type == "Conv2D"]
-    assert len(convs) == 53 + 16  # + each fused SE tail's 1x1 conv on its pooled input
+    ops = graph.get_operations()
+    convs = [op.name for op in ops if op.type == "Conv2D"]
+    matmuls = [op.name for op in ops if op.type == "MatMul"]
+    # 53 convolutions; matmuls: 2 per SE gate, 1 per fused tail (its 1x1 conv on the pooled
+    # map, `PointwiseConv2D`), 1 classifier.
+    assert (len(convs), len(matmuls)) == (53, 16 * 2 + 16 + 1)
     stats = model_stats(model)
     # The profiler counts a multiply-add as 2 FLOPs.
-    assert sum(flops[name] for name in convs) == 2 * stats.macs_by_layer["Conv2D"]
+    assert sum(flops[name] for name in convs + matmuls) == 2 * stats.macs
+    pointwise = [layer for layer in model.layers if type(layer).__name__ == "PointwiseConv2D"]
+    first_calls = sum(layer_macs(layer) for layer in pointwise)
+    assert sum(flops[name] for name in convs) == 2 * (stats.macs_by_layer["Conv2D"] + first_calls)
     assert stats.macs_by_layer["Dense"] == 2048 * 10
     assert stats.macs_by_layer["BatchNormSqueezeExcite"] == sum(
         2 * n * c * c // 16 for n, c in zip((3, 4, 6, 3), (256, 512, 1024, 2048))
