@@ -168,6 +168,13 @@ def residual_unit(
     in_channels = x.shape[bn_axis]
     out_channels = filters * (4 if block == "bottleneck" else 1)
     se = dict(ratio=se_ratio, se_kwargs=se_kwargs, name=f"{name}_se")
+    fused = (  # the branch's last conv → BN → SE as one `fused_bottleneck_tail`
+        se_fused
+        and block == "bottleneck"
+        and se_ratio is not None
+        and se_mode == "standard"
+        and (se_kwargs or {}).get("squeeze", "avg") == "avg"
+    )
 
     unit_input = x
     if se_mode == "pre":
@@ -191,18 +198,16 @@ def residual_unit(
         s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
         x = conv_bn(x, width, 1, strides=s1, name=f"{name}_1")
         x = conv_bn(x, width, 3, strides=s3, groups=groups, name=f"{name}_2")
-        fuse = se_fused and se_ratio is not None and se_mode == "standard"
-        if fuse and (se_kwargs or {}).get("squeeze", "avg") == "avg":
+        if fused:
             x = fused_bottleneck_tail(
                 x, out_channels, ratio=se_ratio, se_kwargs=se_kwargs, name=name
             )
-            se_mode = None  # applied
         else:
             x = conv_bn(x, out_channels, 1, activation=None, name=f"{name}_3")
     else:
         raise ValueError(f"`block` must be 'basic' or 'bottleneck'. Received: block={block!r}")
 
-    if se_mode == "standard":
+    if se_mode == "standard" and not fused:
         x = squeeze_excite(x, **se)
     elif se_mode == "identity":
         shortcut = squeeze_excite(shortcut, **se)
