@@ -209,91 +209,40 @@ def bench_models(*, size, batch, repeats, classes=1000):
     # what keras_se's fused tail (the default, `blocks.fused_bottleneck_tail`) saves.
     textbook = models.SEResNet50(input_shape=(size, size, 3), classes=classes, se_fused=False)
     figures = []
+    compiled = f"compiled inference, batch {batch}, {size}x{size}"
+    training = f"training step (SGD), batch {batch}, {size}x{size}"
+    slow_repeats = max(3, repeats // 2)  # eager calls and training steps take longer
 
-    fa, fb = compiled_forward(se), compiled_forward(plain)
-    a, b = interleave(lambda: fa(x), lambda: fb(x), repeats=repeats)
-    figures.append(
-        Figure(
-            "inference_compiled",
-            f"compiled inference, batch {batch}, {size}x{size}",
-            "SE-ResNet-50",
-            "ResNet-50",
-            a,
-            b,
-            backend=backend,
-        )
-    )
+    def compare(name, description, labels, fn_a, fn_b, repeats=repeats):
+        a, b = interleave(fn_a, fn_b, repeats=repeats)
+        figures.append(Figure(name, description, *labels, a, b, backend=backend))
 
-    ft = compiled_forward(textbook)
-    a, b = interleave(lambda: ft(x), lambda: fb(x), repeats=repeats)
-    figures.append(
-        Figure(
-            "inference_compiled_textbook",
-            f"compiled inference, batch {batch}, {size}x{size}",
-            "SE-ResNet-50, se_fused=False",
-            "ResNet-50",
-            a,
-            b,
-            backend=backend,
-        )
-    )
+    fa, fb, ft = compiled_forward(se), compiled_forward(plain), compiled_forward(textbook)
+    pair = ("SE-ResNet-50", "ResNet-50")
+    compare("inference_compiled", compiled, pair, lambda: fa(x), lambda: fb(x))
+    textbook_pair = ("SE-ResNet-50, se_fused=False", "ResNet-50")
+    compare("inference_compiled_textbook", compiled, textbook_pair, lambda: ft(x), lambda: fb(x))
 
     ref = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=classes)
     fr = compiled_forward(ref)
-    a, b = interleave(lambda: fb(x), lambda: fr(x), repeats=repeats)
-    figures.append(
-        Figure(
-            "vs_keras_applications",
-            f"compiled inference, batch {batch}, {size}x{size}",
-            "keras_se ResNet-50",
-            "keras.applications.ResNet50",
-            a,
-            b,
-            backend=backend,
-        )
-    )
+    labels = ("keras_se ResNet-50", "keras.applications.ResNet50")
+    compare("vs_keras_applications", compiled, labels, lambda: fb(x), lambda: fr(x))
 
     def eager(model):
         return lambda: _block(model(x, training=False))
 
-    a, b = interleave(eager(se), eager(plain), repeats=max(3, repeats // 2))
-    figures.append(
-        Figure(
-            "inference_eager",
-            f"eager model(x), batch {batch}, {size}x{size}",
-            "SE-ResNet-50",
-            "ResNet-50",
-            a,
-            b,
-            backend=backend,
-        )
-    )
+    eager_description = f"eager model(x), batch {batch}, {size}x{size}"
+    compare("inference_eager", eager_description, pair, eager(se), eager(plain), slow_repeats)
 
-    ta, tb = compiled_train_step(se), compiled_train_step(plain)
-    a, b = interleave(lambda: ta(x, y), lambda: tb(x, y), repeats=max(3, repeats // 2))
-    figures.append(
-        Figure(
-            "train_step",
-            f"training step (SGD), batch {batch}, {size}x{size}",
-            "SE-ResNet-50",
-            "ResNet-50",
-            a,
-            b,
-            backend=backend,
-        )
-    )
-    tt = compiled_train_step(textbook)
-    a, b = interleave(lambda: tt(x, y), lambda: tb(x, y), repeats=max(3, repeats // 2))
-    figures.append(
-        Figure(
-            "train_step_textbook",
-            f"training step (SGD), batch {batch}, {size}x{size}",
-            "SE-ResNet-50, se_fused=False",
-            "ResNet-50",
-            a,
-            b,
-            backend=backend,
-        )
+    ta, tb, tt = (compiled_train_step(m) for m in (se, plain, textbook))
+    compare("train_step", training, pair, lambda: ta(x, y), lambda: tb(x, y), slow_repeats)
+    compare(
+        "train_step_textbook",
+        training,
+        textbook_pair,
+        lambda: tt(x, y),
+        lambda: tb(x, y),
+        slow_repeats,
     )
     return figures
 
