@@ -83,14 +83,8 @@ class SEBlock:
         return f"SE_{self.stage}_{self.index}"
 
 
-def _feature_input(layer):
-    """The feature map an SE layer is called on (a fused layer's first input)."""
-    inputs = layer.input
-    return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-
-
 def _spatial_shape(layer):
-    shape = tuple(_feature_input(layer).shape)
+    shape = tuple(layer.feature_input.shape)
     return shape[1:-1] if layer.data_format == "channels_last" else shape[2:]
 
 
@@ -247,9 +241,8 @@ class _ExcitationProbe(keras.layers.Layer):
         return ops.cast(self.se_layer.excitation(inputs), "float32")
 
     def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
-            input_shape = input_shape[0]  # [features, means] of a BatchNormSqueezeExcite
-        return (input_shape[0], self.se_layer.channels)
+        batch = self.se_layer.compute_output_shape(input_shape)[0]  # [x, means] too
+        return (batch, self.se_layer.channels)
 
 
 def excitation_model(model, blocks=None):

@@ -197,9 +197,14 @@ def compiled_train_step(model, *, learning_rate=0.01):
 
 
 # --------------------------------------------------------------------------- figures
+def _figure(name, description, labels, fn_a, fn_b, *, repeats, warmup=2):
+    """Times ``fn_a`` against ``fn_b`` with `interleave`; the `Figure` of the active backend."""
+    a, b = interleave(fn_a, fn_b, repeats=repeats, warmup=warmup)
+    return Figure(name, description, *labels, a, b, backend=keras.backend.backend())
+
+
 def bench_models(*, size, batch, repeats, classes=1000):
     """Figures 1-4: SE-ResNet-50 vs ResNet-50 (and vs keras.applications) on one backend."""
-    backend = keras.backend.backend()
     rng = np.random.default_rng(0)
     x = rng.random((batch, size, size, 3)).astype("float32")
     y = rng.integers(0, classes, size=(batch,))
@@ -214,8 +219,7 @@ def bench_models(*, size, batch, repeats, classes=1000):
     slow_repeats = max(3, repeats // 2)  # eager calls and training steps take longer
 
     def compare(name, description, labels, fn_a, fn_b, repeats=repeats):
-        a, b = interleave(fn_a, fn_b, repeats=repeats)
-        figures.append(Figure(name, description, *labels, a, b, backend=backend))
+        figures.append(_figure(name, description, labels, fn_a, fn_b, repeats=repeats))
 
     fa, fb, ft = compiled_forward(se), compiled_forward(plain), compiled_forward(textbook)
     pair = ("SE-ResNet-50", "ResNet-50")
@@ -422,7 +426,6 @@ def bench_device(*, size, batch, repeats, policy="mixed_bfloat16"):
     when one is visible; runs on JAX with CUDA and no TensorFlow). Times per batch; the
     markdown shows images/s.
     """
-    backend = keras.backend.backend()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
@@ -442,40 +445,27 @@ def bench_device(*, size, batch, repeats, policy="mixed_bfloat16"):
             compiled.append(model)
         se, plain = compiled
         label = f"{policy}, XLA, batch {batch}, {size}x{size}"
-        a, b = interleave(
-            lambda: _block(se.predict_on_batch(x)),
-            lambda: _block(plain.predict_on_batch(x)),
-            repeats=repeats,
-            warmup=3,
-        )
+        pair = ("SE-ResNet-50", "ResNet-50")
         figures = [
-            Figure(
+            _figure(
                 "device_inference",
                 f"inference, {label}",
-                "SE-ResNet-50",
-                "ResNet-50",
-                a,
-                b,
-                backend=backend,
-            )
-        ]
-        a, b = interleave(
-            lambda: se.train_on_batch(x, y),
-            lambda: plain.train_on_batch(x, y),
-            repeats=repeats,
-            warmup=3,
-        )
-        figures.append(
-            Figure(
+                pair,
+                lambda: _block(se.predict_on_batch(x)),
+                lambda: _block(plain.predict_on_batch(x)),
+                repeats=repeats,
+                warmup=3,
+            ),
+            _figure(
                 "device_train_step",
                 f"training step, {label}",
-                "SE-ResNet-50",
-                "ResNet-50",
-                a,
-                b,
-                backend=backend,
-            )
-        )
+                pair,
+                lambda: se.train_on_batch(x, y),
+                lambda: plain.train_on_batch(x, y),
+                repeats=repeats,
+                warmup=3,
+            ),
+        ]
         for f in figures:
             f.description += f" ({batch / statistics.median(f.a):.0f} vs {batch / statistics.median(f.b):.0f} images/s)"
         return figures

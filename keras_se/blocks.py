@@ -35,24 +35,6 @@ def conv_kernel_initializer():
     )
 
 
-def conv(x, filters, kernel_size, *, name, strides=1, groups=1):
-    """Conv (no bias) ``{name}_conv`` with PyTorch-style symmetric padding (see `conv_bn`)."""
-    padding = "same"
-    if strides > 1 and kernel_size > 1:
-        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
-        padding = "valid"
-    return keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
-        groups=groups,
-        use_bias=False,
-        kernel_initializer=conv_kernel_initializer(),
-        name=f"{name}_conv",
-    )(x)
-
-
 def conv_bn(x, filters, kernel_size, *, name, strides=1, groups=1, activation="relu"):
     """Conv (no bias) → BatchNorm → optional ReLU, with PyTorch-style symmetric padding.
 
@@ -73,7 +55,20 @@ def conv_bn(x, filters, kernel_size, *, name, strides=1, groups=1, activation="r
     Returns:
         The output tensor.
     """
-    x = conv(x, filters, kernel_size, name=name, strides=strides, groups=groups)
+    padding = "same"
+    if strides > 1 and kernel_size > 1:
+        x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        groups=groups,
+        use_bias=False,
+        kernel_initializer=conv_kernel_initializer(),
+        name=f"{name}_conv",
+    )(x)
     x = keras.layers.BatchNormalization(
         axis=channel_axis(), epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn"
     )(x)

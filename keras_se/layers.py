@@ -66,6 +66,34 @@ def se_units(channels, ratio=16, *, units=None, min_units=1, divisor=1):
     return max(n, min_units)
 
 
+def _check_squeeze(squeeze):
+    if squeeze not in _SQUEEZES:
+        raise ValueError(f"`squeeze` must be one of {_SQUEEZES}. Received: squeeze={squeeze!r}")
+    return squeeze
+
+
+def _resolve_data_format(data_format):
+    """``data_format`` or the Keras default, validated."""
+    if data_format is None:
+        data_format = keras.config.image_data_format()
+    if data_format not in _DATA_FORMATS:
+        raise ValueError(
+            f"`data_format` must be one of {_DATA_FORMATS} or None. "
+            f"Received: data_format={data_format!r}"
+        )
+    return data_format
+
+
+def _spatial_axes(rank, data_format):
+    return tuple(range(1, rank - 1)) if data_format == "channels_last" else tuple(range(2, rank))
+
+
+def _per_channel_shape(batch, channels, rank, data_format):
+    """Shape of one value per (sample, channel) broadcastable over the spatial axes."""
+    ones = (1,) * (rank - 2)
+    return (batch, *ones, channels) if data_format == "channels_last" else (batch, channels, *ones)
+
+
 def global_pool(inputs, *, squeeze="avg", data_format="channels_last", keepdims=False):
     """The SE squeeze: average (or max) over all spatial axes, (B, ..., C) -> (B, C).
 
@@ -78,13 +106,12 @@ def global_pool(inputs, *, squeeze="avg", data_format="channels_last", keepdims=
     ``reduce_window`` pool has a gradient that costs window x map: far slower).
     """
     rank = len(inputs.shape)
-    channels_last = data_format == "channels_last"
-    axes = tuple(range(1, rank - 1)) if channels_last else tuple(range(2, rank))
+    axes = _spatial_axes(rank, data_format)
     spatial = tuple(inputs.shape[a] for a in axes)
     if (
         rank == 4
         and None not in spatial
-        and channels_last  # TF has no NCHW pooling kernel on CPU
+        and data_format == "channels_last"  # TF has no NCHW pooling kernel on CPU
         and keras.backend.backend() == "tensorflow"
     ):
         pool = ops.average_pool if squeeze == "avg" else ops.max_pool
@@ -118,16 +145,8 @@ class Squeeze(keras.layers.Layer):
 
     def __init__(self, squeeze="avg", data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if squeeze not in _SQUEEZES:
-            raise ValueError(f"`squeeze` must be one of {_SQUEEZES}. Received: squeeze={squeeze!r}")
-        data_format = data_format or keras.config.image_data_format()
-        if data_format not in _DATA_FORMATS:
-            raise ValueError(
-                f"`data_format` must be one of {_DATA_FORMATS} or None. "
-                f"Received: data_format={data_format!r}"
-            )
-        self.squeeze = squeeze
-        self.data_format = data_format
+        self.squeeze = _check_squeeze(squeeze)
+        self.data_format = _resolve_data_format(data_format)
 
     def call(self, inputs):
         return global_pool(
@@ -135,10 +154,8 @@ class Squeeze(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
-        ones = (1,) * (len(input_shape) - 2)
-        if self.data_format == "channels_last":
-            return (input_shape[0], *ones, input_shape[-1])
-        return (input_shape[0], input_shape[1], *ones)
+        channels = input_shape[-1 if self.data_format == "channels_last" else 1]
+        return _per_channel_shape(input_shape[0], channels, len(input_shape), self.data_format)
 
     def get_config(self):
         return {**super().get_config(), "squeeze": self.squeeze, "data_format": self.data_format}
@@ -186,8 +203,7 @@ class PointwiseConv2D(keras.layers.Conv2D):
             outputs = outputs + self.bias
         if self.activation is not None:
             outputs = self.activation(outputs)
-        shape = (-1, 1, 1, self.filters) if channels_last else (-1, self.filters, 1, 1)
-        return ops.reshape(outputs, shape)
+        return ops.reshape(outputs, _per_channel_shape(-1, self.filters, 4, self.data_format))
 
 
 @keras.saving.register_keras_serializable(package="keras_se")
@@ -271,15 +287,8 @@ class SqueezeExcite(keras.layers.Layer):
             )
         if isinstance(divisor, bool) or not isinstance(divisor, numbers.Integral) or divisor < 1:
             raise ValueError(f"`divisor` must be a positive integer. Received: divisor={divisor!r}")
-        if squeeze not in _SQUEEZES:
-            raise ValueError(f"`squeeze` must be one of {_SQUEEZES}. Received: squeeze={squeeze!r}")
-        if data_format is None:
-            data_format = keras.config.image_data_format()
-        if data_format not in _DATA_FORMATS:
-            raise ValueError(
-                f"`data_format` must be one of {_DATA_FORMATS} or None. "
-                f"Received: data_format={data_format!r}"
-            )
+        squeeze = _check_squeeze(squeeze)
+        data_format = _resolve_data_format(data_format)
         self.ratio = ratio
         self.units = None if units is None else int(units)
         self.min_units = int(min_units)
@@ -357,9 +366,7 @@ class SqueezeExcite(keras.layers.Layer):
 
     # ------------------------------------------------------------------ compute
     def _spatial_axes(self, rank):
-        if self.data_format == "channels_last":
-            return tuple(range(1, rank - 1))
-        return tuple(range(2, rank))
+        return _spatial_axes(rank, self.data_format)
 
     def _squeeze(self, inputs):
         """Global average (or max) pooling over all spatial axes: (B, ..., C) -> (B, C)."""
@@ -392,13 +399,7 @@ class SqueezeExcite(keras.layers.Layer):
 
         One reshape: fewer ops matter in eager mode, where each op is dispatched alone.
         """
-        ones = (1,) * (rank - 2)
-        shape = (
-            (-1, *ones, self.channels)
-            if self.data_format == "channels_last"
-            else (-1, self.channels, *ones)
-        )
-        return ops.reshape(values, shape)
+        return ops.reshape(values, _per_channel_shape(-1, self.channels, rank, self.data_format))
 
     def call(self, inputs):
         s = self._broadcastable(self._excite(inputs), len(inputs.shape))
@@ -420,10 +421,18 @@ class SqueezeExcite(keras.layers.Layer):
             (2, 16)
         """
         x = ops.convert_to_tensor(inputs)
-        if not self.built:
-            self(x)  # builds the layer through the standard __call__ path
+        self._ensure_built(x)
         x = ops.cast(x, self.compute_dtype)
         return self._excite(x)
+
+    def _ensure_built(self, inputs):
+        if not self.built:
+            self(inputs)  # builds the layer through the standard __call__ path
+
+    @property
+    def feature_input(self):
+        """The symbolic feature map this layer was called on in its model."""
+        return self.input
 
     def features(self, inputs):
         """The feature map ``U`` the block recalibrates (here: ``inputs`` itself)."""
@@ -646,8 +655,11 @@ class BatchNormSqueezeExcite(SqueezeExcite):
     def _statistics(self, x, means, training):
         """(mean, variance, per-sample means or None); updates the moving averages."""
         if not (training and self.trainable):
-            mean = ops.cast(self.moving_mean, x.dtype)
-            return mean, ops.cast(self.moving_variance, x.dtype), means
+            return (
+                ops.cast(self.moving_mean, x.dtype),
+                ops.cast(self.moving_variance, x.dtype),
+                means,
+            )
         rank = len(x.shape)
         axes = (0, *self._spatial_axes(rank))
         if self.synchronized:
@@ -679,9 +691,10 @@ class BatchNormSqueezeExcite(SqueezeExcite):
             outputs = ops.cast(outputs, self.compute_dtype)
         return outputs
 
-    def _ensure_built(self, inputs):
-        if not self.built:
-            self(inputs)  # builds the layer through the standard __call__ path
+    def _moving_affine(self, dtype):
+        """``a`` and ``b`` of the BatchNorm with the moving statistics."""
+        mean = ops.cast(self.moving_mean, dtype)
+        return self._affine(mean, ops.cast(self.moving_variance, dtype))
 
     def excitation(self, inputs):
         """The gate ``s`` for ``x`` or ``[x, means]`` with the moving statistics: (B, C).
@@ -694,16 +707,22 @@ class BatchNormSqueezeExcite(SqueezeExcite):
         """
         self._ensure_built(inputs)
         x, means = self._split(inputs)
-        a, b = self._affine(*self._statistics(x, None, training=False)[:2])
+        a, b = self._moving_affine(x.dtype)
         return self._gate_from_pooled(self._pooled(x, a, b, means))
 
     def features(self, inputs):
         """``BN(x)`` with the moving statistics: the map ``U`` the gate scales."""
         self._ensure_built(inputs)
         x, _ = self._split(inputs)
-        a, b = self._affine(*self._statistics(x, None, training=False)[:2])
+        a, b = self._moving_affine(x.dtype)
         rank = len(x.shape)
         return x * self._broadcastable(a[None], rank) + self._broadcastable(b[None], rank)
+
+    @property
+    def feature_input(self):
+        """The feature map ``x`` this layer was called on (without the means of ``[x, means]``)."""
+        inputs = self.input
+        return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0] if _is_pair(input_shape) else input_shape)
@@ -711,20 +730,12 @@ class BatchNormSqueezeExcite(SqueezeExcite):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {
-                "epsilon": self.epsilon,
-                "momentum": self.momentum,
-                "synchronized": self.synchronized,
-                "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
-                "beta_initializer": keras.initializers.serialize(self.beta_initializer),
-                "moving_mean_initializer": keras.initializers.serialize(
-                    self.moving_mean_initializer
-                ),
-                "moving_variance_initializer": keras.initializers.serialize(
-                    self.moving_variance_initializer
-                ),
-                "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer),
-                "beta_regularizer": keras.regularizers.serialize(self.beta_regularizer),
-            }
+            {"epsilon": self.epsilon, "momentum": self.momentum, "synchronized": self.synchronized}
         )
+        for part in ("gamma", "beta", "moving_mean", "moving_variance"):
+            name = f"{part}_initializer"
+            config[name] = keras.initializers.serialize(getattr(self, name))
+        for part in ("gamma", "beta"):
+            name = f"{part}_regularizer"
+            config[name] = keras.regularizers.serialize(getattr(self, name))
         return config

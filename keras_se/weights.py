@@ -513,8 +513,7 @@ def _check_architecture(model, layout):
         fused = isinstance(layer, BatchNormSqueezeExcite)
         part = "3_conv" if fused else ("3_bn" if bottleneck else "2_relu")
         source = _layer(model, f"{layer.name[: -len('_se')]}_{part}")
-        layer_input = layer.input[0] if fused and isinstance(layer.input, list) else layer.input
-        if source is None or layer_input is not source.output:
+        if source is None or layer.feature_input is not source.output:
             raise ValueError(
                 f"Reference weights need se_mode='standard' (SE after the last BN of the "
                 f"residual branch); layer {layer.name!r} is elsewhere."
