@@ -1,6 +1,6 @@
 """Argument checks, one function per kind, with Keras's wording.
 
-Every check raises a `ValueError` (`TypeError` where Keras does) of the form
+Every check raises a `keras_se_core.errors.UsageError` (a `ValueError`) of the form
 ``"`name` must be <what>. Received: name=<value!r>"``, and returns the value
 (converted where that is the point, e.g. ``int``). ``bool`` is never accepted as a
 number, and numbers must be finite unless said otherwise (``float("inf")`` would
@@ -12,13 +12,15 @@ Example:
     >>> check_positive_int("epochs", 0)
     Traceback (most recent call last):
     ...
-    ValueError: `epochs` must be a positive integer. Received: epochs=0
+    keras_se_core.errors.UsageError: `epochs` must be a positive integer. Received: epochs=0
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+
+from keras_se_core.errors import UsageError
 
 __all__ = [
     "check_bool",
@@ -32,8 +34,8 @@ __all__ = [
 ]
 
 
-def _fail(name, what, value, error=ValueError):
-    raise error(f"`{name}` must be {what}. Received: {name}={value!r}")
+def _fail(name, what, value):
+    raise UsageError(f"`{name}` must be {what}. Received: {name}={value!r}")
 
 
 def is_number(value):
