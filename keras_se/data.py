@@ -427,6 +427,8 @@ def make_dataset(
     num_input_pipelines=1,
     input_pipeline_id=0,
     replicas_per_pipeline=1,
+    start_step=0,
+    weighted=False,
 ):
     """The tf.data pipeline for one split, one epoch, one input pipeline.
 
@@ -446,9 +448,16 @@ def make_dataset(
         seed, epoch: see above.
         num_input_pipelines, input_pipeline_id, replicas_per_pipeline: from
             ``tf.distribute.InputContext``; defaults describe a single device.
+        start_step: skip this many global batches first (a run resumed mid-epoch);
+            skipped before decoding, and the rest of the epoch is unchanged.
+        weighted: for evaluation: pad the split with weight-0 copies of its first
+            image to whole global batches and yield ``(images, labels, weights)``, so
+            every replica gets full batches and sample-weighted sums count each image
+            exactly once.
 
     Returns:
-        A ``tf.data.Dataset`` of ``(float32 images, int64 labels)``, batched per replica.
+        A ``tf.data.Dataset`` of ``(float32 images, int64 labels)`` (plus ``float32
+        weights`` with ``weighted``), batched per replica.
     """
     import tensorflow as tf
 
@@ -468,20 +477,22 @@ def make_dataset(
         ds = ds.shuffle(
             min(source.size, 50_000), seed=seed * 1000 + epoch, reshuffle_each_iteration=False
         )
+    ds = ds.map(lambda i, r, y: (i, r, y, tf.constant(1.0)))
+    padding = (-source.size) % batch_size if weighted else 0
+    if padding:
+        ds = ds.concatenate(
+            ds.take(1).repeat(padding).map(lambda i, r, y, w: (i, r, y, tf.constant(0.0)))
+        )
     per_pipeline = batch_size // num_input_pipelines
     ds = ds.batch(batch_size, drop_remainder=training)
+    if start_step:
+        ds = ds.skip(start_step)
     if num_input_pipelines > 1:
         start = input_pipeline_id * per_pipeline
-        ds = ds.map(
-            lambda i, r, y: (
-                i[start : start + per_pipeline],
-                r[start : start + per_pipeline],
-                y[start : start + per_pipeline],
-            )
-        )
+        ds = ds.map(lambda *parts: tuple(p[start : start + per_pipeline] for p in parts))
     ds = ds.unbatch()
 
-    def load(index, raw, label):
+    def load(index, raw, label, weight):
         image = _decode(raw, source.kind, image_size)
         if training:
             element_seed = tf.stack([tf.cast(seed * 1000 + epoch, tf.int64), index])
@@ -491,7 +502,8 @@ def make_dataset(
                 resize_and_crop(image, info.preprocessing, (image_size, image_size)), tf.uint8
             )
         image = tf.ensure_shape(image, (image_size, image_size, 3))
-        return normalize(image, info.preprocessing), tf.cast(label, tf.int64)
+        image, label = normalize(image, info.preprocessing), tf.cast(label, tf.int64)
+        return (image, label, weight) if weighted else (image, label)
 
     ds = ds.map(load, num_parallel_calls=autotune, deterministic=True)
     ds = ds.batch(per_pipeline // replicas_per_pipeline, drop_remainder=training)

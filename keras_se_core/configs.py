@@ -1,0 +1,214 @@
+"""`TrainConfig`: every setting of a training run, its checks and its command-line flags.
+
+Each field carries its own help text, flag and check (``dataclasses.field`` metadata),
+so ``keras-se train``'s flags, `TrainConfig.validate` and ``config.json`` are derived
+from one declaration: adding a setting is adding a field. Stdlib only: the launcher
+builds the parser from these fields before Keras is imported.
+
+The paper's recipe (Hu et al., 2018, Sec. 5): SGD momentum 0.9, learning rate 0.6 for
+a global batch of 1024 scaled linearly (``lr = 0.6 * global_batch / 1024``), weight
+decay 1e-4, divided by 10 every 30 epochs.
+
+Example:
+    >>> config = TrainConfig(model="se_resnet18", epochs=2, batch_size=256)
+    >>> config.peak_learning_rate()
+    0.15
+    >>> TrainConfig(epochs=0).validate()
+    Traceback (most recent call last):
+    ...
+    keras_se_core.errors.UsageError: `epochs` must be a positive integer. Received: epochs=0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from keras_se_core import choices
+from keras_se_core import validation as v
+
+#: Flag groups of ``keras-se train`` / ``tune``, in help order.
+GROUPS = ("model and data", "recipe (defaults follow the paper)", "checkpoints", "hardware")
+_DATA, _RECIPE, _CKPT, _HW = GROUPS
+
+#: Settings that may change between a run and its resume (they do not change what is computed).
+RESUMABLE_CHANGES = ("out", "epochs", "checkpoint_every", "keep_checkpoints")
+
+
+def _setting(default, help, *, group, check=None, flag=None, metavar=None, cli=True):
+    """A dataclass field with its help text, flag group, check and optional flag name."""
+    return dataclasses.field(
+        default=default,
+        metadata=dict(help=help, group=group, check=check, flag=flag, metavar=metavar, cli=cli),
+    )
+
+
+_positive_int = v.check_positive_int
+_non_negative_int = functools.partial(v.check_int, minimum=0)
+_positive_number = v.check_positive_number
+_fraction = functools.partial(v.check_number, minimum=0, maximum=1, inclusive=(True, False))
+_non_negative = functools.partial(v.check_number, minimum=0)
+
+
+def _image_size(name, value):
+    return v.check_int(name, value, minimum=8, what="an integer >= 8")
+
+
+def _choice(options):
+    return functools.partial(v.check_choice, choices=tuple(options))
+
+
+def _text(name, value):
+    if not isinstance(value, str) or not value:
+        raise v.UsageError(f"`{name}` must be a non-empty string. Received: {name}={value!r}")
+    return value
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """All settings of a training run (saved as ``config.json``); one field = one flag.
+
+    See each field's help (``keras-se train --help`` prints them). The learning rate
+    defaults to the paper's linear scaling, ``0.6 * batch_size / 1024``.
+    """
+
+    model: str = _setting(
+        "se_resnet18", "registry name (see `keras-se info`)", group=_DATA, check=_text
+    )
+    dataset: str = _setting(
+        "digits",
+        "'digits' (embedded, offline), a TFDS name (cifar10, imagenette/320px, tf_flowers, "
+        "imagenet2012, ...) or an image folder root/<train|val>/<class>/*.png",
+        group=_DATA,
+        check=_text,
+    )
+    out: str = _setting(
+        "runs/train",
+        "run directory (rerun the same command to resume)",
+        group=_DATA,
+        check=_text,
+        cli=False,  # added by each subcommand with its own default
+    )
+    data_dir: str | None = _setting(None, "TFDS data directory", group=_DATA)
+    manual_dir: str | None = _setting(
+        None, "TFDS manual download directory (imagenet2012)", group=_DATA
+    )
+    image_size: int | None = _setting(
+        None, "model input size (default: the dataset's; digits 32)", group=_DATA, check=_image_size
+    )
+    se_ratio: float | None = _setting(
+        None, "override the SE reduction ratio r", group=_DATA, check=_positive_number
+    )
+    model_kwargs: dict = dataclasses.field(default_factory=dict, metadata=dict(cli=False))
+
+    epochs: int = _setting(10, "number of epochs", group=_RECIPE, check=_positive_int)
+    batch_size: int = _setting(
+        64, "GLOBAL batch size, split evenly over replicas", group=_RECIPE, check=_positive_int
+    )
+    learning_rate: float | None = _setting(
+        None,
+        "peak learning rate; default 0.6 * batch_size / 1024 (the paper's scaling)",
+        group=_RECIPE,
+        check=_positive_number,
+        flag="--lr",
+    )
+    momentum: float = _setting(0.9, "SGD momentum", group=_RECIPE, check=_fraction)
+    weight_decay: float = _setting(1e-4, "decoupled weight decay", group=_RECIPE, check=_non_negative)
+    schedule: str = _setting(
+        "step",
+        "step: x0.1 every --step-epochs; cosine: with --warmup-epochs",
+        group=_RECIPE,
+        check=_choice(choices.SCHEDULES),
+    )
+    step_epochs: int = _setting(
+        30, "epochs between step decays", group=_RECIPE, check=_positive_int
+    )
+    warmup_epochs: int = _setting(
+        0, "linear warmup epochs (cosine)", group=_RECIPE, check=_non_negative_int
+    )
+    label_smoothing: float = _setting(
+        0.0, "cross-entropy label smoothing", group=_RECIPE, check=_fraction
+    )
+    steps_per_epoch: int | None = _setting(
+        None, "cap on training steps per epoch", group=_RECIPE, check=_positive_int
+    )
+    seed: int = _setting(
+        0, "seeds weights, data order and augmentation", group=_RECIPE, check=v.check_int
+    )
+
+    checkpoint_every: int | None = _setting(
+        None,
+        "also checkpoint every N training steps inside an epoch (a rerun resumes at the next "
+        "step); default: at epoch ends only",
+        group=_CKPT,
+        check=_positive_int,
+        metavar="STEPS",
+    )
+    keep_checkpoints: int = _setting(
+        3, "step checkpoints kept (the oldest are deleted)", group=_CKPT, check=_positive_int
+    )
+
+    strategy: str = _setting(
+        "auto",
+        "auto: multi-worker when TF_CONFIG names >1 worker, mirrored with >1 GPU, else one device",
+        group=_HW,
+        check=_choice(choices.STRATEGIES),
+    )
+    tpu: str | None = _setting(None, "TPU address for --strategy tpu", group=_HW)
+    cpu_devices: int | None = _setting(
+        None,
+        "split the CPU into N logical devices (try --strategy mirrored without GPUs)",
+        group=_HW,
+        check=_positive_int,
+    )
+    sync_bn: bool = _setting(
+        False, "synchronise BatchNorm statistics across replicas", group=_HW, check=v.check_bool
+    )
+    mixed_precision: str | None = _setting(
+        None,
+        "mixed precision (float32 head)",
+        group=_HW,
+        check=_choice(choices.PRECISIONS),
+    )
+    jit_compile: bool = _setting(
+        False, "compile the training step with XLA", group=_HW, check=v.check_bool
+    )
+
+    def peak_learning_rate(self):
+        """The learning rate, or the paper's linear scaling of 0.6 at batch 1024."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return choices.REFERENCE_LR * self.batch_size / choices.REFERENCE_BATCH
+
+    def validate(self):
+        """Raises `UsageError` naming the first bad setting; returns ``self``."""
+        for field in dataclasses.fields(self):
+            check = field.metadata.get("check")
+            value = getattr(self, field.name)
+            if check is not None and value is not None:
+                check(field.name, value)
+        if not isinstance(self.model_kwargs, dict):
+            raise v.UsageError(
+                f"`model_kwargs` must be a dict. Received: model_kwargs={self.model_kwargs!r}"
+            )
+        return self
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """A config from ``to_dict()`` output; keys of older versions' configs are accepted."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise v.UsageError(
+                f"Unknown training settings {unknown}: written by a newer keras_se? "
+                f"Received: {dict((k, values[k]) for k in unknown)!r}"
+            )
+        return cls(**values)
+
+    @classmethod
+    def cli_fields(cls):
+        """The fields that are command-line flags, in declaration order."""
+        return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
