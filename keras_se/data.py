@@ -16,6 +16,9 @@ import warnings
 
 import numpy as np
 
+from keras_se_core.errors import UsageError
+from keras_se_core.fileio import write_json
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: load_digits pixels (0..16, rescaled to 0..1): mean and std over the whole set.
@@ -55,7 +58,7 @@ class Preprocessing:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(config) - known
         if unknown:
-            raise ValueError(f"Unknown preprocessing keys {sorted(unknown)}. Received: {config!r}")
+            raise UsageError(f"Unknown preprocessing keys {sorted(unknown)}. Received: {config!r}")
         config = dict(config)
         for key in ("mean", "std", "image_size"):
             if config.get(key) is not None:
@@ -98,10 +101,7 @@ def preprocessing_path(model_path):
 def save_preprocessing(model_path, preprocessing):
     """Writes the `Preprocessing` spec beside ``model_path``; returns the JSON path."""
     path = preprocessing_path(model_path)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(preprocessing.to_dict(), f, indent=2)
-    os.replace(tmp, path)
+    write_json(path, preprocessing.to_dict())
     return path
 
 
@@ -194,7 +194,7 @@ def _folder_split_dirs(root):
             splits["validation"] = os.path.join(root, val_name)
             break
     if set(splits) != {"train", "validation"}:
-        raise ValueError(
+        raise UsageError(
             "An image folder dataset needs `train/` and `validation/` (or `val/`, `test/`) "
             f"subfolders with one folder per class. Received: dataset={root!r}"
         )
@@ -231,7 +231,7 @@ def _folder_source(split_dir, class_names):
     for path in corrupt:
         warnings.warn(f"Skipping corrupt or unreadable image: {path}", stacklevel=3)
     if not paths:
-        raise ValueError(
+        raise UsageError(
             f"No readable images found under {split_dir!r} (extensions {IMAGE_EXTENSIONS})."
         )
     return _Source(np.array(paths), np.array(labels, "int64"), len(paths), "path")
@@ -252,14 +252,14 @@ def _tfds_sources(name, data_dir, manual_dir):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as err:  # tfds raises its own DatasetNotFoundError types
-        raise ValueError(
+        raise UsageError(
             f"Unknown dataset (not digits, a folder, or a TFDS name). Received: dataset={name!r}"
         ) from err
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     try:
         builder.download_and_prepare(download_config=download_config)
     except Exception as err:
-        raise ValueError(
+        raise UsageError(
             f"TFDS dataset {name!r} is not prepared in data_dir={data_dir!r} and could not be downloaded "
             f"(needs network, or --manual-dir for datasets such as imagenet2012): {err}"
         ) from err
@@ -267,7 +267,7 @@ def _tfds_sources(name, data_dir, manual_dir):
     splits = list(builder.info.splits) or ["train", "test"]
     val_split = next((s for s in ("validation", "test") if s in splits), None)
     if "train" not in splits or val_split is None:
-        raise ValueError(
+        raise UsageError(
             f"TFDS dataset {name!r} needs a 'train' and a 'validation' or 'test' split; it has {splits}."
         )
     features = builder.info.features
@@ -317,7 +317,7 @@ def describe_dataset(name, *, data_dir=None, manual_dir=None, image_size=None):
             if os.path.isdir(os.path.join(splits["train"], d))
         )
         if not class_names:
-            raise ValueError(
+            raise UsageError(
                 f"No class folders under {splits['train']!r}. Received: dataset={name!r}"
             )
         sources = {split: _folder_source(path, class_names) for split, path in splits.items()}

@@ -132,15 +132,26 @@ def build_model(config, info):
     if config.se_ratio is not None:
         kwargs["se_ratio"] = config.se_ratio
     model = models.get(config.model, **kwargs)
-    head = next((layer for layer in model.layers if layer.name == "predictions"), None)
-    if config.mixed_precision and head is not None and head.dtype_policy.compute_dtype != "float32":
-        # softmax in float16 loses precision: the head computes in float32
-        model = _clone_layers(model, lambda layer, c: c.update(dtype="float32") if layer is head else None)
+    if config.mixed_precision:
+        model = with_float32_head(model)
     if config.sync_bn:
-        model = _clone_layers(
-            model, lambda layer, c: c.update(synchronized=True) if isinstance(layer, BATCHNORM_TYPES) else None
-        )
+        model = synchronize_batchnorm(model)
     return model
+
+
+def with_float32_head(model):
+    """``model`` with its ``predictions`` layer in float32 (softmax in float16 loses precision)."""
+    head = next((layer for layer in model.layers if layer.name == "predictions"), None)
+    if head is None or head.dtype_policy.compute_dtype == "float32":
+        return model
+    return _clone_layers(model, lambda layer, c: c.update(dtype="float32") if layer is head else None)
+
+
+def synchronize_batchnorm(model):
+    """``model`` with every BatchNorm (fused SE tails included) computing cross-replica statistics."""
+    return _clone_layers(
+        model, lambda layer, c: c.update(synchronized=True) if isinstance(layer, BATCHNORM_TYPES) else None
+    )
 
 
 @contextlib.contextmanager

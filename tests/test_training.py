@@ -1,5 +1,6 @@
 """Training: run directory, strategies (mirrored on 2 logical CPUs, 2 loopback workers),
-kill-and-resume, determinism, CLI errors. Every subprocess and port is bounded/local."""
+kill-and-resume (epoch ends and mid-epoch), SIGTERM, divergence, distributed evaluation,
+bad input. Every subprocess and port is bounded/local; subprocess tests are `integration`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ import keras
 import numpy as np
 import pytest
 
-from keras_se.training import TrainConfig, learning_rate_schedule, train
+from keras_se.rundir import RunDir
+from keras_se.training import (
+    Preempted,
+    TrainConfig,
+    Trainer,
+    batchnorm_layers,
+    learning_rate_schedule,
+    synchronize_batchnorm,
+    train,
+)
 from tests.conftest import assert_usage_error, free_port, run_cli, run_main
 
 # A tiny run: SE-ResNet-18 on 16x16 digits, 3 steps of 16 images per epoch.
@@ -121,74 +131,124 @@ def test_mixed_precision_keeps_a_float32_head(tmp_path):
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
 
 
-def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
-    """SIGKILL mid-run, rerun the same command: no epoch lost or repeated, same weights."""
-    args = [*TINY, "--epochs", "3", "--seed", "7"]
+def _latest_step(run_dir):
+    """The global step of the run's latest checkpoint (``ckpt-N``), or None."""
+    state = os.path.join(run_dir, "checkpoints", "checkpoint")
+    if not os.path.exists(state):
+        return None
+    first = open(state).readline()  # model_checkpoint_path: "ckpt-N"
+    return int(first.rsplit("-", 1)[1].strip().strip('"')) if "ckpt-" in first else None
+
+
+def _wait_for_step_checkpoint(proc, run_dir, steps_per_epoch, timeout=600):
+    """Waits until the run saved a checkpoint inside an epoch; returns its global step."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        step = _latest_step(run_dir)
+        if step is not None and step % steps_per_epoch:
+            return step
+        time.sleep(0.05)
+    raise AssertionError(f"no mid-epoch checkpoint appeared (exit code {proc.poll()})")
+
+
+# 8 steps per epoch, a checkpoint every 2: interrupted runs resume inside an epoch.
+STEPPED = [*TINY[:-3], "--steps-per-epoch", "8", "--checkpoint-every", "2", "--quiet"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, sig):
+    """(a) SIGKILL / (b) SIGTERM mid-epoch after a step checkpoint, rerun the same command:
+    every epoch once in the history, final weights equal the uninterrupted run's (1e-5).
+    SIGTERM saves at the next step boundary and exits with code 3."""
+    args = [*STEPPED, "--epochs", "2", "--seed", "7"]
     reference = str(tmp_path / "reference")
     cmd, env = _cli("train", *args, "--out", reference)
     subprocess.run(cmd, env=env, check=True, timeout=600, capture_output=True)
 
     killed = str(tmp_path / "killed")
     cmd, env = _cli("train", *args, "--out", killed)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history = os.path.join(killed, "history.json")
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(history) and len(json.load(open(history))) >= 1:
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert not os.path.exists(os.path.join(killed, "model.keras")), "killed too late to test resume"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = _wait_for_step_checkpoint(proc, killed, steps_per_epoch=8)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert not os.path.exists(os.path.join(killed, "model.keras")), "stopped too late to test resume"
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 3, err[-2000:]
+        stopped = _latest_step(killed)
+        assert stopped % 8 and stopped >= seen  # saved at a step boundary inside the epoch
+        assert "Traceback" not in err and "SIGTERM" in err and "rerun" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
 
     result = subprocess.run(cmd, env=env, timeout=600, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = json.load(open(history))
-    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    rows = json.load(open(os.path.join(killed, "history.json")))
+    assert [row["epoch"] for row in rows] == [1, 2]
+    ref_rows = json.load(open(os.path.join(reference, "history.json")))
+    for key in ("loss", "accuracy", "val_accuracy"):  # the interrupted epoch's sums were kept
+        assert [r[key] for r in rows] == pytest.approx([r[key] for r in ref_rows], rel=1e-5)
     assert _max_diff(_final_weights(killed), _final_weights(reference)) <= 1e-5
 
 
-def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
-    """2 workers (MultiWorkerMirroredStrategy, 127.0.0.1) end with identical weights that match a
-    single-process MirroredStrategy run over 2 logical CPU devices with the same global batch."""
-    args = [*TINY, "--epochs", "2", "--seed", "3"]
-    mirrored = str(tmp_path / "mirrored")
-    cmd, env = _cli(
-        "train", *args, "--strategy", "mirrored", "--cpu-devices", "2", "--out", mirrored
-    )
-    result = subprocess.run(cmd, env=env, timeout=600, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.load(open(os.path.join(mirrored, "summary.json")))
-    assert summary["replicas"] == 2 and summary["strategy"] == "mirrored"
-
-    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-    multi = str(tmp_path / "multi")
+def _worker_procs(args, out, workers):
     procs = []
-    for index in range(2):
-        tf_config = json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        )
-        cmd, env = _cli(
-            "train",
-            *args,
-            "--strategy",
-            "multi-worker",
-            "--out",
-            multi,
-            env={"TF_CONFIG": tf_config},
-        )
-        procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
+    for index in range(len(workers)):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        cmd, env = _cli("train", *args, "--strategy", "multi-worker", "--out", out, env={"TF_CONFIG": tf_config})
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def _finish(procs, timeout=600):
     try:
-        outputs = [p.communicate(timeout=600) for p in procs]
+        outputs = [p.communicate(timeout=timeout) for p in procs]
     finally:
         for p in procs:
             p.kill()
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-2000:]
+
+
+def _single_device_val_accuracy(run_dir):
+    """Accuracy of the saved model on the whole validation split, one device, NumPy counts."""
+    from keras_se import data
+
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    info, sources = data.describe_dataset("digits", image_size=config["image_shape"][0])
+    images, labels = [], []
+    for x, y in data.make_dataset(info, sources["validation"], training=False, batch_size=50):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    assert len(labels) == info.val_size == 360
+    probs = keras.models.load_model(os.path.join(run_dir, "model.keras")).predict(images, verbose=0)
+    return float(np.sum(np.argmax(probs, -1) == labels)) / len(labels)
+
+
+@pytest.mark.integration
+def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
+    """2 workers (MultiWorkerMirroredStrategy, 127.0.0.1) end with identical weights that match a
+    single-process MirroredStrategy run over 2 logical CPU devices with the same global batch;
+    (c) a worker SIGKILLed mid-epoch, all restarted with the same command, ends with the same
+    weights; the distributed val_accuracy equals a single-device evaluation (360 images, global
+    batch 16: the last batch is partial, nothing dropped or counted twice)."""
+    args = [*STEPPED, "--epochs", "2", "--seed", "3"]
+    mirrored = str(tmp_path / "mirrored")
+    cmd, env = _cli("train", *args, "--strategy", "mirrored", "--cpu-devices", "2", "--out", mirrored)
+    result = subprocess.run(cmd, env=env, timeout=600, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.load(open(os.path.join(mirrored, "summary.json")))
+    assert summary["replicas"] == 2 and summary["strategy"] == "mirrored"
+    h_mirrored = json.load(open(os.path.join(mirrored, "history.json")))
+    assert h_mirrored[-1]["val_accuracy"] == _single_device_val_accuracy(mirrored)
+
+    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    multi = str(tmp_path / "multi")
+    _finish(_worker_procs(args, multi, workers))
     chief = json.load(open(os.path.join(multi, "summary.json")))
     other = json.load(open(os.path.join(multi, "worker_1.summary.json")))
     assert chief["replicas"] == 2 and chief["strategy"] == "multi-worker"
@@ -197,8 +257,26 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
     # Same global batches, same per-replica BN batches: equal up to all-reduce order.
     assert _max_diff(_final_weights(multi), _final_weights(mirrored)) <= 1e-4
     h_multi = json.load(open(os.path.join(multi, "history.json")))
-    h_mirrored = json.load(open(os.path.join(mirrored, "history.json")))
     assert h_multi[-1]["loss"] == pytest.approx(h_mirrored[-1]["loss"], rel=1e-4)
+    assert h_multi[-1]["val_accuracy"] == _single_device_val_accuracy(multi)
+
+    # (c) kill worker 1 mid-epoch; the chief cannot go on alone: stop it too, restart both.
+    killed = str(tmp_path / "killed")
+    procs = _worker_procs(args, killed, workers)
+    try:
+        _wait_for_step_checkpoint(procs[0], killed, steps_per_epoch=8)
+        procs[1].send_signal(signal.SIGKILL)
+        procs[1].wait(timeout=60)
+        time.sleep(1)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=60)
+    finally:
+        for p in procs:
+            p.kill()
+    assert not os.path.exists(os.path.join(killed, "model.keras")), "killed too late to test resume"
+    _finish(_worker_procs(args, killed, workers))
+    assert [row["epoch"] for row in json.load(open(os.path.join(killed, "history.json")))] == [1, 2]
+    assert _max_diff(_final_weights(killed), _final_weights(multi)) <= 1e-5
 
 
 @pytest.mark.parametrize(
@@ -212,12 +290,19 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
         (["--lr", "-1"], ["--lr", "'-1'"]),
         (["--out", "/proc/keras_se_cannot_write"], ["out='/proc/keras_se_cannot_write'"]),
         (["--batch-size", "4096"], ["batch_size=4096"]),
+        (["--lr", "inf"], ["--lr", "'inf'"]),
+        (["--lr", "nan"], ["--lr", "'nan'"]),
+        (["--momentum", "nan"], ["--momentum", "'nan'"]),
+        (["--weight-decay=-inf"], ["--weight-decay", "'-inf'"]),
+        (["--label-smoothing", "inf"], ["--label-smoothing", "'inf'"]),
+        (["--checkpoint-every", "0"], ["--checkpoint-every", "'0'"]),
     ],
 )
 def test_cli_train_user_errors(capsys, args, needles):
     assert_usage_error(run_main(capsys, "train", "--epochs", "1", *args), *needles)
 
 
+@pytest.mark.integration
 def test_cli_error_in_a_real_process_has_no_traceback():
     assert_usage_error(run_cli("train", "--model", "nope", timeout=300), "model='nope'")
 
@@ -248,10 +333,9 @@ def test_sync_bn_clone_synchronizes_fused_se_tails():
     """``sync_bn``: every BatchNorm, including those folded into the fused SE tails, computes
     cross-replica statistics, and the clone computes the same function."""
     from keras_se import BatchNormSqueezeExcite, models
-    from keras_se.training import _synchronize_batchnorm
 
     model = models.SEResNet50(input_shape=(32, 32, 3), classes=3)
-    clone = _synchronize_batchnorm(model)
+    clone = synchronize_batchnorm(model)
     clone.set_weights(model.get_weights())
     norms = [
         layer
@@ -265,3 +349,153 @@ def test_sync_bn_clone_synchronizes_fused_se_tails():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(clone(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-6
     )
+
+
+def _tiny(out, **overrides):
+    values = dict(model="se_resnet18", image_size=16, batch_size=16, steps_per_epoch=4, epochs=1, out=str(out))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_batchnorm_state_is_found_by_layer_type():
+    """SE-ResNet-50 (fused tails) has the 53 BatchNorms of ResNet-50: 37 Keras BN layers and 16
+    folded into BatchNormSqueezeExcite; each contributes its moving mean and variance."""
+    from keras_se import BatchNormSqueezeExcite, models
+
+    model = models.SEResNet50(input_shape=(32, 32, 3), classes=3)
+    layers = batchnorm_layers(model)
+    assert len(layers) == 1 + 3 * (3 + 4 + 6 + 3) + 4  # stem + 3 per unit + 4 projections
+    assert sum(isinstance(layer, BatchNormSqueezeExcite) for layer in layers) == 16
+    nested = keras.Sequential([keras.Input((32, 32, 3)), model])
+    assert len(batchnorm_layers(nested)) == 53
+
+
+def test_sigterm_in_process_saves_at_a_step_and_resumes_exactly(tmp_path):
+    """SIGTERM (sent to this process during epoch 1, step 3) stops at the next step boundary with
+    a checkpoint; the rerun continues mid-epoch and ends with the uninterrupted run's weights."""
+
+    class SignalledTrainer(Trainer):
+        def _build_steps(self):
+            super()._build_steps()
+            original, calls = self.train_step, []
+
+            def step(batch, stop):
+                calls.append(1)
+                if len(calls) == 3:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return original(batch, stop)
+
+            self.train_step = step
+
+    train(_tiny(tmp_path / "reference", steps_per_epoch=6, epochs=2, seed=5), verbose=0)
+    out = tmp_path / "stopped"
+    config = _tiny(out, steps_per_epoch=6, epochs=2, seed=5)
+    with pytest.raises(Preempted, match="epoch 1, step [34]"):
+        SignalledTrainer(config, verbose=0).run()
+    assert not RunDir(out).has_model() and RunDir(out).read_history() == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler was removed
+    train(config, verbose=0)
+    assert [row["epoch"] for row in RunDir(out).read_history()] == [1, 2]
+    assert _max_diff(_final_weights(str(out)), _final_weights(str(tmp_path / "reference"))) <= 1e-5
+
+
+def test_divergence_stops_within_one_step_and_keeps_the_last_checkpoint(tmp_path, capsys):
+    out = str(tmp_path / "nan")
+    result = run_main(
+        capsys, "train", *TINY, "--epochs", "1", "--lr", "1e30", "--checkpoint-every", "1", "--out", out
+    )
+    assert_usage_error(result, "not finite", "epoch 1, step 2", "ckpt-1")
+    assert _latest_step(out) == 1 and os.path.exists(os.path.join(out, "checkpoints", "ckpt-1.index"))
+    assert RunDir(out).read_history() == [] and not RunDir(out).has_model()
+
+
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        ("{not json", "not valid JSON"),
+        ('["worker"]', "must be a JSON object"),
+        ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}}', '"task"'),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}', "not in the cluster"),
+    ],
+    ids=["bad-json", "list", "no-task", "index"],
+)
+def test_malformed_tf_config_is_one_line(capsys, monkeypatch, tmp_path, value, needle):
+    monkeypatch.setenv("TF_CONFIG", value)
+    out = tmp_path / "run"
+    assert_usage_error(run_main(capsys, "train", *TINY, "--out", str(out)), "TF_CONFIG", needle)
+    assert not out.exists()  # failed before the first epoch: no empty --out left behind
+
+
+def test_a_dataset_with_one_class_is_refused(tmp_path, capsys):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        folder = tmp_path / "data" / split / "only"
+        folder.mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8, 3), i * 40, "uint8")).save(folder / f"{i}.png")
+    result = run_main(capsys, "train", "--dataset", str(tmp_path / "data"), "--out", str(tmp_path / "run"))
+    assert_usage_error(result, "at least 2 classes", "dataset=")
+
+
+def test_epochs_below_the_epochs_done_are_refused_without_touching_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(_tiny(out, steps_per_epoch=1, epochs=2), verbose=0)
+    before = (out / "config.json").read_bytes()
+    result = run_main(capsys, "train", *TINY[:-3], "--steps-per-epoch", "1", "--epochs", "1", "--out", str(out))
+    assert_usage_error(result, "epochs=1", "2 epochs")
+    assert (out / "config.json").read_bytes() == before
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch):
+    import tensorflow as tf
+
+    out = tmp_path / "run"
+    real_save = tf.train.CheckpointManager.save
+    calls = []
+
+    def save(self, *args, **kwargs):  # the second save finds the disk full, half-written
+        calls.append(1)
+        if len(calls) == 2:
+            os.makedirs(os.path.join(self.directory, "ckpt-4_temp"), exist_ok=True)
+            raise OSError(28, "No space left on device")
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
+    args = [*TINY[:-3], "--steps-per-epoch", "4", "--checkpoint-every", "2", "--epochs", "1", "--out", str(out)]
+    assert_usage_error(run_main(capsys, "train", *args), "No space left on device", str(out / "checkpoints"), "ckpt-2")
+    assert _latest_step(str(out)) == 2
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    assert run_main(capsys, "train", *args).returncode == 0  # resumes at step 2, cleans up
+    assert not [n for n in os.listdir(out / "checkpoints") if "_temp" in n]
+
+
+def test_format_1_run_directory_resumes_and_newer_versions_are_refused(tmp_path):
+    """A run directory of keras_se 0.1 (checkpoints of model, optimizer, epoch; no format version)
+    resumes; one claiming a newer format is refused naming the version."""
+    import tensorflow as tf
+
+    out = tmp_path / "old"
+    config = _tiny(out, steps_per_epoch=2, epochs=2)
+    train(_tiny(out, steps_per_epoch=2, epochs=1), verbose=0)
+    run = RunDir(out)
+    saved = json.load(open(run.config_path))
+    trainer = Trainer(config, verbose=0)
+    trainer.setup()
+    trainer.restore()
+    trainer.epoch_var.assign(1)
+    for name in os.listdir(run.checkpoint_dir):
+        os.remove(os.path.join(run.checkpoint_dir, name))
+    old = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer, epoch=trainer.epoch_var)
+    tf.train.CheckpointManager(old, run.checkpoint_dir, max_to_keep=2).save(checkpoint_number=1)
+    del saved["format_version"]
+    for key in ("checkpoint_every", "keep_checkpoints"):
+        del saved["train"][key]
+    json.dump(saved, open(run.config_path, "w"))
+    summary = train(config, verbose=0)
+    assert summary["epochs"] == 2 and [r["epoch"] for r in run.read_history()] == [1, 2]
+    assert json.load(open(run.config_path))["format_version"] == 2
+
+    json.dump({**saved, "format_version": 99}, open(run.config_path, "w"))
+    with pytest.raises(ValueError, match="format version 99"):
+        train(config, verbose=0)
