@@ -7,17 +7,27 @@ with the model's `Preprocessing` spec) inside the graph.
 
 Signatures (all inputs are named ``image``, channels last, dynamic batch):
 
-- ``serving_default``: ``uint8 [None, H, W, C]`` → ``probabilities`` (float32,
+- ``serving_default``: ``uint8 [batch, H, W, C]`` → ``probabilities`` (float32,
   ``[None, classes]``), ``class_id`` (int64, ``[None]``) and, with ``top_k``,
   ``top_k_probabilities`` (float32, ``[None, k]``) and ``top_k_class_ids`` (int64,
-  ``[None, k]``). With ``dynamic_size=True`` the input is ``uint8 [None, None, None, C]``
+  ``[None, k]``). With ``dynamic_size=True`` the input is ``uint8 [batch, any, any, C]``
   and images are resized in the graph (see `export_model`).
-- ``serving_preprocessed``: ``float32 [None, H, W, C]`` already preprocessed
+- ``serving_preprocessed``: ``float32 [batch, H, W, C]`` already preprocessed
   (``normalize`` applied) → the same outputs; for checking a client's own preprocessing.
 - ``excitations`` (only with ``with_excitations=True``): ``uint8`` images as in
-  ``serving_default`` → one ``float32 [None, channels]`` output per SqueezeExcite layer,
+  ``serving_default`` → one ``float32 [None, channels]`` output per SE layer,
   keyed by layer name: the gate vector ``s`` of Hu et al. (2018), Section 3.2, for
   inspecting what a served model's SE blocks do.
+
+Every signature checks its image batch inside the graph, where TF Serving requests
+arrive: a batch of another rank, channel count or size (without ``dynamic_size``) is an
+``InvalidArgument`` error that names ``image``, the expected shape and the received one,
+e.g. "`image` must have shape [batch, 32, 32, 3] (uint8, channels last). Received:
+image.shape=[2, 32, 32, 1]". The signature inputs are therefore declared with unknown
+shape (a declared shape would make TensorFlow refuse a Python call before the check,
+and TF Serving does not check shapes at all, leaving a kernel error deep in the
+network); `ExportResult.signatures` and ``keras_se_export.json`` give the shapes the
+graph accepts. An empty batch returns empty outputs of the usual shapes.
 
 Outputs are float32 even for mixed-precision models. A model whose classifier has no
 activation (logits) gets a softmax in the graph, so ``probabilities`` always sum to 1.
@@ -37,7 +47,7 @@ import os
 import re
 import secrets
 import shutil
-import time
+import zipfile
 
 import keras
 import numpy as np
@@ -49,7 +59,10 @@ from keras_se.data import (
     preprocessing_path,
     resize_and_crop,
 )
-from keras_se.layers import SqueezeExcite
+from keras_se.extras import require
+from keras_se_core import fileio
+from keras_se_core.errors import UsageError
+from keras_se_core.validation import check_int
 
 #: Files and names of the TF Serving layout.
 MODELS_CONFIG = "models.config"
@@ -65,10 +78,6 @@ SERVING_SIGNATURE = "serving_default"
 PREPROCESSED_SIGNATURE = "serving_preprocessed"
 EXCITATIONS_SIGNATURE = "excitations"
 
-#: Test hook: seconds to sleep after the SavedModel is written into the temporary
-#: directory and before it is completed and renamed (lets a test kill a real export).
-PAUSE_ENV = "KERAS_SE_EXPORT_PAUSE_BEFORE_COMMIT"
-
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TMP_RE = re.compile(r"^" + re.escape(TMP_PREFIX) + r"(\d+)-(\d+)-[0-9a-f]+$")
 _INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian")
@@ -78,6 +87,10 @@ _DEFAULT_PREPROCESSING_NOTE = (
     "keras_se.data.Preprocessing() defaults (ImageNet mean/std, pixels / 255): "
     "no model.preprocessing.json beside the model"
 )
+
+
+class VersionExistsError(UsageError, FileExistsError):
+    """The requested version exists already (versions are never overwritten)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,12 +151,20 @@ class ExportResult:
 
 # ---------------------------------------------------------------------- loading
 def _load_keras_file(path):
+    # Keras reports a file that is not a zip archive as "File not found", which is
+    # misleading for a file that exists: check the container first.
+    if not zipfile.is_zipfile(path):
+        raise UsageError(
+            "`source` is not a readable Keras file: not a zip archive (a .keras file is a "
+            "zip of config.json, metadata.json and model.weights.h5; truncated or "
+            f"overwritten?). Received: source={path!r}"
+        )
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as err:  # zip, JSON, HDF5 and deserialization errors all mean the same
         reason = " ".join(str(err).split())[:200]
-        raise ValueError(
-            f"`source` is not a loadable Keras model file ({type(err).__name__}: {reason}). "
+        raise UsageError(
+            f"`source` is not a readable Keras file ({type(err).__name__}: {reason}). "
             f"Received: source={path!r}"
         ) from err
 
@@ -191,7 +212,7 @@ def load_source(source, *, preprocessing=None):
     if os.path.isdir(source):
         model_path = os.path.join(source, RUN_MODEL_FILE)
         if not os.path.isfile(model_path):
-            raise ValueError(
+            raise UsageError(
                 f"`source` is a directory without {RUN_MODEL_FILE}: not a training run "
                 f"directory. Received: source={source!r}"
             )
@@ -201,26 +222,26 @@ def load_source(source, *, preprocessing=None):
                 with open(config_path) as f:
                     config = json.load(f)
             except (OSError, json.JSONDecodeError) as err:
-                raise ValueError(
+                raise UsageError(
                     f"`source` run directory has an unreadable {RUN_CONFIG_FILE} ({err}). "
                     f"Received: source={source!r}"
                 ) from err
             if not isinstance(config, dict):
-                raise ValueError(
+                raise UsageError(
                     f"`source` run directory's {RUN_CONFIG_FILE} is not a JSON object. "
                     f"Received: source={source!r}"
                 )
         default_name = config.get("model") or os.path.basename(os.path.abspath(source))
     elif os.path.isfile(source):
         if not source.endswith(".keras"):
-            raise ValueError(
+            raise UsageError(
                 "`source` must be a training run directory or a .keras model file. "
                 f"Received: source={source!r}"
             )
         model_path = source
         default_name = os.path.basename(source)[: -len(".keras")]
     else:
-        raise ValueError(
+        raise UsageError(
             f"`source` does not exist (expected a run directory or a .keras file). "
             f"Received: source={source!r}"
         )
@@ -249,19 +270,19 @@ def load_source(source, *, preprocessing=None):
 
 # ---------------------------------------------------------------------- checks
 def _image_input(model):
-    """(H, W, C) of the model's single image input; ValueError when there is none."""
+    """(H, W, C) of the model's single image input; UsageError (a ValueError) when there is none."""
     # Any single 4-D input is accepted; keras_se models name theirs "image".
     inputs = [t for t in model.inputs if len(t.shape) == 4]
     if len(model.inputs) != 1 or len(inputs) != 1:
         shapes = [tuple(t.shape) for t in model.inputs]
-        raise ValueError(
+        raise UsageError(
             "The model must have exactly one image input of shape (batch, height, width, "
             f"channels) to be exported for serving. Received: model {model.name!r} with "
             f"inputs of shapes {shapes}"
         )
     _, height, width, channels = inputs[0].shape
     if channels is None:
-        raise ValueError(
+        raise UsageError(
             "The model's image input needs a known channel count (channels last). "
             f"Received: input shape {tuple(inputs[0].shape)}"
         )
@@ -271,13 +292,13 @@ def _image_input(model):
 def _num_classes(model):
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
         shapes = [tuple(t.shape) for t in model.outputs]
-        raise ValueError(
+        raise UsageError(
             "The model must have one output of shape (batch, classes) (a classifier with "
             f"include_top=True). Received: model {model.name!r} with outputs of shapes {shapes}"
         )
     classes = model.outputs[0].shape[-1]
     if classes is None:
-        raise ValueError(f"The model's number of classes is unknown. Received: {model.name!r}")
+        raise UsageError(f"The model's number of classes is unknown. Received: {model.name!r}")
     return int(classes)
 
 
@@ -293,7 +314,7 @@ def _outputs_logits(model):
         return False
     activation = getattr(last, "activation", None)
     if activation is None:
-        raise ValueError(
+        raise UsageError(
             "The model must end in a classifier (a layer with an activation, e.g. the "
             "`predictions` Dense layer of include_top=True). Received: last layer "
             f"{last.name!r} ({type(last).__name__})"
@@ -306,28 +327,24 @@ def _check_preprocessing(preprocessing, channels):
     for key in ("mean", "std"):
         values = getattr(preprocessing, key)
         if len(values) not in (1, channels):
-            raise ValueError(
+            raise UsageError(
                 f"Preprocessing `{key}` has {len(values)} values for a model with {channels} "
                 f"channels. Received: {key}={values!r}"
             )
     if any(s == 0 for s in preprocessing.std):
-        raise ValueError(f"Preprocessing `std` must not be 0. Received: std={preprocessing.std!r}")
+        raise UsageError(f"Preprocessing `std` must not be 0. Received: std={preprocessing.std!r}")
 
 
 def _check_name(name):
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ValueError(
+        raise UsageError(
             "`name` must be a TF Serving model name: letters, digits, '.', '_' or '-', "
             f"starting with a letter or digit. Received: name={name!r}"
         )
 
 
 def _check_version(version):
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
-        raise ValueError(
-            f"`version` must be a non-negative integer or None. Received: version={version!r}"
-        )
-    return int(version)
+    return check_int("version", version, minimum=0, what="a non-negative integer or None")
 
 
 def existing_versions(model_dir):
@@ -374,15 +391,15 @@ def _prepare_model_dir(base_dir, name):
     """Creates ``<base>/<name>`` if needed; one clear error when the base is unusable."""
     model_dir = os.path.join(base_dir, name)
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
-        raise ValueError(f"`base` exists and is not a directory. Received: base={base_dir!r}")
+        raise UsageError(f"`base` exists and is not a directory. Received: base={base_dir!r}")
     try:
         os.makedirs(model_dir, exist_ok=True)
     except OSError as err:
-        raise ValueError(
+        raise UsageError(
             f"`base` is not writable ({err.strerror or err}). Received: base={base_dir!r}"
         ) from err
     if not os.access(model_dir, os.W_OK | os.X_OK):
-        raise ValueError(f"`base` is not writable. Received: base={base_dir!r}")
+        raise UsageError(f"`base` is not writable. Received: base={base_dir!r}")
     return model_dir
 
 
@@ -406,6 +423,10 @@ class _ServingFunctions:
         self.tf = tf
         self.model = model
         self.preprocessing = preprocessing
+        self.plan = plan
+        self.image_shape = plan.image_shape
+        self.model_shape = plan.model_shape
+        self.classes = plan.classes
         self.size = plan.size
         self.resize = plan.resize
         self.top_k = plan.top_k
@@ -417,6 +438,51 @@ class _ServingFunctions:
             self.gate_inputs = keras.Model(
                 model.inputs[0], [layer.input for layer in self.se_layers], name="se_gate_inputs"
             )
+
+    def check_image(self, image, expected, dtype):
+        """``image`` after an in-graph check of its shape; static shape ``expected``.
+
+        A batch of another rank, or with other dimensions than ``expected``
+        (``[None, H, W, C]``; None = any size >= 1, the batch may be empty) fails with
+        ``InvalidArgumentError`` naming ``image``, the expected and the received shape.
+        """
+        tf = self.tf
+        shape = tf.shape(image, out_type=tf.int32)  # (rank,)
+        want = tf.constant([-1 if d is None else int(d) for d in expected[1:]], tf.int32)
+        # Three values whatever the rank (a wrong rank fails the rank test anyway).
+        got = tf.concat([shape, tf.fill([4], -1)], axis=0)[1:4]
+        dims_ok = tf.where(tf.equal(want, -1), got >= 1, tf.equal(got, want))
+        ok = tf.logical_and(tf.equal(tf.size(shape), 4), tf.reduce_all(dims_ok))
+        message = tf.strings.join(
+            [
+                f"`image` must have shape {_shape_text(expected)} ({dtype}, channels last). "
+                "Received: image.shape=[",
+                tf.strings.reduce_join(tf.strings.as_string(shape), separator=", "),
+                "]",
+            ]
+        )
+        check = tf.debugging.Assert(ok, [message])
+        with tf.control_dependencies([check]):
+            image = tf.identity(image)
+        return tf.ensure_shape(image, expected)
+
+    def unless_empty(self, image, compute, empty):
+        """``compute(image)``, or ``empty()`` for a batch of 0 images.
+
+        An empty batch never reaches the network: TensorFlow's CPU convolution returns
+        a wrongly shaped result for it (BatchNormalization then fails).
+        """
+        tf = self.tf
+        return tf.cond(tf.shape(image)[0] > 0, lambda: compute(image), empty)
+
+    def probabilities_or_empty(self, image, preprocess):
+        def compute(x):
+            x = self.preprocess(x) if preprocess else x
+            return self.tf.cast(self.model(x, training=False), self.tf.float32)
+
+        return self.unless_empty(
+            image, compute, lambda: self.tf.zeros([0, self.classes], self.tf.float32)
+        )
 
     def preprocess(self, image):
         """uint8 images → float32 model inputs, exactly `keras_se.data.normalize`."""
@@ -441,20 +507,37 @@ class _ServingFunctions:
         return result
 
     def serve(self, image):
-        return self.head(self.model(self.preprocess(image), training=False))
+        image = self.check_image(image, self.image_shape, "uint8")
+        return self.head(self.probabilities_or_empty(image, preprocess=True))
 
     def serve_preprocessed(self, image):
-        return self.head(self.model(image, training=False))
+        image = self.check_image(image, self.model_shape, "float32, preprocessed")
+        return self.head(self.probabilities_or_empty(image, preprocess=False))
 
     def excitations(self, image):
         tf = self.tf
-        features = self.gate_inputs(self.preprocess(image), training=False)
-        if not isinstance(features, (list, tuple)):
-            features = [features]
-        return {
-            layer.name: tf.cast(layer.excitation(f), tf.float32)
-            for layer, f in zip(self.se_layers, features)
-        }
+        image = self.check_image(image, self.image_shape, "uint8")
+
+        def compute(x):
+            features = self.gate_inputs(self.preprocess(x), training=False)
+            if not isinstance(features, (list, tuple)):
+                features = [features]
+            return [
+                tf.cast(layer.excitation(f), tf.float32)
+                for layer, f in zip(self.se_layers, features)
+            ]
+
+        def empty():
+            return [tf.zeros([0, layer.channels], tf.float32) for layer in self.se_layers]
+
+        gates = self.unless_empty(image, compute, empty)
+        return {layer.name: gate for layer, gate in zip(self.se_layers, gates)}
+
+
+def _shape_text(shape):
+    """``[None, 32, 32, 3]`` → ``"[batch, 32, 32, 3]"``; other Nones read ``any``."""
+    dims = ["batch"] + ["any" if d is None else str(d) for d in shape[1:]]
+    return "[" + ", ".join(dims) + "]"
 
 
 def _write_archive(fns, path, plan):
@@ -464,8 +547,9 @@ def _write_archive(fns, path, plan):
     archive.track(fns.model)
     if fns.gate_inputs is not None:
         archive.track(fns.gate_inputs)
-    uint8_spec = tf.TensorSpec(plan.image_shape, tf.uint8, name="image")
-    float_spec = tf.TensorSpec(plan.model_shape, tf.float32, name="image")
+    # Unknown shape: every request reaches the in-graph check (see the module docstring).
+    uint8_spec = tf.TensorSpec(None, tf.uint8, name="image")
+    float_spec = tf.TensorSpec(None, tf.float32, name="image")
 
     # Named arguments give the signature input key "image".
     def serving_default(image):
@@ -484,19 +568,35 @@ def _write_archive(fns, path, plan):
     archive.write_out(path, verbose=False)
 
 
-def _describe_signatures(loaded):
-    """{signature: {"inputs": {key: (dtype, shape)}, "outputs": {...}}} of a loaded SavedModel."""
+def _describe_signatures(loaded, plan):
+    """{signature: {"inputs": {key: (dtype, shape)}, "outputs": {...}}} of a loaded SavedModel.
 
-    def spec(t):
-        shape = [-1 if d is None else int(d) for d in t.shape.as_list()]
-        return (t.dtype.name, shape)
+    Shapes use -1 for unknown dimensions. The ``image`` inputs are declared with unknown
+    shape and checked in the graph; their entry is the shape the check accepts.
+    """
+    checked = {
+        SERVING_SIGNATURE: plan.image_shape,
+        EXCITATIONS_SIGNATURE: plan.image_shape,
+        PREPROCESSED_SIGNATURE: plan.model_shape,
+    }
+
+    def spec(t, shape=None):
+        if shape is None:
+            shape = t.shape.as_list() if t.shape.rank is not None else None
+        return (
+            t.dtype.name,
+            None if shape is None else [-1 if d is None else int(d) for d in shape],
+        )
 
     out = {}
     for key in sorted(loaded.signatures.keys(), key=lambda k: (k != SERVING_SIGNATURE, k)):
         fn = loaded.signatures[key]
         _, kwargs = fn.structured_input_signature
         out[key] = {
-            "inputs": {k: spec(v) for k, v in sorted(kwargs.items())},
+            "inputs": {
+                k: spec(v, checked.get(key) if v.shape.rank is None else None)
+                for k, v in sorted(kwargs.items())
+            },
             "outputs": {k: spec(v) for k, v in sorted(fn.structured_outputs.items())},
         }
     return out
@@ -547,7 +647,7 @@ def _read_models_config(path):
             with open(path) as f:
                 text_format.Parse(f.read(), config)
         except (OSError, text_format.ParseError) as err:
-            raise ValueError(
+            raise UsageError(
                 f"Existing {MODELS_CONFIG} cannot be read or parsed, not overwriting it "
                 f"({' '.join(str(err).split())}). Received: {path!r}"
             ) from err
@@ -564,10 +664,7 @@ def _write_models_config(path, name, base_path):
     entry.name = name
     entry.base_path = base_path
     entry.model_platform = "tensorflow"
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text_format.MessageToString(config))
-    os.replace(tmp, path)
+    fileio.write_text(path, text_format.MessageToString(config))
 
 
 # ---------------------------------------------------------------------- export
@@ -589,7 +686,8 @@ def export_model(
     (``tf_serving_warmup_requests``), a sample REST request body (``request.json``)
     and ``keras_se_export.json`` (preprocessing, class names, signatures).
     User errors (bad source, no image input, existing version, unusable base) raise
-    ``ValueError``/``TypeError``/``FileExistsError`` before anything is written.
+    ``UsageError`` (a ``ValueError``; ``VersionExistsError`` is also a
+    ``FileExistsError``) or ``TypeError`` before anything is written.
 
     Args:
         source: training run directory, ``.keras`` file, or a ``keras.Model``.
@@ -613,6 +711,8 @@ def export_model(
         >>> result.path  # doctest: +SKIP
         'models/se_resnet18/1'
     """
+    require("tensorflow", feature="keras_se.export", extra="serve")
+    require("tensorflow_serving", feature="keras_se.export", extra="serve")
     src = (
         source
         if isinstance(source, ExportSource)
@@ -636,7 +736,7 @@ def export_model(
     version = next_version(model_dir) if plan.version is None else plan.version
     final = os.path.join(model_dir, str(version))
     if os.path.exists(final):
-        raise FileExistsError(
+        raise VersionExistsError(
             f"Version {version} of {plan.name!r} already exists; versions are never "
             f"overwritten (omit --version for the next one). Received: version={version}, "
             f"path={final!r}"
@@ -646,9 +746,6 @@ def export_model(
     try:
         fns = _ServingFunctions(src.model, src.preprocessing, plan)
         _write_archive(fns, tmp, plan)
-        pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
-        if pause > 0:
-            time.sleep(pause)  # test hook: a killed export must leave no version behind
         images = _sample_images(plan.sample_shape, 2)
         _write_extras(tmp, plan.name, images)
         signatures, max_abs_diff = _verify(tmp, fns, images)
@@ -666,8 +763,7 @@ def export_model(
             "signatures": signatures,
             "max_abs_diff": max_abs_diff,
         }
-        with open(os.path.join(tmp, ASSETS_EXTRA, METADATA_FILE), "w") as f:
-            json.dump(metadata, f, indent=2)
+        fileio.write_json(os.path.join(tmp, ASSETS_EXTRA, METADATA_FILE), metadata)
         _commit(tmp, final, plan.name, version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -732,40 +828,41 @@ def _plan(src, *, name, version, with_excitations, top_k, dynamic_size):
     _check_name(name)
     if version is not None:
         version = _check_version(version)
-    if top_k is not None and (
-        isinstance(top_k, bool)
-        or not isinstance(top_k, (int, np.integer))
-        or not 1 <= top_k <= classes
-    ):
-        raise ValueError(
-            f"`top_k` must be an integer from 1 to the number of classes ({classes}). "
-            f"Received: top_k={top_k!r}"
+    if top_k is not None:
+        top_k = check_int(
+            "top_k",
+            top_k,
+            minimum=1,
+            maximum=classes,
+            what=f"an integer from 1 to the number of classes ({classes})",
         )
     if src.num_classes is not None and src.num_classes != classes:
-        raise ValueError(
+        raise UsageError(
             f"The run's config.json says num_classes={src.num_classes!r} but the model has "
             f"{classes} outputs. Received: model {model.name!r}"
         )
     if src.class_names is not None and len(src.class_names) != classes:
-        raise ValueError(
+        raise UsageError(
             f"The run's class_names has {len(src.class_names)} names for a model with "
             f"{classes} classes. Received: class_names={src.class_names!r}"
         )
-    se_layers = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
+    # Every SE layer (SqueezeExcite, the fused BatchNormSqueezeExcite) gives its gate
+    # through `excitation(layer input)`: that interface is what the signature needs.
+    se_layers = [layer for layer in model.layers if callable(getattr(layer, "excitation", None))]
     if with_excitations and not se_layers:
-        raise ValueError(
+        raise UsageError(
             "`with_excitations` needs a model with SqueezeExcite layers. "
             f"Received: model {model.name!r} without any"
         )
     size = _target_size(height, width, src, src.preprocessing)
     resize = bool(dynamic_size) and size is not None
     if resize and src.preprocessing.interpolation not in _INTERPOLATIONS:
-        raise ValueError(
+        raise UsageError(
             f"Preprocessing `interpolation` must be one of {_INTERPOLATIONS} for in-graph "
             f"resizing. Received: interpolation={src.preprocessing.interpolation!r}"
         )
     if resize and not 0 < src.preprocessing.crop_pct <= 1:
-        raise ValueError(
+        raise UsageError(
             "Preprocessing `crop_pct` must be in (0, 1]. "
             f"Received: crop_pct={src.preprocessing.crop_pct!r}"
         )
@@ -811,12 +908,12 @@ def _verify(path, fns, images):
             "The reloaded SavedModel disagrees with the Keras model: max abs difference "
             f"{max_abs_diff:.3g} > {atol:g}."
         )
-    return _describe_signatures(loaded), max_abs_diff
+    return _describe_signatures(loaded, fns.plan), max_abs_diff
 
 
 def _commit(tmp, final, name, version):
     """One rename makes the version visible, complete (never over an existing version)."""
-    exists = FileExistsError(
+    exists = VersionExistsError(
         f"Version {version} of {name!r} was created by another export meanwhile. "
         f"Received: version={version}, path={final!r}"
     )
@@ -835,6 +932,8 @@ def format_result(result):
 
     def fmt(spec):
         dtype, shape = spec
+        if shape is None:
+            return f"{dtype} (any shape)"
         return f"{dtype} [{', '.join(str(d) for d in shape)}]"
 
     p = result.preprocessing
@@ -846,7 +945,7 @@ def format_result(result):
     for sig, io in result.signatures.items():
         lines.append(f"signature {sig}:")
         for key, spec in io["inputs"].items():
-            lines.append(f"  input  {key}: {fmt(spec)}")
+            lines.append(f"  input  {key}: {fmt(spec)} (checked in the graph)")
         for key, spec in io["outputs"].items():
             lines.append(f"  output {key}: {fmt(spec)}")
     lines += [

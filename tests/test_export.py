@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import types
 
 import keras
@@ -143,7 +142,13 @@ def test_serving_signature_names_dtypes_and_training_preprocessing(exported):
     _, inputs = fn.structured_input_signature
     assert list(inputs) == ["image"]
     assert inputs["image"].dtype == tf.uint8
-    assert inputs["image"].shape.as_list() == [None, H, W, C]
+    # Declared with unknown shape so that every request reaches the in-graph check;
+    # the result reports the shape the check accepts.
+    assert inputs["image"].shape.rank is None
+    assert exported.result.signatures["serving_default"]["inputs"]["image"] == (
+        "uint8",
+        [-1, H, W, C],
+    )
     outputs = fn.structured_outputs
     expected = {
         "probabilities": (tf.float32, [None, CLASSES]),
@@ -228,7 +233,7 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     assert show.returncode == 0, show.stderr[-3000:]
     block = show.stdout.split("signature_def['serving_default']:")[1].split("signature_def[")[0]
     for expected in (
-        "inputs['image'] tensor_info:\n        dtype: DT_UINT8\n        shape: (-1, 32, 32, 3)",
+        "inputs['image'] tensor_info:\n        dtype: DT_UINT8\n        shape: unknown_rank",
         f"outputs['probabilities'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, {CLASSES})",
         "outputs['class_id'] tensor_info:\n        dtype: DT_INT64\n        shape: (-1)",
         "Method name is: tensorflow/serving/predict",
@@ -403,28 +408,96 @@ def test_dynamic_size_resizes_inside_the_graph(tmp_path):
         assert np.abs(served["probabilities"].numpy() - reference).max() <= ATOL, size
 
 
+# ---------------------------------------------------------------------- request checks
+def _invalid_argument(fn, value):
+    """The InvalidArgumentError message of ``fn(image=value)`` (fails if the call succeeds)."""
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        fn(image=tf.constant(value))
+    return info.value.message
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2, H, W, 1), (2, H, W, 4), (2, H + 1, W, C), (2, H, W - 8, C), (H, W, C), (1, 2, H, W, C)],
+    ids=["1_channel", "4_channels", "height", "width", "rank_3", "rank_5"],
+)
+def test_serving_signature_refuses_a_wrong_image_shape_inside_the_graph(exported, shape):
+    """A request TF Serving would pass straight to the graph: the graph names what is wrong."""
+    received = f"Received: image.shape=[{', '.join(str(d) for d in shape)}]"
+    for signature, dtype in (
+        ("serving_default", np.uint8),
+        ("excitations", np.uint8),
+        ("serving_preprocessed", np.float32),
+    ):
+        message = _invalid_argument(exported.loaded.signatures[signature], np.zeros(shape, dtype))
+        assert f"`image` must have shape [batch, {H}, {W}, {C}]" in message, message
+        assert received in message, message
+
+
+def test_empty_batch_gives_empty_outputs_of_the_right_shapes(exported):
+    signatures = exported.loaded.signatures
+    out = signatures["serving_default"](image=tf.zeros((0, H, W, C), tf.uint8))
+    shapes = {k: (v.dtype, tuple(v.shape)) for k, v in out.items()}
+    assert shapes == {
+        "probabilities": (tf.float32, (0, CLASSES)),
+        "class_id": (tf.int64, (0,)),
+        "top_k_probabilities": (tf.float32, (0, 2)),
+        "top_k_class_ids": (tf.int64, (0, 2)),
+    }
+    out = signatures["serving_preprocessed"](image=tf.zeros((0, H, W, C), tf.float32))
+    assert tuple(out["probabilities"].shape) == (0, CLASSES)
+    gates = signatures["excitations"](image=tf.zeros((0, H, W, C), tf.uint8))
+    se_layers = [layer for layer in exported.model.layers if isinstance(layer, SqueezeExcite)]
+    assert {k: tuple(v.shape) for k, v in gates.items()} == {
+        layer.name: (0, layer.channels) for layer in se_layers
+    }
+
+
+def test_dynamic_size_signature_checks_rank_and_channels_only(tmp_path):
+    model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
+    result = export.export_model(model, tmp_path, name="dyn", dynamic_size=True)
+    fn = tf.saved_model.load(result.path).signatures["serving_default"]
+    for shape in ((2, 20, 50, 1), (20, 50, C), (2, 0, 50, C)):
+        message = _invalid_argument(fn, np.zeros(shape, np.uint8))
+        assert f"`image` must have shape [batch, any, any, {C}] (uint8" in message, message
+        assert f"Received: image.shape=[{', '.join(str(d) for d in shape)}]" in message
+    assert fn(image=tf.zeros((2, 20, 50, C), tf.uint8))["probabilities"].shape == (2, 3)
+    assert fn(image=tf.zeros((0, 20, 50, C), tf.uint8))["probabilities"].shape == (0, 3)
+    assert "input  image: uint8 [-1, -1, -1, 3] (checked in the graph)" in export.format_result(
+        result
+    )
+
+
 # ---------------------------------------------------------------------- CLI, crashes
+@pytest.mark.integration
 def test_cli_killed_export_leaves_no_version_then_rerun_succeeds(exported, tmp_path, capsys):
     base = str(tmp_path / "models")
     model_dir = os.path.join(base, "se_resnet18")
-    args = [sys.executable, "-m", "keras_se.cli", "export", exported.run_dir, "--base", base]
-    env = dict(os.environ, **{export.PAUSE_ENV: "300"})
-    proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    # A real export process, SIGKILLed by itself right after the SavedModel is written into
+    # its temporary directory (the step after it, _write_extras, is replaced by the kill).
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        from keras_se import export
+
+        def killed(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        export._write_extras = killed
+        export.export_model(sys.argv[1], sys.argv[2])
+        """
     )
-    try:
-        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-        partial = None
-        while partial is None and time.monotonic() < deadline and proc.poll() is None:
-            temps = _temporaries(model_dir) if os.path.isdir(model_dir) else []
-            if temps and os.path.exists(os.path.join(model_dir, temps[0], "saved_model.pb")):
-                partial = temps[0]
-            time.sleep(0.2)
-        assert partial is not None, "the export never wrote its temporary directory"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    proc = subprocess.run(
+        [sys.executable, "-c", script, exported.run_dir, base],
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    temps = _temporaries(model_dir)
+    assert len(temps) == 1, temps
+    partial = temps[0]
+    assert os.path.exists(os.path.join(model_dir, partial, "saved_model.pb"))
     # A poller sees no version; the partial SavedModel lies only in the temporary directory.
     assert _versions(model_dir) == []
     assert _temporaries(model_dir) == [partial]
@@ -468,6 +541,7 @@ def _unwritable_base(tmp_path):
     [
         "missing",
         "not_a_model",
+        "truncated_model",
         "dir_without_model",
         "no_image_input",
         "feature_extractor",
@@ -483,7 +557,17 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, cap
         source = str(tmp_path / "junk.keras")
         with open(source, "w") as f:
             f.write("not a zip")
-        needle = "not a loadable Keras model"
+        needle = "not a readable Keras file: not a zip archive"
+    elif case == "truncated_model":
+        # A real .keras file cut short (an interrupted copy): Keras itself says "File not found".
+        model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
+        model.save(str(tmp_path / "full.keras"))
+        data = (tmp_path / "full.keras").read_bytes()
+        os.remove(tmp_path / "full.keras")
+        source = str(tmp_path / "cut.keras")
+        with open(source, "wb") as f:
+            f.write(data[: len(data) // 2])
+        needle = "not a readable Keras file"
     elif case == "dir_without_model":
         os.makedirs(source)
     elif case == "no_image_input":
