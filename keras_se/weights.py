@@ -1,4 +1,4 @@
-"""Reference ImageNet weights (the authors' models, ported to PyTorch) in keras_se models.
+"""Reference ImageNet weights (the authors' models, ported to PyTorch): files and key mapping.
 
 Hu et al. (2018) released their trained SE-ResNet/SE-ResNeXt models (Table 2, "released
 retrained models") in Caffe; Cadene's pretrainedmodels ported them to PyTorch and timm keeps
@@ -11,6 +11,7 @@ timm key (legacy / timm)         keras_se layer                  tensor transfor
 ===============================  ==============================  =========================
 ``layer0.conv1`` / ``conv1``     ``conv1_conv``                  OIHW → HWIO
 ``layer0.bn1`` / ``bn1``         ``conv1_bn``                    weight, bias, running_*
+``layer0.convK`` / ``bnK``       ``conv1_K_conv`` / ``_bn``      SENet-154's 3-conv stem
 ``layerS.i.convK`` / ``bnK``     ``conv{S+1}_block{i+1}_K_*``    as above (grouped too)
 ``layerS.0.downsample.0`` / .1   ``conv{S+1}_block1_0_*``        as above
 ``…se_module`` / ``…se`` fc1/2   ``conv{S+1}_block{i+1}_se``     (o, i, 1, 1) → (i, o)
@@ -20,11 +21,16 @@ timm key (legacy / timm)         keras_se layer                  tensor transfor
 The key table is generated from the model's own layers (`reference_state_dict`), the
 layout is detected from the keys, and a load either sets every weight or raises before
 changing any. Safetensors files are read with NumPy only; ``.pth``/``.bin`` need PyTorch
-(``pip install keras-se[torch]``); named sources download through ``huggingface_hub``
+(``pip install keras-se[torch]``); downloads go through ``huggingface_hub``
 (``pip install keras-se[hub]``) and need network access.
 
+This module maps keys and reads files; it imports only `keras_se.layers` (and Keras,
+NumPy). The named sources (``"timm/legacy_seresnet50.in1k"``: which model, which layout,
+which preprocessing) sit beside each architecture in ``keras_se/models/`` and are
+resolved by `keras_se.models.pretrained`, which builds models and calls this module.
+
 Example:
-    >>> from keras_se.weights import load_reference_model
+    >>> from keras_se.models.pretrained import load_reference_model
     >>> model = load_reference_model("timm/legacy_seresnet50.in1k")  # doctest: +SKIP
     >>> model.preprocessing.interpolation                            # doctest: +SKIP
     'bilinear'
@@ -39,133 +45,18 @@ import re
 import keras
 import numpy as np
 
-from keras_se.data import Preprocessing
 from keras_se.layers import BatchNormSqueezeExcite, SqueezeExcite
 
 LAYOUTS = ("legacy", "timm")
 STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+#: The SE layers a reference model maps (the fused tail's is its own class).
+SE_LAYERS = (SqueezeExcite, BatchNormSqueezeExcite)
 #: PyTorch's (and the Caffe ports') BatchNorm epsilon; keras_se.blocks uses the same.
 TORCH_BN_EPSILON = 1e-5
 
 
 class MissingDependencyError(ImportError):
     """An optional package (PyTorch, huggingface_hub) is needed and not installed."""
-
-
-# ----------------------------------------------------------------------------- sources
-@dataclasses.dataclass(frozen=True)
-class ReferenceSource:
-    """A named set of reference weights and what a model needs to use them.
-
-    Attributes:
-        name: timm's name, ``"legacy_seresnet50.in1k"``; ``"timm/" + name`` is the hub id.
-        model: keras_se model name (a registry name, or the name given to `architecture`).
-        layout: ``"legacy"`` (timm ``senet.py``) or ``"timm"`` (timm ``resnet.py``).
-        preprocessing: the evaluation preprocessing the weights were made for.
-        architecture: `build_resnet` arguments for models the registry does not have.
-        url: timm's own PyTorch release file, tried when the hub has no copy.
-    """
-
-    name: str
-    model: str
-    layout: str
-    preprocessing: Preprocessing
-    architecture: dict | None = None
-    url: str | None = None
-
-    @property
-    def hub_id(self):
-        return f"timm/{self.name}"
-
-    def build_options(self):
-        """``stride_in_1x1``/``stem_pool`` (plus `architecture`) for the model builder."""
-        # Cardinality decides the legacy stride placement (SE-ResNeXt: in the 3x3 conv).
-        groups = (self.architecture or {}).get("groups", 32 if "resnext" in self.model else 1)
-        return dict(self.architecture or {}, **layout_architecture(self.layout, groups=groups))
-
-
-_RELEASES = "https://github.com/rwightman/pytorch-image-models/releases/download/"
-
-
-def _pre(size=224, interpolation="bicubic", crop_pct=0.875):
-    return Preprocessing(image_size=(size, size), interpolation=interpolation, crop_pct=crop_pct)
-
-
-def _resnext(depths, groups, base_width, name):
-    return dict(
-        stackwise_num_blocks=depths, block="bottleneck", groups=groups, base_width=base_width,
-        name=name,
-    )  # fmt: skip
-
-
-#: timm's default evaluation preprocessing for ImageNet-1k models (all legacy weights).
-DEFAULT_PREPROCESSING = _pre(interpolation="bilinear")
-
-#: Named sources: timm's pretrained tags whose architecture keras_se builds exactly.
-#: Preprocessing as in timm's pretrained configs (checked by the opt-in torch test).
-SOURCES = {
-    s.name: s
-    for s in (
-        ReferenceSource("legacy_seresnet18.in1k", "se_resnet18", "legacy", _pre(),
-                        url=_RELEASES + "v0.1-weights/seresnet18-4bb0ce65.pth"),
-        ReferenceSource("legacy_seresnet34.in1k", "se_resnet34", "legacy", DEFAULT_PREPROCESSING,
-                        url=_RELEASES + "v0.1-weights/seresnet34-a4004e63.pth"),
-        ReferenceSource("legacy_seresnet50.in1k", "se_resnet50", "legacy", DEFAULT_PREPROCESSING,
-                        url=_RELEASES + "v0.1-cadene/se_resnet50-ce0d4300.pth"),
-        ReferenceSource("legacy_seresnet101.in1k", "se_resnet101", "legacy", DEFAULT_PREPROCESSING,
-                        url=_RELEASES + "v0.1-cadene/se_resnet101-7e38fcc6.pth"),
-        ReferenceSource("legacy_seresnet152.in1k", "se_resnet152", "legacy", DEFAULT_PREPROCESSING,
-                        url=_RELEASES + "v0.1-cadene/se_resnet152-d17c99b7.pth"),
-        ReferenceSource("legacy_seresnext26_32x4d.in1k", "se_resnext26_32x4d", "legacy", _pre(),
-                        architecture=_resnext((2, 2, 2, 2), 32, 4, "se_resnext26_32x4d"),
-                        url=_RELEASES + "v0.1-weights/seresnext26_32x4d-65ebdb501.pth"),
-        ReferenceSource("legacy_seresnext50_32x4d.in1k", "se_resnext50_32x4d", "legacy",
-                        DEFAULT_PREPROCESSING,
-                        url=_RELEASES + "v0.1-weights/legacy_se_resnext50_32x4d-f3651bad.pth"),
-        ReferenceSource("legacy_seresnext101_32x4d.in1k", "se_resnext101_32x4d", "legacy",
-                        DEFAULT_PREPROCESSING,
-                        url=_RELEASES + "v0.1-weights/legacy_se_resnext101_32x4d-37725eac.pth"),
-        ReferenceSource("seresnet50.a1_in1k", "se_resnet50", "timm", _pre(crop_pct=0.95)),
-        ReferenceSource("seresnet50.a2_in1k", "se_resnet50", "timm", _pre(crop_pct=0.95)),
-        ReferenceSource("seresnet50.a3_in1k", "se_resnet50", "timm", _pre(160, crop_pct=0.95)),
-        ReferenceSource("seresnet50.ra2_in1k", "se_resnet50", "timm", _pre()),
-        ReferenceSource("seresnext50_32x4d.racm_in1k", "se_resnext50_32x4d", "timm", _pre()),
-        ReferenceSource("seresnext50_32x4d.gluon_in1k", "se_resnext50_32x4d", "timm", _pre()),
-        ReferenceSource("seresnext101_32x4d.gluon_in1k", "se_resnext101_32x4d", "timm", _pre()),
-        ReferenceSource("seresnext101_32x8d.ah_in1k", "se_resnext101_32x8d", "timm",
-                        _pre(crop_pct=0.95),
-                        architecture=_resnext((3, 4, 23, 3), 32, 8, "se_resnext101_32x8d")),
-        ReferenceSource("seresnext101_64x4d.gluon_in1k", "se_resnext101_64x4d", "timm", _pre(),
-                        architecture=_resnext((3, 4, 23, 3), 64, 4, "se_resnext101_64x4d")),
-    )
-}  # fmt: skip
-
-
-def _source_name(value):
-    """The `SOURCES` key for ``value`` (``timm/`` prefix and the tag optional), or None."""
-    if not isinstance(value, str):
-        return None
-    name = value[len("timm/") :] if value.startswith("timm/") else value
-    if name in SOURCES:
-        return name
-    tagged = [key for key in SOURCES if key.split(".")[0] == name]
-    return tagged[0] if tagged else None  # the first tag is timm's default
-
-
-def is_named_source(value):
-    """True for a known named source such as ``"timm/legacy_seresnet50.in1k"``."""
-    return _source_name(value) is not None
-
-
-def get_source(name):
-    """The `ReferenceSource` for ``name``; a ValueError listing the known ones otherwise."""
-    key = _source_name(name)
-    if key is None:
-        raise ValueError(
-            f"Unknown reference weights source. Known: {', '.join('timm/' + k for k in SOURCES)}. "
-            f"Received: source={name!r}"
-        )
-    return SOURCES[key]
 
 
 def layout_architecture(layout, *, groups=1):
@@ -180,11 +71,6 @@ def layout_architecture(layout, *, groups=1):
     if layout == "timm":
         return {"stride_in_1x1": False, "stem_pool": "torch"}
     raise ValueError(f"`layout` must be one of {LAYOUTS}. Received: layout={layout!r}")
-
-
-def reference_preprocessing(source):
-    """The `Preprocessing` a named source was trained for (timm's default for files)."""
-    return get_source(source).preprocessing if is_named_source(source) else DEFAULT_PREPROCESSING
 
 
 # ----------------------------------------------------------------------------- files
@@ -286,21 +172,18 @@ def detect_layout(keys):
     )
 
 
-def source_architecture(source):
-    """Builder options (``stride_in_1x1``, ``stem_pool``) that weights ``source`` needs.
+def file_architecture(path):
+    """Builder options (``stride_in_1x1``, ``stem_pool``) that the state dict at ``path`` needs.
 
-    Named sources know theirs; for a state dict file the layout is detected from its
-    keys (and, for legacy files, the cardinality from the first 3x3 conv). Anything
-    else (a missing file, a Keras file) gives ``{}``.
+    The layout is detected from the file's keys (and, for legacy files, the cardinality
+    from the first 3x3 conv); only safetensors headers are read. Anything else (a missing
+    file, a Keras file, unknown keys) gives ``{}``: the loader then says what is wrong.
 
     Example:
-        >>> source_architecture("timm/seresnet50.ra2_in1k")
-        {'stride_in_1x1': False, 'stem_pool': 'torch'}
+        >>> file_architecture("se_resnext50.safetensors")  # doctest: +SKIP
+        {'stride_in_1x1': False, 'stem_pool': 'caffe'}
     """
-    if is_named_source(source):
-        options = get_source(source).build_options()
-        return {key: options[key] for key in ("stride_in_1x1", "stem_pool")}
-    path = os.fspath(source)
+    path = os.fspath(path)
     if not (path.endswith(STATE_DICT_SUFFIXES) and os.path.isfile(path)):
         return {}
     shapes = _read_shapes(path)
@@ -329,37 +212,43 @@ def _download_url(url):
     return keras.utils.get_file(os.path.basename(url), origin=url, cache_subdir="keras_se")
 
 
-def fetch_source(source):
-    """Downloads a named source (cached) and returns the local file path.
+def download(hub_id, *, url=None, label=None):
+    """Downloads reference weights (cached) and returns the local file path.
 
-    Tries the Hugging Face hub copy (``timm/<name>``, ``model.safetensors``) and then
-    timm's own release file (``.pth``, read with PyTorch) where there is one.
+    Tries the Hugging Face hub copy (``hub_id``, ``model.safetensors``) and then
+    ``url`` (timm's own ``.pth`` release file, read with PyTorch) where there is one.
+
+    Args:
+        hub_id: hub repository, e.g. ``"timm/legacy_seresnet50.in1k"``.
+        url: optional fallback release file.
+        label: what the user asked for, echoed in errors (default ``hub_id``).
 
     Raises:
         MissingDependencyError: ``huggingface_hub`` (or PyTorch) is not installed.
         ConnectionError: the download failed (no network access, or no such file).
     """
-    src = get_source(source)
-    attempts = [("hub " + src.hub_id, lambda: _download_from_hub(src.hub_id, "model.safetensors"))]
-    if src.url:
-        attempts.append(("release file", lambda: _download_url(src.url)))
+    label = hub_id if label is None else label
+    attempts = [("hub " + hub_id, lambda: _download_from_hub(hub_id, "model.safetensors"))]
+    if url:
+        attempts.append(("release file", lambda: _download_url(url)))
     failures, missing_only = [], True
-    for where, download in attempts:
+    for where, fetch in attempts:
         try:
-            return download()
+            return fetch()
         except Exception as err:  # network, missing repo/file or package: report every try
             missing_only = missing_only and isinstance(err, MissingDependencyError)
             failures.append(f"{where}: {_one_line(err)}")
     error = MissingDependencyError if missing_only else ConnectionError
     raise error(
-        f"weights={source!r} are downloaded and need network access plus `pip install "
+        f"weights={label!r} are downloaded and need network access plus `pip install "
         f"keras-se[hub]` (legacy .pth release files also keras-se[torch]); offline, pass a "
         f"local .safetensors/.pth file instead. Tried: {'; '.join(failures)}"
     )
 
 
 # ----------------------------------------------------------------------------- mapping
-_STEM = re.compile(r"^conv1_(?P<kind>conv|bn)$")
+# conv1_conv (7x7 stem) or conv1_{1,2,3}_conv (SENet-154's three 3x3 convs).
+_STEM = re.compile(r"^conv1(?:_(?P<part>[1-3]))?_(?P<kind>conv|bn)$")
 _UNIT = re.compile(r"^conv(?P<stage>[2-5])_block(?P<index>\d+)_(?P<part>[0-3])_(?P<kind>conv|bn)$")
 _SE = re.compile(r"^conv(?P<stage>[2-5])_block(?P<index>\d+)_se$")
 _CLASSIFIER = {"legacy": "last_linear", "timm": "fc"}
@@ -369,7 +258,8 @@ def _torch_prefix(layer_name, layout):
     """timm's module path for a keras_se layer name, or None when it has no twin."""
     legacy = layout == "legacy"
     if match := _STEM.match(layer_name):
-        return ("layer0." if legacy else "") + ("conv1" if match["kind"] == "conv" else "bn1")
+        part = match["part"] or "1"
+        return ("layer0." if legacy else "") + match["kind"] + part
     if match := _UNIT.match(layer_name):
         unit = f"layer{int(match['stage']) - 1}.{int(match['index']) - 1}."
         if match["part"] == "0":  # the projection shortcut: Sequential(conv, bn)
@@ -477,12 +367,17 @@ def model_layout(model):
 def _check_architecture(model, layout):
     """Raises a ValueError when ``model`` does not compute what ``layout``'s weights expect."""
     conv1 = _layer(model, "conv1_conv")
-    if conv1 is None:
+    deep_stem = _layer(model, "conv1_3_conv") is not None
+    if conv1 is None and not deep_stem:
         raise ValueError(
             f"Reference weights fit keras_se ResNet/ResNeXt models only; model {model.name!r} "
             "has no 'conv1_conv' layer."
         )
-    if tuple(conv1.kernel_size) != (7, 7):
+    if deep_stem and layout != "legacy":
+        raise ValueError(
+            "The 3-conv stem (SENet-154) exists in the legacy layout only (timm legacy_senet154)."
+        )
+    if not deep_stem and tuple(conv1.kernel_size) != (7, 7):
         raise ValueError(
             "Reference ImageNet weights need the ImageNet stem (7x7 conv); the model has the "
             "CIFAR stem: build it with stem='imagenet' (or an input of at least 64x64)."
@@ -501,7 +396,7 @@ def _check_architecture(model, layout):
                 f"{expected[option]!r}; this one has {option}={value!r}. Build it with "
                 f"{option}={expected[option]!r} (the builders do when given the weights)."
             )
-    se_layers = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
+    se_layers = [layer for layer in model.layers if isinstance(layer, SE_LAYERS)]
     if se_layers and not bottleneck and layout == "timm":
         raise ValueError(
             "timm's non-legacy basic-block SE-ResNets (seresnet18/34) have no ReLU before their "
@@ -563,37 +458,36 @@ def _listing(keys, limit=8):
     return ", ".join(keys[:limit]) + more
 
 
-def load_reference_weights(model, source, *, preprocessing=None):
-    """Loads timm/Caffe-port weights into a keras_se ResNet/ResNeXt, all or nothing.
+def load_reference_weights(model, path, *, source=None, hint=""):
+    """Loads a timm/Caffe-port state dict file into a keras_se ResNet/ResNeXt, all or nothing.
 
     Every model weight must find its key (with the right shape) and every key of the
     file must be used; otherwise a ValueError lists the missing, unused and mismatched
     keys and no weight is changed. The classifier keys are skipped when the model has
     no top (``include_top=False``); BatchNorm ``num_batches_tracked`` counters are ignored.
     The model's BatchNorm epsilon (1e-5), stride placement and stem pool are checked
-    against the layout.
+    against the layout. Named sources (downloads) and the preprocessing that goes with
+    them: `keras_se.models.pretrained.load_reference_weights`.
 
     Args:
         model: a keras_se ResNet/ResNeXt (``keras_se.models``).
-        source: a ``.safetensors``/``.pth``/``.bin`` state dict in timm's key layout
-            (legacy or not, detected), or a named source such as
-            ``"timm/legacy_seresnet50.in1k"`` (downloaded, see `fetch_source`).
-        preprocessing: the `Preprocessing` to attach; default: the named source's,
-            or timm's default ImageNet preprocessing for a file.
+        path: a ``.safetensors``/``.pth``/``.bin`` state dict in timm's key layout
+            (legacy or not, detected).
+        source: what the user named (a named source), echoed in errors; default ``path``.
+        hint: text added after the model name in errors (``" (weights for se_resnet50)"``).
 
     Returns:
-        ``model``, with ``model.preprocessing`` set.
+        ``model``.
 
     Example:
         >>> from keras_se import models
         >>> model = models.SEResNet50()
         >>> load_reference_weights(model, "se_resnet50.safetensors")  # doctest: +SKIP
     """
-    path = fetch_source(source) if is_named_source(source) else os.fspath(source)
+    source = path if source is None else source
     state = read_state_dict(path)
     layout = detect_layout(state)
     tensors = _model_tensors(model, layout)
-    hint = f" (weights for {get_source(source).model})" if is_named_source(source) else ""
 
     expected = {t.key for t in tensors}
     ignored = {k for k in state if k.endswith(".num_batches_tracked")}
@@ -629,7 +523,6 @@ def load_reference_weights(model, source, *, preprocessing=None):
         )
     for variable, value in values:  # all checks passed: no partial load possible
         variable.assign(np.asarray(value, dtype=variable.dtype))
-    model.preprocessing = preprocessing or reference_preprocessing(source)
     return model
 
 
@@ -680,45 +573,16 @@ def save_reference_weights(model, path, *, layout=None):
     return path
 
 
-def load_reference_model(source, *, model=None, **kwargs):
-    """Builds the keras_se model for ``source`` and loads the reference weights into it.
+# TEMPORARY, until keras_se/cli.py (`keras-se convert`) calls keras_se.models.pretrained:
+# the named-source functions moved there (models resolve their own pretrained
+# configurations; this module only maps keys and reads files). This forward is the one
+# upward import left in keras_se.weights; delete it with the cli change.
+_MOVED_TO_PRETRAINED = ("is_named_source", "load_reference_model", "get_source", "SOURCES")
 
-    Args:
-        source: a named source (``"timm/legacy_seresnet50.in1k"``; downloaded) or a
-            state dict file (then ``model`` is required).
-        model: keras_se model name (registry); named sources know theirs.
-        **kwargs: builder arguments (``include_top``, ``input_shape``, ``pooling``...);
-            ``stride_in_1x1``/``stem_pool`` are set to what the weights need.
 
-    Returns:
-        The model, with ``model.preprocessing`` set (see `keras_se.data.Preprocessing`).
+def __getattr__(name):
+    if name in _MOVED_TO_PRETRAINED:
+        from keras_se.models import pretrained
 
-    Example:
-        >>> model = load_reference_model("timm/seresnet50.ra2_in1k")  # doctest: +SKIP
-        >>> model.preprocessing.crop_pct                             # doctest: +SKIP
-        0.875
-    """
-    from keras_se import models
-    from keras_se.models.resnet import build_resnet
-
-    if is_named_source(source):
-        src = get_source(source)
-        path = fetch_source(source)  # first: no model is built when the download fails
-        options = src.build_options()
-        if model is None and src.architecture is not None:
-            built = build_resnet(**options, **kwargs)
-        else:
-            options = {k: options[k] for k in ("stride_in_1x1", "stem_pool")}
-            built = models.get(model or src.model, **options, **kwargs)
-    else:
-        if model is None:
-            raise ValueError(
-                "A weights file needs the keras_se model name (e.g. model='se_resnet50'). "
-                f"Received: source={source!r}, model=None"
-            )
-        path = os.fspath(source)
-        options = source_architecture(path)
-        if not options:  # not a readable timm state dict: the reader says why
-            detect_layout(read_state_dict(path))
-        built = models.get(model, **options, **kwargs)
-    return load_reference_weights(built, path, preprocessing=reference_preprocessing(source))
+        return getattr(pretrained, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,9 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from keras_se import SqueezeExcite, models
+from keras_se import BatchNormSqueezeExcite, SqueezeExcite, models
 
 ALL_NAMES = models.names()
+#: Over 80M parameters: a train step and a save take tens of seconds on a CPU.
+HEAVY = {"senet154", "se_resnext101_32x8d", "se_resnext101_64x4d", "resnext101_32x8d",
+         "resnext101_64x4d"}  # fmt: skip
 
 
 def test_names_and_close_matches():
@@ -23,18 +26,23 @@ def test_names_and_close_matches():
     ):
         assert name in ALL_NAMES
     assert set(models.names(se=True)) | set(models.names(se=False)) == set(ALL_NAMES)
+    assert "senet154" in models.names(se=True) and "wrn16_8" in models.names(se=False)
     with pytest.raises(ValueError, match=r"Did you mean: se_resnet50.*name='se_resnet5O'"):
         models.get("se_resnet5O")
 
 
-@pytest.mark.parametrize("name", ALL_NAMES)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in ALL_NAMES]
+)
 def test_every_model_builds_trains_and_round_trips(name, tmp_path):
     # Inception needs >= 75x75; at 75 plain InceptionV3 (like keras.applications') gives NaN
     # in inference after one SGD step on 2 images, so it is checked at 107.
     size = 107 if getattr(models.builder(name), "min_input_size", 32) > 32 else 32
     model = models.get(name, input_shape=(size, size, 3), classes=3)
-    has_se = any(isinstance(layer, SqueezeExcite) for layer in model.layers)
-    assert has_se == name.startswith("se_")
+    has_se = any(
+        isinstance(layer, (SqueezeExcite, BatchNormSqueezeExcite)) for layer in model.layers
+    )
+    assert has_se == models.registry.is_se(name) == (name.startswith("se_") or name == "senet154")
     rng = np.random.default_rng(0)
     x = rng.random((2, size, size, 3)).astype("float32")
     y = np.array([0, 2])

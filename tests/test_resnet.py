@@ -52,7 +52,11 @@ def test_se_resnet50_without_fc_biases_matches_paper_formula():
 
 
 def _se_layers(model):
-    return [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, (SqueezeExcite, BatchNormSqueezeExcite))
+    ]
 
 
 @pytest.mark.parametrize("se_fused", [True, False])

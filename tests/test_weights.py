@@ -5,7 +5,9 @@
 independently of `keras_se.weights`; the opt-in ``torch`` tests check the table against
 timm's own state dicts and the loaded models' outputs against timm's models:
 
-    /tmp/torchvenv/bin/python -m pytest -m torch tests/test_weights.py -s
+    python3 -m venv --system-site-packages /tmp/torchenv
+    /tmp/torchenv/bin/pip install torch torchvision timm
+    /tmp/torchenv/bin/python -m pytest -m torch tests/test_weights.py -s
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from safetensors.numpy import save_file
 from keras_se import BatchNormSqueezeExcite, cli, models
 from keras_se import weights as reference
 from keras_se.data import load_preprocessing
+from keras_se.models import pretrained
 from keras_se.models.resnet import build_resnet
 from tests.conftest import assert_usage_error, run_cli
 
@@ -29,8 +32,13 @@ TINY = dict(input_shape=(64, 64, 3), classes=5)  # 64x64: the ImageNet stem, fas
 
 
 def timm_shapes(depths, *, block="bottleneck", groups=1, base_width=64, layout="legacy",
-                se=True, classes=1000):  # fmt: skip
-    """timm's ``{key: shape}`` for an (SE-)ResNet/ResNeXt, written from timm's model code."""
+                se=True, classes=1000, senet=False):  # fmt: skip
+    """timm's ``{key: shape}`` for an (SE-)ResNet/ResNeXt, written from timm's model code.
+
+    ``senet``: SENet-154's changes (timm ``senet.py``, ``input_3x3``, ``SEBottleneck``,
+    ``downsample_kernel_size=3``): a 3-conv stem to 128 channels, a first 1x1 conv of
+    ``planes * 2`` channels, 3x3 projections after the first stage.
+    """
     legacy = layout == "legacy"
     shapes = {}
 
@@ -42,9 +50,14 @@ def timm_shapes(depths, *, block="bottleneck", groups=1, base_width=64, layout="
             shapes[f"{key}.{name}"] = (c,)
         shapes[f"{key}.num_batches_tracked"] = ()
 
-    conv("layer0.conv1" if legacy else "conv1", 64, 3, 7)
-    bn("layer0.bn1" if legacy else "bn1", 64)
-    inplanes = 64
+    if senet:
+        for k, (out, inp) in enumerate(((64, 3), (64, 64), (128, 64)), start=1):
+            conv(f"layer0.conv{k}", out, inp, 3), bn(f"layer0.bn{k}", out)
+        inplanes = 128
+    else:
+        conv("layer0.conv1" if legacy else "conv1", 64, 3, 7)
+        bn("layer0.bn1" if legacy else "bn1", 64)
+        inplanes = 64
     for stage, num_blocks in enumerate(depths):
         planes = 64 * 2**stage
         out = planes * (4 if block == "bottleneck" else 1)
@@ -55,11 +68,13 @@ def timm_shapes(depths, *, block="bottleneck", groups=1, base_width=64, layout="
                 conv(p + "conv2", planes, planes, 3), bn(p + "bn2", planes)
             else:
                 width = planes * base_width // 64 * groups
-                conv(p + "conv1", width, inplanes, 1), bn(p + "bn1", width)
-                conv(p + "conv2", width, width // groups, 3), bn(p + "bn2", width)
+                first = planes * 2 if senet else width
+                conv(p + "conv1", first, inplanes, 1), bn(p + "bn1", first)
+                conv(p + "conv2", width, first // groups, 3), bn(p + "bn2", width)
                 conv(p + "conv3", out, width, 1), bn(p + "bn3", out)
             if i == 0 and (stage > 0 or inplanes != out):
-                conv(p + "downsample.0", out, inplanes, 1), bn(p + "downsample.1", out)
+                kernel = 3 if senet and stage > 0 else 1
+                conv(p + "downsample.0", out, inplanes, kernel), bn(p + "downsample.1", out)
             if se:  # C // 16 (legacy); timm rounds to a multiple of 8, the same for C >= 128
                 units = out // 16 if legacy else max(8, (out // 16 + 4) // 8 * 8)
                 se_name = p + ("se_module" if legacy else "se")
@@ -271,7 +286,7 @@ def test_file_types_and_missing_torch(tmp_path, monkeypatch):
 def test_named_sources_need_network_and_say_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(reference.MissingDependencyError, match=r"keras-se\[hub\]") as info:
-        reference.fetch_source("timm/seresnet50.ra2_in1k")
+        pretrained.fetch_source("timm/seresnet50.ra2_in1k")
     assert "network" in str(info.value) and "\n" not in str(info.value)
 
     def offline(url):
@@ -289,9 +304,9 @@ def test_unknown_names_point_to_the_sources():
             models.SEResNet18(weights=bad)
         assert f"weights={bad!r}" in str(info.value)
     with pytest.raises(ValueError, match="Known: timm/legacy_seresnet18.in1k"):
-        reference.get_source("legacy_seresnet9000")
-    assert reference.is_named_source("legacy_seresnet50")  # tag and prefix optional
-    assert reference.get_source("timm/seresnet50").name == "seresnet50.a1_in1k"  # timm's default
+        pretrained.get_source("legacy_seresnet9000")
+    assert pretrained.is_named_source("legacy_seresnet50")  # tag and prefix optional
+    assert pretrained.get_source("timm/seresnet50").name == "seresnet50.a1_in1k"  # timm's default
 
 
 def test_named_source_builds_the_matching_architecture(tmp_path, monkeypatch):
@@ -312,16 +327,16 @@ def test_named_source_builds_the_matching_architecture(tmp_path, monkeypatch):
         values(model.get_layer("conv4_block6_se").expand_kernel),
         state["layer3.5.se.fc2.weight"][:, :, 0, 0].T,
     )
-    expected = reference.SOURCES["seresnet50.ra2_in1k"].preprocessing
+    expected = pretrained.SOURCES["seresnet50.ra2_in1k"].preprocessing
     assert model.preprocessing == expected
     assert (expected.interpolation, expected.crop_pct) == ("bicubic", 0.875)
 
 
-def test_load_reference_model_builds_unregistered_architectures(tmp_path, monkeypatch):
+def test_load_reference_model_builds_the_registered_architecture(tmp_path, monkeypatch):
     shapes = timm_shapes((2, 2, 2, 2), groups=32, base_width=4)  # legacy SE-ResNeXt-26 32x4d
     path, state = write_state(tmp_path, shapes)
     monkeypatch.setattr(reference, "_download_from_hub", lambda repo_id, filename: path)
-    model = reference.load_reference_model(
+    model = pretrained.load_reference_model(
         "timm/legacy_seresnext26_32x4d.in1k", input_shape=(64, 64, 3)
     )
     assert model.name == "se_resnext26_32x4d"
@@ -337,10 +352,11 @@ def test_builder_reads_the_layout_from_a_file(tmp_path):
     path, _ = write_state(
         tmp_path, timm_shapes((2, 2, 2, 2), block="basic", layout="timm", se=False)
     )
-    assert reference.source_architecture(path) == {"stride_in_1x1": False, "stem_pool": "torch"}
+    assert pretrained.source_architecture(path) == {"stride_in_1x1": False, "stem_pool": "torch"}
+    assert reference.file_architecture(path) == {"stride_in_1x1": False, "stem_pool": "torch"}
     model = models.ResNet18(input_shape=(64, 64, 3), weights=path)  # timm's resnet18 layout
     assert model.get_layer("pool1_pad") is not None
-    assert model.preprocessing == reference.DEFAULT_PREPROCESSING
+    assert model.preprocessing == pretrained.DEFAULT_PREPROCESSING
 
 
 def test_convert_cli(tmp_path, capsys):
@@ -352,7 +368,7 @@ def test_convert_cli(tmp_path, capsys):
     np.testing.assert_array_equal(
         values(model.get_layer("conv5_block2_se").reduce_bias), state["layer4.1.se_module.fc1.bias"]
     )
-    assert load_preprocessing(out) == reference.DEFAULT_PREPROCESSING
+    assert load_preprocessing(out).to_dict() == pretrained.DEFAULT_PREPROCESSING.to_dict()
     with open(out[: -len(".keras")] + ".preprocessing.json") as f:
         assert json.load(f)["crop_pct"] == 0.875
 
@@ -465,7 +481,7 @@ def timm_reference(tmp_path_factory):
         )
         for name, (_, suffix, _) in TORCH_CASES.items()
     ]
-    result = run_torch(workdir, cases, sources=reference.SOURCES)
+    result = run_torch(workdir, cases, sources=pretrained.SOURCES)
     result["cases"] = {case["timm_name"]: case for case in cases}
     return result
 
@@ -501,7 +517,7 @@ def test_written_file_loads_into_timm(tmp_path):
 
 @pytest.mark.torch
 def test_source_table_matches_timm_pretrained_configs(timm_reference):
-    for name, src in reference.SOURCES.items():
+    for name, src in pretrained.SOURCES.items():
         cfg = timm_reference["cfgs"][name]
         p = src.preprocessing
         assert [3, *p.image_size] == cfg["input_size"], name
@@ -509,4 +525,4 @@ def test_source_table_matches_timm_pretrained_configs(timm_reference):
         assert [list(p.mean), list(p.std)] == [cfg["mean"], cfg["std"]], name
         assert cfg["hf_hub_id"] in (src.hub_id, None), name
         assert cfg["hf_hub_id"] or cfg["url"] == src.url, name
-        assert reference.get_source(name.split(".")[0]).name == cfg["default"], name
+        assert pretrained.get_source(name.split(".")[0]).name == cfg["default"], name

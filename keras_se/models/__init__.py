@@ -1,6 +1,25 @@
 """keras_se model builders and the registry (``keras_se.models.get``, ``names``)."""
 
-from keras_se.models import registry
+from keras_se.models import pretrained, registry
+from keras_se.models.cifar import (
+    BUILDERS as _CIFAR_BUILDERS,
+)
+from keras_se.models.cifar import (
+    CIFAR_RECIPE,
+    ResNet20,
+    ResNet32,
+    ResNet56,
+    ResNet110,
+    ResNet164,
+    SEResNet20,
+    SEResNet32,
+    SEResNet56,
+    SEResNet110,
+    SEResNet164,
+    SEWideResNet16_8,
+    WideResNet16_8,
+    build_cifar_resnet,
+)
 from keras_se.models.inception import (
     BUILDERS as _INCEPTION_BUILDERS,
 )
@@ -12,9 +31,13 @@ from keras_se.models.inception import (
     build_inception_resnet_v2,
     build_inception_v3,
 )
+from keras_se.models.preprocessing import Preprocessing
 from keras_se.models.registry import builder, get, names, register
 from keras_se.models.resnet import (
     BUILDERS as _RESNET_BUILDERS,
+)
+from keras_se.models.resnet import (
+    PRETRAINED as _RESNET_PRETRAINED,
 )
 from keras_se.models.resnet import (
     ResNet18,
@@ -24,13 +47,19 @@ from keras_se.models.resnet import (
     ResNet152,
     ResNeXt50,
     ResNeXt101,
+    ResNeXt101_32x8d,
+    ResNeXt101_64x4d,
+    SENet154,
     SEResNet18,
     SEResNet34,
     SEResNet50,
     SEResNet101,
     SEResNet152,
+    SEResNeXt26,
     SEResNeXt50,
     SEResNeXt101,
+    SEResNeXt101_32x8d,
+    SEResNeXt101_64x4d,
     build_resnet,
 )
 
@@ -38,6 +67,10 @@ for _name, _fn in _RESNET_BUILDERS.items():
     register(_name, _fn)
 for _name, _fn in _INCEPTION_BUILDERS.items():
     register(_name, _fn)
+for _name, _fn in _CIFAR_BUILDERS.items():
+    register(_name, _fn)
+for _source in _RESNET_PRETRAINED:
+    pretrained.register_source(_source)
 
 __all__ = [
     "get",
@@ -46,6 +79,28 @@ __all__ = [
     "register",
     "registry",
     "build_resnet",
+    "pretrained",
+    "Preprocessing",
+    "SEResNeXt26",
+    "SEResNeXt101_32x8d",
+    "SEResNeXt101_64x4d",
+    "SENet154",
+    "ResNeXt101_32x8d",
+    "ResNeXt101_64x4d",
+    "build_cifar_resnet",
+    "CIFAR_RECIPE",
+    "SEResNet20",
+    "SEResNet32",
+    "SEResNet56",
+    "SEResNet110",
+    "SEResNet164",
+    "SEWideResNet16_8",
+    "ResNet20",
+    "ResNet32",
+    "ResNet56",
+    "ResNet110",
+    "ResNet164",
+    "WideResNet16_8",
     "SEResNet18",
     "SEResNet34",
     "SEResNet50",

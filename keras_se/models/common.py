@@ -8,26 +8,36 @@ replacement for a stock one.
 from __future__ import annotations
 
 import inspect
-import numbers
 import os
 
 import keras
 
-from keras_se.blocks import SE_MODES
+from keras_se import weights as reference_weights
+from keras_se.models import pretrained
+from keras_se_core.choices import SE_MODES
+from keras_se_core.validation import (
+    check_bool,
+    check_choice,
+    check_number,
+    check_optional,
+    check_positive_int,
+)
 
 POOLINGS = (None, "avg", "max")
+STATE_DICT_SUFFIXES = reference_weights.STATE_DICT_SUFFIXES
 
 
 def check_se_args(se_ratio, se_mode, se_kwargs):
     """Validates the SE options shared by all builders; returns ``se_kwargs`` as a dict."""
-    if se_ratio is not None and (
-        isinstance(se_ratio, bool) or not isinstance(se_ratio, numbers.Real) or se_ratio <= 0
-    ):
-        raise ValueError(
-            f"`se_ratio` must be a positive number, or None for a plain model. Received: se_ratio={se_ratio!r}"
-        )
-    if se_mode not in SE_MODES:
-        raise ValueError(f"`se_mode` must be one of {SE_MODES}. Received: se_mode={se_mode!r}")
+    check_optional(
+        check_number,
+        "se_ratio",
+        se_ratio,
+        minimum=0,
+        inclusive=(False, True),
+        what="a positive number, or None for a plain model",
+    )
+    check_choice("se_mode", se_mode, SE_MODES)
     if se_kwargs is None:
         return {}
     if not isinstance(se_kwargs, dict):
@@ -43,31 +53,33 @@ def check_se_args(se_ratio, se_mode, se_kwargs):
 
 def check_application_args(*, include_top, weights, pooling, classes, classifier_activation):
     """The keras.applications argument checks (weights, pooling, classes, activation)."""
-    if not isinstance(include_top, bool):
-        raise ValueError(
-            f"`include_top` must be True or False. Received: include_top={include_top!r}"
-        )
+    check_bool("include_top", include_top)
     if weights is not None and not (
         isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)
     ):
-        from keras_se import weights as reference  # lazy: models do not need it otherwise
-
-        if not reference.is_named_source(weights):
+        if not pretrained.is_named_source(weights):
+            text = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else ""
+            looks_like_file = text.endswith(pretrained.KERAS_SUFFIXES + STATE_DICT_SUFFIXES) or (
+                os.sep in text and not text.startswith("timm/")
+            )
+            if looks_like_file:
+                raise ValueError(
+                    f"`weights` names a file that does not exist: {os.path.abspath(weights)}. "
+                    f"Received: weights={weights!r}"
+                )
             hint = ""
             if weights == "imagenet" or str(weights).startswith("timm/"):
                 hint = (
                     " keras_se ships no bundled weights; name a reference source instead, e.g. "
                     "weights='timm/legacy_seresnet50.in1k' (downloaded, needs network; known: "
-                    "keras_se.weights.SOURCES), or a local .safetensors/.pth file."
+                    "keras_se.models.pretrained.SOURCES), or a local .safetensors/.pth file."
                 )
             raise ValueError(
                 "`weights` must be None (random initialization), the path to an existing "
                 f"weights file or a named reference source.{hint} Received: weights={weights!r}"
             )
-    if pooling not in POOLINGS:
-        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
-    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
-        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
+    check_choice("pooling", pooling, POOLINGS)
+    check_positive_int("classes", classes)
     if include_top:
         try:
             keras.activations.get(classifier_activation)
@@ -106,17 +118,28 @@ def resolve_input_shape(input_shape, input_tensor, *, default_size, include_top)
         raise ValueError(
             f"The channel dimension of `input_shape` must be known. Received: input_shape={input_shape!r}"
         )
+    for size in input_shape:
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(
+                "`input_shape` entries must be positive integers or None (spatial only); "
+                f"a channel count of {channels!r} or a size of {size!r} cannot be built. "
+                f"Received: input_shape={input_shape!r}"
+            )
     return input_shape
 
 
-def check_min_size(input_shape, min_size):
-    """Raises a ValueError when a known spatial size is below ``min_size``."""
+def check_min_size(input_shape, min_size, *, hint=""):
+    """Raises a ValueError when a known spatial size is below ``min_size``.
+
+    ``hint`` (e.g. "use stem='cifar' for smaller inputs") is added to the message.
+    """
     channels_last = keras.config.image_data_format() == "channels_last"
     spatial = input_shape[:2] if channels_last else input_shape[1:]
     for size in spatial:
         if size is not None and size < min_size:
             raise ValueError(
-                f"Input size must be at least {min_size}x{min_size}. Received: input_shape={input_shape!r}"
+                f"Input size must be at least {min_size}x{min_size}{hint}. "
+                f"Received: input_shape={input_shape!r}"
             )
 
 
@@ -148,10 +171,13 @@ def finish_model(
     classifier_activation,
     weights,
     name,
+    dropout=0.0,
 ):
-    """Head (``avg_pool`` + ``predictions``) or pooling, the Model, then ``weights``."""
+    """Head (``avg_pool`` [+ ``top_dropout``] + ``predictions``) or pooling, the Model, ``weights``."""
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="top_dropout")(x)
         x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -169,47 +195,43 @@ def load_weights_file(model, path):
 
     Keras files (``.weights.h5``, ``.keras``) go through ``model.load_weights``;
     timm state dicts (``.safetensors``, ``.pth``, ``.bin``) and named sources
-    (``"timm/legacy_seresnet50.in1k"``) through `keras_se.weights.load_reference_weights`.
+    (``"timm/legacy_seresnet50.in1k"``) through
+    `keras_se.models.pretrained.load_reference_weights`.
     """
+    if pretrained.is_named_source(path):
+        return pretrained.load_reference_weights(model, path)
     path = os.fspath(path)
-    if path.endswith((".weights.h5", ".keras", ".h5")):
+    if pretrained.is_keras_file(path):
         model.load_weights(path)
         return model
-    from keras_se import weights as reference  # lazy: keeps models free of the mapping
-
-    if reference.is_named_source(path) or path.endswith(reference.STATE_DICT_SUFFIXES):
-        return reference.load_reference_weights(model, path)
+    if path.endswith(STATE_DICT_SUFFIXES):
+        return pretrained.load_reference_weights(model, path)
     raise ValueError(
         "`weights` file type not recognised: expected .weights.h5, .keras, "
-        f"{', '.join(reference.STATE_DICT_SUFFIXES)} or a named source. Received: weights={path!r}"
+        f"{', '.join(STATE_DICT_SUFFIXES)} or a named source. Received: weights={path!r}"
     )
 
 
 def weights_architecture(weights):
     """Builder options (``stride_in_1x1``, ``stem_pool``) that ``weights`` requires.
 
-    Empty for None and Keras files; a timm state dict or named source in the
-    non-legacy layout needs the stride in the 3x3 conv and torchvision's stem pool.
+    Empty for None and Keras files; see `keras_se.models.pretrained.source_architecture`.
     """
-    if not isinstance(weights, (str, os.PathLike)) or os.fspath(weights).endswith(
-        (".weights.h5", ".keras", ".h5")
-    ):
-        return {}
-    from keras_se import weights as reference
-
-    return reference.source_architecture(weights)
+    return pretrained.source_architecture(weights)
 
 
-def make_builder(build, *, public_name, model_name, se, options, doc):
+def make_builder(build, *, public_name, model_name, se, options, doc, defaults_override=None):
     """The public keras.applications-style builder around ``build(**kwargs)``.
 
     Every family (ResNet, Inception) shares this one wrapper: the keras.applications
     arguments, ``name`` and ``se_ratio`` (16 for an SE model, None for its plain twin),
-    plus the family's own keyword-only ``options`` (name → default). All arguments
-    are keyword-only; the signature is visible to ``help()`` and IDEs.
+    plus the family's own keyword-only ``options`` (name → default). ``defaults_override``
+    overrides keras.applications defaults (the CIFAR models: ``classes=10``). All
+    arguments are keyword-only; the signature is visible to ``help()`` and IDEs.
 
     Returns:
-        The builder function, with ``registry_name`` set to ``model_name``.
+        The builder function, with ``registry_name`` set to ``model_name`` and ``se``
+        (whether it builds SE blocks by default).
     """
     defaults = dict(
         include_top=True,
@@ -223,6 +245,7 @@ def make_builder(build, *, public_name, model_name, se, options, doc):
         se_ratio=16 if se else None,
         **options,
     )
+    defaults.update(defaults_override or {})
 
     def builder(*args, **kwargs):
         if args:
@@ -245,4 +268,5 @@ def make_builder(build, *, public_name, model_name, se, options, doc):
     builder.__name__ = builder.__qualname__ = public_name
     builder.__doc__ = doc
     builder.registry_name = model_name
+    builder.se = bool(se)
     return builder

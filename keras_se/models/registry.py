@@ -22,11 +22,20 @@ def register(name, builder):
     return builder
 
 
+def is_se(name):
+    """Whether the registered model ``name`` has SE blocks by default.
+
+    A builder says so with its ``se`` attribute (``senet154`` has no ``se_`` prefix);
+    otherwise the ``se_`` prefix decides.
+    """
+    return getattr(builder(name), "se", str(name).startswith("se_"))
+
+
 def names(*, se=None):
     """Sorted registered names; ``se=True``/``False`` keeps only SE/plain models."""
     out = sorted(_REGISTRY)
     if se is not None:
-        out = [n for n in out if n.startswith("se_") == se]
+        out = [n for n in out if is_se(n) == se]
     return out
 
 
@@ -44,7 +53,3 @@ def builder(name):
 def get(name, **kwargs):
     """Builds the registered model ``name`` with keyword arguments for its builder."""
     return builder(name)(**kwargs)
-
-
-def is_se_model_name(name):
-    return name.startswith("se_")

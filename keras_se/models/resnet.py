@@ -1,15 +1,25 @@
-"""SE-ResNet and SE-ResNeXt (Hu et al., 2018, Section 4, Table 1) and their plain twins.
+"""SE-ResNet, SE-ResNeXt and SENet-154 (Hu et al., 2018, Section 4, Tables 1 and 2) and twins.
 
 One generic builder, `build_resnet`, takes the architecture as data
-(``stackwise_num_blocks``, block type, cardinality); every public model is a row
-of ``ARCHITECTURES`` plus the SE switch, so SE-ResNet-50 and ResNet-50 differ only
-in their SE blocks. Parameter counts equal the reference PyTorch models (timm
-``legacy_se*`` converted from the authors' Caffe release, torchvision for the plain
-models): see ``tests/test_resnet.py`` for the asserted numbers.
+(``stackwise_num_blocks``, block type, cardinality, stem, shortcut kernel); every
+public model is a row of ``ARCHITECTURES`` plus the SE switch, so SE-ResNet-50 and
+ResNet-50 differ only in their SE blocks. Parameter counts equal the reference PyTorch
+models (timm ``legacy_se*`` converted from the authors' Caffe release, timm
+``seresnext101_*`` and torchvision for the others): see ``tests/test_resnet.py``.
 
-Layer names follow keras.applications: ``conv1_conv``, ``pool1_pool``,
-``conv{stage}_block{i}_{1,2,3}_{conv,bn,relu}``, the shortcut ``..._0_conv``,
-the SE block ``conv{stage}_block{i}_se``, ``avg_pool`` and ``predictions``.
+SENet-154 (the ILSVRC 2017 entry, timm ``legacy_senet154``) is a row too: a 3-conv stem
+(3x3/2 64, 3x3 64, 3x3 128, then the max pool), 64-group bottlenecks whose first 1x1
+conv has half the 3x3's width, 3x3/2 projection shortcuts after the first stage and
+dropout 0.2 before the classifier. It has no plain twin (none was published).
+
+The pretrained configurations of these architectures (``PRETRAINED``: timm's names,
+key layout, preprocessing, release URL) sit beside them, as timm's ``default_cfgs`` do;
+`keras_se.models.pretrained` resolves them.
+
+Layer names follow keras.applications: ``conv1_conv`` (SENet-154: ``conv1_{1,2,3}_conv``),
+``pool1_pool``, ``conv{stage}_block{i}_{1,2,3}_{conv,bn,relu}``, the shortcut
+``..._0_conv``, the SE block ``conv{stage}_block{i}_se``, ``avg_pool``, ``top_dropout``
+and ``predictions``.
 """
 
 from __future__ import annotations
@@ -20,6 +30,12 @@ import keras
 
 from keras_se.blocks import conv_bn, residual_unit
 from keras_se.models import common
+from keras_se.models.pretrained import (
+    DEFAULT_PREPROCESSING,
+    RELEASES,
+    ReferenceSource,
+    timm_preprocessing,
+)
 
 #: Architectures as data: block type, units per stage, cardinality, width per group,
 #: and where the reference puts the stride of a downsampling bottleneck.
@@ -45,7 +61,83 @@ ARCHITECTURES = {
         base_width=4,
         stride_in_1x1=False,
     ),
+    "resnext26_32x4d": dict(
+        block="bottleneck",
+        stackwise_num_blocks=(2, 2, 2, 2),
+        groups=32,
+        base_width=4,
+        stride_in_1x1=False,
+    ),
+    # The wide ResNeXt-101s: timm's seresnext101_32x8d/64x4d and torchvision's/timm's
+    # plain ones stride in the 3x3 conv and pad the stem pool (there is no Caffe release).
+    "resnext101_32x8d": dict(
+        block="bottleneck",
+        stackwise_num_blocks=(3, 4, 23, 3),
+        groups=32,
+        base_width=8,
+        stride_in_1x1=False,
+        stem_pool="torch",
+    ),
+    "resnext101_64x4d": dict(
+        block="bottleneck",
+        stackwise_num_blocks=(3, 4, 23, 3),
+        groups=64,
+        base_width=4,
+        stride_in_1x1=False,
+        stem_pool="torch",
+    ),
+    # SENet-154 (timm legacy_senet154, from the authors' Caffe release).
+    "senet154": dict(
+        block="bottleneck",
+        stackwise_num_blocks=(3, 8, 36, 3),
+        groups=64,
+        base_width=4,
+        stride_in_1x1=False,
+        first_width_ratio=0.5,
+        deep_stem=True,
+        shortcut_kernel_size=3,
+        dropout=0.2,
+    ),
 }
+
+_LEGACY = dict(layout="legacy", preprocessing=DEFAULT_PREPROCESSING)
+#: Pretrained configurations (timm's tags) of the rows above; registered by keras_se.models.
+PRETRAINED = (
+    ReferenceSource("legacy_seresnet18.in1k", "se_resnet18", "legacy", timm_preprocessing(),
+                    url=RELEASES + "v0.1-weights/seresnet18-4bb0ce65.pth"),
+    ReferenceSource("legacy_seresnet34.in1k", "se_resnet34", **_LEGACY,
+                    url=RELEASES + "v0.1-weights/seresnet34-a4004e63.pth"),
+    ReferenceSource("legacy_seresnet50.in1k", "se_resnet50", **_LEGACY,
+                    url=RELEASES + "v0.1-cadene/se_resnet50-ce0d4300.pth"),
+    ReferenceSource("legacy_seresnet101.in1k", "se_resnet101", **_LEGACY,
+                    url=RELEASES + "v0.1-cadene/se_resnet101-7e38fcc6.pth"),
+    ReferenceSource("legacy_seresnet152.in1k", "se_resnet152", **_LEGACY,
+                    url=RELEASES + "v0.1-cadene/se_resnet152-d17c99b7.pth"),
+    ReferenceSource("legacy_seresnext26_32x4d.in1k", "se_resnext26_32x4d", "legacy",
+                    timm_preprocessing(), groups=32,
+                    url=RELEASES + "v0.1-weights/seresnext26_32x4d-65ebdb501.pth"),
+    ReferenceSource("legacy_seresnext50_32x4d.in1k", "se_resnext50_32x4d", **_LEGACY, groups=32,
+                    url=RELEASES + "v0.1-weights/legacy_se_resnext50_32x4d-f3651bad.pth"),
+    ReferenceSource("legacy_seresnext101_32x4d.in1k", "se_resnext101_32x4d", **_LEGACY, groups=32,
+                    url=RELEASES + "v0.1-weights/legacy_se_resnext101_32x4d-37725eac.pth"),
+    ReferenceSource("legacy_senet154.in1k", "senet154", **_LEGACY, groups=64,
+                    url=RELEASES + "v0.1-weights/legacy_senet154-e9eb9fe6.pth"),
+    ReferenceSource("seresnet50.a1_in1k", "se_resnet50", "timm", timm_preprocessing(crop_pct=0.95)),
+    ReferenceSource("seresnet50.a2_in1k", "se_resnet50", "timm", timm_preprocessing(crop_pct=0.95)),
+    ReferenceSource("seresnet50.a3_in1k", "se_resnet50", "timm",
+                    timm_preprocessing(160, crop_pct=0.95)),
+    ReferenceSource("seresnet50.ra2_in1k", "se_resnet50", "timm", timm_preprocessing()),
+    ReferenceSource("seresnext50_32x4d.racm_in1k", "se_resnext50_32x4d", "timm",
+                    timm_preprocessing()),
+    ReferenceSource("seresnext50_32x4d.gluon_in1k", "se_resnext50_32x4d", "timm",
+                    timm_preprocessing()),
+    ReferenceSource("seresnext101_32x4d.gluon_in1k", "se_resnext101_32x4d", "timm",
+                    timm_preprocessing()),
+    ReferenceSource("seresnext101_32x8d.ah_in1k", "se_resnext101_32x8d", "timm",
+                    timm_preprocessing(crop_pct=0.95)),
+    ReferenceSource("seresnext101_64x4d.gluon_in1k", "se_resnext101_64x4d", "timm",
+                    timm_preprocessing()),
+)  # fmt: skip
 
 STEMS = ("imagenet", "cifar")
 #: Stem max pool: Caffe/legacy timm (ceil mode, unpadded) or torchvision/timm (padding 1).
@@ -62,6 +154,10 @@ def build_resnet(
     groups=1,
     base_width=64,
     stride_in_1x1=True,
+    first_width_ratio=1.0,
+    deep_stem=False,
+    shortcut_kernel_size=1,
+    dropout=0.0,
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -87,6 +183,13 @@ def build_resnet(
         stride_in_1x1: stride in the first 1x1 conv of a downsampling bottleneck
             (original Caffe SENet/ResNet, the default for SE-ResNet) rather than in
             the 3x3 conv (torchvision "v1.5", timm ``seresnet50``).
+        first_width_ratio: width of the bottleneck's first 1x1 conv as a fraction of
+            its 3x3 conv's (SENet-154: 0.5).
+        deep_stem: the ImageNet stem as three 3x3 convs (64/2, 64, 128: SENet-154)
+            instead of one 7x7/2 conv with 64 channels.
+        shortcut_kernel_size: kernel of the strided projection shortcuts (SENet-154: 3,
+            padding 1); the first stage's projection is always 1x1.
+        dropout: dropout rate before the classifier (``top_dropout``; SENet-154: 0.2).
         include_top: add ``avg_pool`` + the ``predictions`` Dense layer.
         weights: None, a Keras weights file (``.weights.h5``/``.keras``), a timm state
             dict (``.safetensors``/``.pth``/``.bin``) or a named source such as
@@ -137,10 +240,19 @@ def build_resnet(
     if stem is None:
         size = common.spatial_size(input_shape)
         stem = "cifar" if size is not None and size < CIFAR_STEM_BELOW else "imagenet"
-    common.check_min_size(input_shape, 32 if stem == "imagenet" else 8)
+    if stem == "imagenet":
+        common.check_min_size(
+            input_shape, 32, hint=" for stem='imagenet' (stem='cifar' works down to 8x8)"
+        )
+    else:
+        common.check_min_size(input_shape, 8, hint=f" for stem={stem!r}")
 
     img_input = common.make_input(input_shape, input_tensor)
-    if stem == "imagenet":
+    if stem == "imagenet" and deep_stem:
+        x = conv_bn(img_input, 64, 3, strides=2, name="conv1_1")
+        x = conv_bn(x, 64, 3, name="conv1_2")
+        x = conv_bn(x, 128, 3, name="conv1_3")
+    elif stem == "imagenet":
         x = conv_bn(img_input, 64, 7, strides=2, name="conv1")
         if stem_pool == "caffe":
             # Caffe's ceil-mode 3x3/2 pooling; equals Keras "same" pooling on even sizes.
@@ -163,6 +275,8 @@ def build_resnet(
                 groups=groups,
                 base_width=base_width,
                 stride_in_1x1=stride_in_1x1,
+                first_width_ratio=first_width_ratio,
+                shortcut_kernel_size=shortcut_kernel_size,
                 se_ratio=se_ratio,
                 se_mode=se_mode,
                 se_kwargs=se_kwargs,
@@ -179,20 +293,21 @@ def build_resnet(
         classifier_activation=classifier_activation,
         weights=weights,
         name=name,
+        dropout=dropout,
     )
 
 
 def _build_architecture(arch, *, weights, stride_in_1x1, stem_pool, **kwargs):
     """`build_resnet` for one ``ARCHITECTURES`` row; None options take the reference default."""
-    spec = ARCHITECTURES[arch]
+    spec = dict(ARCHITECTURES[arch])
     # None: the reference default, or what a timm weights file/source needs.
-    reference = {"stride_in_1x1": spec.get("stride_in_1x1", True), "stem_pool": "caffe"}
+    reference = {
+        "stride_in_1x1": spec.pop("stride_in_1x1", True),
+        "stem_pool": spec.pop("stem_pool", "caffe"),
+    }
     reference.update(common.weights_architecture(weights))
     return build_resnet(
-        stackwise_num_blocks=spec["stackwise_num_blocks"],
-        block=spec["block"],
-        groups=spec.get("groups", 1),
-        base_width=spec.get("base_width", 64),
+        **spec,
         stride_in_1x1=reference["stride_in_1x1"] if stride_in_1x1 is None else stride_in_1x1,
         stem_pool=reference["stem_pool"] if stem_pool is None else stem_pool,
         weights=weights,
@@ -211,20 +326,26 @@ OPTIONS = dict(
 )
 
 
-def _builder(arch, *, se, public_name, model_name):
+def _builder(arch, *, se, public_name, model_name, twin=True):
     """Makes the public builder for one architecture row, SE on or off."""
     spec = ARCHITECTURES[arch]
     default_ratio = 16 if se else None
     kind = "SE-" if se else "plain "
-    twin = public_name[2:] if se else "SE" + public_name
+    if twin:
+        twin_name = public_name[2:] if se else "SE" + public_name
+        twin_text = (
+            f"``{twin_name}`` is its {'plain' if se else 'SE'} twin, built by the same code."
+        )
+    else:
+        twin_text = "``se_ratio=None`` builds the network without SE blocks."
     doc = f"""Builds {kind}{arch} ({spec["block"]} units, stages {spec["stackwise_num_blocks"]}).
 
-    keras.applications signature plus the SE options; ``{twin}`` is its
-    {"plain" if se else "SE"} twin, built by the same code. All arguments are
-    keyword-only and documented in `keras_se.models.resnet.build_resnet`; the
-    default ``se_ratio`` is {default_ratio}; ``stride_in_1x1`` (None) defaults to
-    {spec.get("stride_in_1x1", True)} as in the reference model and ``stem_pool`` to ``"caffe"``,
-    unless ``weights`` is a timm (non-legacy) file or source, which sets ``False``/``"torch"``.
+    keras.applications signature plus the SE options; {twin_text}
+    All arguments are keyword-only and documented in
+    `keras_se.models.resnet.build_resnet`; the default ``se_ratio`` is {default_ratio};
+    ``stride_in_1x1`` (None) defaults to {spec.get("stride_in_1x1", True)} as in the reference
+    model and ``stem_pool`` to ``{spec.get("stem_pool", "caffe")!r}``, unless ``weights`` is a
+    timm file or source, which sets what its layout needs.
 
     Example:
         >>> from keras_se.models import {public_name}
@@ -253,6 +374,19 @@ SEResNeXt50 = _builder(
 SEResNeXt101 = _builder(
     "resnext101_32x4d", se=True, public_name="SEResNeXt101", model_name="se_resnext101_32x4d"
 )
+SEResNeXt26 = _builder(
+    "resnext26_32x4d", se=True, public_name="SEResNeXt26", model_name="se_resnext26_32x4d",
+    twin=False,
+)  # fmt: skip
+SEResNeXt101_32x8d = _builder(
+    "resnext101_32x8d", se=True, public_name="SEResNeXt101_32x8d",
+    model_name="se_resnext101_32x8d",
+)  # fmt: skip
+SEResNeXt101_64x4d = _builder(
+    "resnext101_64x4d", se=True, public_name="SEResNeXt101_64x4d",
+    model_name="se_resnext101_64x4d",
+)  # fmt: skip
+SENet154 = _builder("senet154", se=True, public_name="SENet154", model_name="senet154", twin=False)
 ResNet18 = _builder("resnet18", se=False, public_name="ResNet18", model_name="resnet18")
 ResNet34 = _builder("resnet34", se=False, public_name="ResNet34", model_name="resnet34")
 ResNet50 = _builder("resnet50", se=False, public_name="ResNet50", model_name="resnet50")
@@ -263,6 +397,12 @@ ResNeXt50 = _builder(
 )
 ResNeXt101 = _builder(
     "resnext101_32x4d", se=False, public_name="ResNeXt101", model_name="resnext101_32x4d"
+)
+ResNeXt101_32x8d = _builder(
+    "resnext101_32x8d", se=False, public_name="ResNeXt101_32x8d", model_name="resnext101_32x8d"
+)
+ResNeXt101_64x4d = _builder(
+    "resnext101_64x4d", se=False, public_name="ResNeXt101_64x4d", model_name="resnext101_64x4d"
 )
 
 #: Registry rows: snake-case name → builder.
@@ -276,6 +416,10 @@ BUILDERS = {
         SEResNet152,
         SEResNeXt50,
         SEResNeXt101,
+        SEResNeXt26,
+        SEResNeXt101_32x8d,
+        SEResNeXt101_64x4d,
+        SENet154,
         ResNet18,
         ResNet34,
         ResNet50,
@@ -283,5 +427,7 @@ BUILDERS = {
         ResNet152,
         ResNeXt50,
         ResNeXt101,
+        ResNeXt101_32x8d,
+        ResNeXt101_64x4d,
     )
 }
