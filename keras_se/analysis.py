@@ -4,7 +4,8 @@ Hu et al. (2018), Section 7.2 ("Role of Excitation"): the average excitation of 
 channel, per class, over images of a few classes, for SE blocks at increasing depth.
 The paper finds nearly class-independent excitations in early blocks and increasingly
 class-specific ones in deeper blocks (with the last blocks of SE-ResNet-50 saturating
-near 1). This module measures it for any Keras model with `SqueezeExcite` layers.
+near 1). This module measures it for any Keras model with SE layers (`SqueezeExcite`,
+`BatchNormSqueezeExcite`: every `keras_se.layers.SEGate`).
 
 The excitations ``s`` of every SE block are computed in one pass per batch (one
 multi-output model whose outputs are the gates) and folded into streaming per-class
@@ -32,7 +33,6 @@ same images.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 
@@ -40,7 +40,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_se.layers import SqueezeExcite
+from keras_se.layers import SEGate
+from keras_se_core.fileio import write_json
+from keras_se_core.validation import check_optional, check_positive_int
 
 #: Channels whose excitation variance is at or below this are left out of the mean η².
 VARIANCE_TOL = 1e-12
@@ -56,7 +58,7 @@ SPECIFICITY_DEFINITION = (
 # --------------------------------------------------------------------------- blocks
 @dataclasses.dataclass(frozen=True)
 class SEBlock:
-    """One `SqueezeExcite` layer of a model and where it sits.
+    """One SE layer (a `SEGate`) of a model and where it sits.
 
     Attributes:
         name: the layer name.
@@ -67,7 +69,7 @@ class SEBlock:
         index: position within the stage, from 1.
         depth: position among all SE blocks in network order, from 1.
         channels: number of channels the block gates.
-        layer: the `SqueezeExcite` layer itself.
+        layer: the SE layer itself (`SqueezeExcite` or `BatchNormSqueezeExcite`).
     """
 
     name: str
@@ -75,7 +77,7 @@ class SEBlock:
     index: int
     depth: int
     channels: int
-    layer: SqueezeExcite = dataclasses.field(repr=False, compare=False)
+    layer: SEGate = dataclasses.field(repr=False, compare=False)
 
     @property
     def label(self):
@@ -90,7 +92,7 @@ def _spatial_shape(layer):
 
 def _has_se(model):
     return any(
-        isinstance(layer, SqueezeExcite) or (isinstance(layer, keras.Model) and _has_se(layer))
+        isinstance(layer, SEGate) or (isinstance(layer, keras.Model) and _has_se(layer))
         for layer in model.layers
     )
 
@@ -102,7 +104,7 @@ def _nested_se_models(model):
 
 
 def find_se_blocks(model):
-    """The `SqueezeExcite` layers of ``model`` in network order, as `SEBlock` records.
+    """The SE layers (`SEGate`) of ``model`` in network order, as `SEBlock` records.
 
     Layers are found by type, whatever their names (registry models, models from
     `keras_se.add_squeeze_excite`, hand-built models).
@@ -114,7 +116,7 @@ def find_se_blocks(model):
         A list of `SEBlock`, shallowest first.
 
     Raises:
-        ValueError: when the model has no `SqueezeExcite` layer at its top level.
+        ValueError: when the model has no SE layer at its top level.
 
     Example:
         >>> from keras_se import models
@@ -124,7 +126,7 @@ def find_se_blocks(model):
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
-    layers = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
+    layers = [layer for layer in model.layers if isinstance(layer, SEGate)]
     if not layers:
         nested = _nested_se_models(model)
         hint = (
@@ -230,7 +232,7 @@ class _ExcitationProbe(keras.layers.Layer):
     """Outputs the gate ``s`` (float32, (B, C)) of one SE layer for that layer's input.
 
     A transient layer for the analysis model only (never saved); it reuses the SE
-    layer's own `SqueezeExcite.excitation`, so the analysis sees exactly its gate.
+    layer's own `SEGate.excitation`, so the analysis sees exactly its gate.
     """
 
     def __init__(self, se_layer, **kwargs):
@@ -241,8 +243,8 @@ class _ExcitationProbe(keras.layers.Layer):
         return ops.cast(self.se_layer.excitation(inputs), "float32")
 
     def compute_output_shape(self, input_shape):
-        batch = self.se_layer.compute_output_shape(input_shape)[0]  # [x, means] too
-        return (batch, self.se_layer.channels)
+        shape = input_shape[0] if isinstance(input_shape[0], (list, tuple)) else input_shape
+        return (shape[0], self.se_layer.channels)  # for x and for [x, means]
 
 
 def excitation_model(model, blocks=None):
@@ -252,7 +254,7 @@ def excitation_model(model, blocks=None):
     float32 arrays), in the order of ``blocks``.
 
     Args:
-        model: a keras.Model with `SqueezeExcite` layers and one input.
+        model: a keras.Model with SE layers and one input.
         blocks: `SEBlock` records (default: all of `find_se_blocks`).
 
     Returns:
@@ -466,9 +468,8 @@ class ExcitationAnalysis:
         }
 
     def save_json(self, path):
-        """Writes `to_dict` as JSON to ``path``; returns the path."""
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
+        """Writes `to_dict` as JSON to ``path`` (atomically); returns the path."""
+        write_json(path, self.to_dict(), indent=1, allow_nan=False)
         return path
 
     @classmethod
@@ -481,12 +482,6 @@ class ExcitationAnalysis:
             num_images=int(data["num_images"]),
             blocks=[BlockStatistics.from_dict(b, counts) for b in data["blocks"]],
         )
-
-    @classmethod
-    def load_json(cls, path):
-        """Reads an analysis written by `save_json`."""
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
 
     def format_table(self):
         """A short text table: block, label, depth, channels, specificity, class spread."""
@@ -561,7 +556,7 @@ def analyze_excitations(
     """Per-class excitation statistics and class-specificity of a model's SE blocks.
 
     Args:
-        model: a keras.Model with `SqueezeExcite` layers (any names; see `find_se_blocks`).
+        model: a keras.Model with SE layers (any names; see `find_se_blocks`).
         data: a ``tf.data.Dataset`` (or any iterable) of ``(images, labels)`` batches,
             already preprocessed for the model (e.g. `keras_se.data.make_dataset` with
             ``training=False``), or a pair of arrays ``(images, labels)``.
@@ -589,16 +584,8 @@ def analyze_excitations(
         >>> 0.0 <= result.blocks[0].specificity <= 1.0
         True
     """
-    if max_images is not None and (
-        isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
-    ):
-        raise ValueError(
-            f"`max_images` must be a positive integer or None. Received: max_images={max_images!r}"
-        )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
-        )
+    max_images = check_optional(check_positive_int, "max_images", max_images)
+    batch_size = check_positive_int("batch_size", batch_size)
     chosen = select_blocks(find_se_blocks(model), blocks)
     num_classes = len(class_names) if class_names is not None else 0
     probe = excitation_model(model, chosen)
@@ -675,7 +662,7 @@ def walkthrough(model, image, *, block=None):
     """Runs one image through ``model`` and records U, z, s and X~ of one SE block.
 
     Args:
-        model: a keras.Model with `SqueezeExcite` layers.
+        model: a keras.Model with SE layers.
         image: one preprocessed image ``(H, W, C)`` (or a batch of one).
         block: layer name, ``SE_<stage>_<index>`` label or depth of the SE block;
             None picks `default_walkthrough_block`.

@@ -14,13 +14,20 @@ every Keras 3 backend.
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
-_SQUEEZES = ("avg", "max")
-_DATA_FORMATS = ("channels_last", "channels_first")
+from keras_se_core.choices import DATA_FORMATS, SQUEEZES
+from keras_se_core.validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_optional,
+    check_positive_int,
+    check_positive_number,
+)
 
 
 def _check_activation(name, value):
@@ -66,22 +73,15 @@ def se_units(channels, ratio=16, *, units=None, min_units=1, divisor=1):
     return max(n, min_units)
 
 
-def _check_squeeze(squeeze):
-    if squeeze not in _SQUEEZES:
-        raise ValueError(f"`squeeze` must be one of {_SQUEEZES}. Received: squeeze={squeeze!r}")
-    return squeeze
-
-
 def _resolve_data_format(data_format):
     """``data_format`` or the Keras default, validated."""
     if data_format is None:
         data_format = keras.config.image_data_format()
-    if data_format not in _DATA_FORMATS:
-        raise ValueError(
-            f"`data_format` must be one of {_DATA_FORMATS} or None. "
-            f"Received: data_format={data_format!r}"
-        )
-    return data_format
+    return check_choice("data_format", data_format, DATA_FORMATS)
+
+
+def _channel_axis(data_format):
+    return -1 if data_format == "channels_last" else 1
 
 
 def _spatial_axes(rank, data_format):
@@ -145,7 +145,7 @@ class Squeeze(keras.layers.Layer):
 
     def __init__(self, squeeze="avg", data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.squeeze = _check_squeeze(squeeze)
+        self.squeeze = check_choice("squeeze", squeeze, SQUEEZES)
         self.data_format = _resolve_data_format(data_format)
 
     def call(self, inputs):
@@ -154,7 +154,7 @@ class Squeeze(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
-        channels = input_shape[-1 if self.data_format == "channels_last" else 1]
+        channels = input_shape[_channel_axis(self.data_format)]
         return _per_channel_shape(input_shape[0], channels, len(input_shape), self.data_format)
 
     def get_config(self):
@@ -206,16 +206,224 @@ class PointwiseConv2D(keras.layers.Conv2D):
         return ops.reshape(outputs, _per_channel_shape(-1, self.filters, 4, self.data_format))
 
 
+class SEGate(keras.layers.Layer):
+    """The part every SE layer shares: the squeeze and the excitation (Sec. 3.1-3.2).
+
+    Holds the gate's configuration and weights, ``W1`` (``reduce_kernel``, C x C/r),
+    ``W2`` (``expand_kernel``, C/r x C) and their biases, and computes
+    ``s = gate(W2 · act(W1 · z + b1) + b2)`` from a squeezed descriptor ``z``. It is
+    not used on its own: a subclass says which feature map ``U`` the gate scales and
+    what its ``call`` takes.
+
+    * `SqueezeExcite`: ``U`` is the input, ``layer(x) = x · s``.
+    * `BatchNormSqueezeExcite`: ``U = BN(x)``, ``layer(x)`` or ``layer(x, means)``.
+
+    Every subclass offers the same read-only interface, so code that inspects SE
+    layers (excitation statistics, weight conversion, FLOP counts) finds them all with
+    ``isinstance(layer, SEGate)``: ``channels`` and ``bottleneck_units`` (after
+    building), ``ratio``, ``squeeze``, ``data_format``, `excitation`, `features` and
+    `feature_input`.
+
+    A built layer has an ``InputSpec`` on its channel axis: an input with another
+    channel count is refused with Keras's message, naming the layer and the axis.
+
+    Args: see `SqueezeExcite`.
+    """
+
+    def __init__(
+        self,
+        ratio=16,
+        *,
+        units=None,
+        min_units=1,
+        divisor=1,
+        squeeze="avg",
+        activation="relu",
+        gate="sigmoid",
+        use_bias=True,
+        data_format=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        gate_bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        ratio = check_positive_number("ratio", ratio)
+        self.ratio = ratio if isinstance(ratio, int) else float(ratio)
+        self.units = check_optional(check_positive_int, "units", units)
+        self.min_units = check_int("min_units", min_units, minimum=0)
+        self.divisor = check_positive_int("divisor", divisor)
+        self.squeeze = check_choice("squeeze", squeeze, SQUEEZES)
+        self.activation = _check_activation("activation", activation)
+        self.gate = _check_activation("gate", gate)
+        self._activation_config = _serialize_activation(activation)
+        self._gate_config = _serialize_activation(gate)
+        self.use_bias = check_bool("use_bias", use_bias)
+        self.data_format = _resolve_data_format(data_format)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.gate_bias_initializer = keras.initializers.get(gate_bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.channels = None
+        self.bottleneck_units = None
+
+    # ------------------------------------------------------------------ build
+    def _build_gate(self, input_shape):
+        """Reads the channel count from ``input_shape``; creates W1, W2 (and biases)."""
+        name = type(self).__name__
+        rank = len(input_shape)
+        if rank < 3:
+            raise ValueError(
+                f"{name} needs a feature map of rank >= 3 (batch, spatial..., channels). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        axis = _channel_axis(self.data_format)
+        channels = input_shape[axis]
+        if channels is None:
+            raise ValueError(
+                f"{name} needs a known channel dimension at build time. "
+                f"Received: input_shape={tuple(input_shape)} with data_format={self.data_format!r}"
+            )
+        units = se_units(
+            channels, self.ratio, units=self.units, min_units=self.min_units, divisor=self.divisor
+        )
+        if units < 1:
+            raise ValueError(
+                f"`ratio` leaves 0 bottleneck units for {channels} channels. "
+                f"Received: ratio={self.ratio!r}, min_units={self.min_units!r}; use a smaller "
+                "ratio, `units`, or `min_units>=1`."
+            )
+        self.channels = int(channels)
+        self.bottleneck_units = int(units)
+        self.input_spec = keras.layers.InputSpec(min_ndim=3, axes={axis: self.channels})
+        # (C, C/r) and (C/r, C): the paper's W1 and W2, transposed for x @ W.
+        self.reduce_kernel = self.add_weight(
+            name="reduce_kernel",
+            shape=(self.channels, self.bottleneck_units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.expand_kernel = self.add_weight(
+            name="expand_kernel",
+            shape=(self.bottleneck_units, self.channels),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        if self.use_bias:
+            self.reduce_bias = self.add_weight(
+                name="reduce_bias",
+                shape=(self.bottleneck_units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+            )
+            self.expand_bias = self.add_weight(
+                name="expand_bias",
+                shape=(self.channels,),
+                initializer=self.gate_bias_initializer,
+                regularizer=self.bias_regularizer,
+            )
+        else:
+            self.reduce_bias = None
+            self.expand_bias = None
+
+    def _check_input(self, x):
+        """For the methods that bypass ``__call__``: builds the layer on ``x`` if needed,
+        else refuses another channel count as the ``InputSpec`` does in ``__call__``."""
+        if not self.built:
+            self.build(tuple(x.shape))
+            return
+        axis = _channel_axis(self.data_format)
+        if len(x.shape) < 3 or x.shape[axis] not in (self.channels, None):
+            raise ValueError(
+                f"Input 0 of layer '{self.name}' is incompatible with the layer: expected "
+                f"axis {axis} of input shape to have value {self.channels}, but received "
+                f"input with shape {tuple(x.shape)}"
+            )
+
+    # ------------------------------------------------------------------ compute
+    def _spatial_axes(self, rank):
+        return _spatial_axes(rank, self.data_format)
+
+    def _squeeze(self, inputs):
+        """Global average (or max) pooling over all spatial axes: (B, ..., C) -> (B, C)."""
+        return global_pool(inputs, squeeze=self.squeeze, data_format=self.data_format)
+
+    def _gate_from_pooled(self, z):
+        """The excitation ``s`` (B, C) from the squeezed descriptor ``z`` (B, C)."""
+        # Explicit casts: outside __call__ (excitation()) no autocast scope is active.
+        dtype = z.dtype
+
+        def weight(variable):
+            value = variable.value if hasattr(variable, "value") else variable
+            return value if value.dtype == dtype else ops.cast(value, dtype)
+
+        h = ops.matmul(z, weight(self.reduce_kernel))  # (B, C/r)
+        if self.use_bias:
+            h = h + weight(self.reduce_bias)
+        h = self.activation(h)
+        s = ops.matmul(h, weight(self.expand_kernel))  # (B, C)
+        if self.use_bias:
+            s = s + weight(self.expand_bias)
+        return self.gate(s)
+
+    def _broadcastable(self, values, rank):
+        """(B, C) -> (B, 1, ..., 1, C) or (B, C, 1, ..., 1) to broadcast over space.
+
+        One reshape: fewer ops matter in eager mode, where each op is dispatched alone.
+        """
+        return ops.reshape(values, _per_channel_shape(-1, self.channels, rank, self.data_format))
+
+    # ------------------------------------------------------------------ interface
+    def excitation(self, inputs):
+        """The gate ``s`` for what ``call`` accepts, shape ``(batch, channels)``."""
+        raise NotImplementedError
+
+    def features(self, inputs):
+        """The feature map ``U`` that the gate scales, for what ``call`` accepts."""
+        raise NotImplementedError
+
+    @property
+    def feature_input(self):
+        """The symbolic input feature map this layer was called on in its model."""
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "ratio": self.ratio,
+                "units": self.units,
+                "min_units": self.min_units,
+                "divisor": self.divisor,
+                "squeeze": self.squeeze,
+                "activation": self._activation_config,
+                "gate": self._gate_config,
+                "use_bias": self.use_bias,
+                "data_format": self.data_format,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "gate_bias_initializer": keras.initializers.serialize(self.gate_bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            }
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_se")
-class SqueezeExcite(keras.layers.Layer):
+class SqueezeExcite(SEGate):
     """Squeeze-and-Excitation block: recalibrates channels by a learned gate.
 
     Works on the output of a Conv1D, Conv2D or Conv3D (inputs of rank 3, 4 or 5),
-    in either data format. The channel count is read from the input in ``build()``.
+    in either data format. The channel count is read from the input in ``build()``;
+    the built layer refuses inputs with another channel count (``InputSpec``).
 
     Args:
         ratio: reduction ratio ``r``; the bottleneck has ``channels // r`` units
-            (paper default 16). Any positive number.
+            (paper default 16). Any positive finite number.
         units: bottleneck width; overrides ``ratio`` when given.
         min_units: lower bound for the bottleneck width (default 1). With
             ``min_units=0`` a ratio larger than the channel count is an error.
@@ -249,160 +457,12 @@ class SqueezeExcite(keras.layers.Layer):
         580
     """
 
-    def __init__(
-        self,
-        ratio=16,
-        *,
-        units=None,
-        min_units=1,
-        divisor=1,
-        squeeze="avg",
-        activation="relu",
-        gate="sigmoid",
-        use_bias=True,
-        data_format=None,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        gate_bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not ratio > 0:
-            raise ValueError(f"`ratio` must be a positive number. Received: ratio={ratio!r}")
-        if units is not None and (
-            isinstance(units, bool) or not isinstance(units, numbers.Integral) or units <= 0
-        ):
-            raise ValueError(
-                f"`units` must be a positive integer or None. Received: units={units!r}"
-            )
-        if (
-            isinstance(min_units, bool)
-            or not isinstance(min_units, numbers.Integral)
-            or min_units < 0
-        ):
-            raise ValueError(
-                f"`min_units` must be a non-negative integer. Received: min_units={min_units!r}"
-            )
-        if isinstance(divisor, bool) or not isinstance(divisor, numbers.Integral) or divisor < 1:
-            raise ValueError(f"`divisor` must be a positive integer. Received: divisor={divisor!r}")
-        squeeze = _check_squeeze(squeeze)
-        data_format = _resolve_data_format(data_format)
-        self.ratio = ratio
-        self.units = None if units is None else int(units)
-        self.min_units = int(min_units)
-        self.divisor = int(divisor)
-        self.squeeze = squeeze
-        self.activation = _check_activation("activation", activation)
-        self.gate = _check_activation("gate", gate)
-        self._activation_config = _serialize_activation(activation)
-        self._gate_config = _serialize_activation(gate)
-        self.use_bias = bool(use_bias)
-        self.data_format = data_format
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.gate_bias_initializer = keras.initializers.get(gate_bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.channels = None
-        self.bottleneck_units = None
-
-    # ------------------------------------------------------------------ build
     def build(self, input_shape):
-        rank = len(input_shape)
-        if rank < 3:
-            raise ValueError(
-                "SqueezeExcite needs a feature map of rank >= 3 (batch, spatial..., channels). "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
-        axis = -1 if self.data_format == "channels_last" else 1
-        channels = input_shape[axis]
-        if channels is None:
-            raise ValueError(
-                "SqueezeExcite needs a known channel dimension at build time. "
-                f"Received: input_shape={tuple(input_shape)} with data_format={self.data_format!r}"
-            )
-        units = se_units(
-            channels, self.ratio, units=self.units, min_units=self.min_units, divisor=self.divisor
-        )
-        if units < 1:
-            raise ValueError(
-                f"`ratio` leaves 0 bottleneck units for {channels} channels. "
-                f"Received: ratio={self.ratio!r}, min_units={self.min_units!r}; use a smaller "
-                "ratio, `units`, or `min_units>=1`."
-            )
-        self.channels = int(channels)
-        self.bottleneck_units = int(units)
-        # (C, C/r) and (C/r, C): the paper's W1 and W2, transposed for x @ W.
-        self.reduce_kernel = self.add_weight(
-            name="reduce_kernel",
-            shape=(self.channels, self.bottleneck_units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-        )
-        self.expand_kernel = self.add_weight(
-            name="expand_kernel",
-            shape=(self.bottleneck_units, self.channels),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-        )
-        if self.use_bias:
-            self.reduce_bias = self.add_weight(
-                name="reduce_bias",
-                shape=(self.bottleneck_units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-            )
-            self.expand_bias = self.add_weight(
-                name="expand_bias",
-                shape=(self.channels,),
-                initializer=self.gate_bias_initializer,
-                regularizer=self.bias_regularizer,
-            )
-        else:
-            self.reduce_bias = None
-            self.expand_bias = None
-
-    # ------------------------------------------------------------------ compute
-    def _spatial_axes(self, rank):
-        return _spatial_axes(rank, self.data_format)
-
-    def _squeeze(self, inputs):
-        """Global average (or max) pooling over all spatial axes: (B, ..., C) -> (B, C)."""
-        return global_pool(inputs, squeeze=self.squeeze, data_format=self.data_format)
-
-    def _excite(self, inputs):
-        """Squeeze + excitation on an input already in the compute dtype: (B, C)."""
-        return self._gate_from_pooled(self._squeeze(inputs))
-
-    def _gate_from_pooled(self, z):
-        """The excitation ``s`` (B, C) from the squeezed descriptor ``z`` (B, C)."""
-        # Explicit casts: outside __call__ (excitation()) no autocast scope is active.
-        dtype = z.dtype
-
-        def weight(variable):
-            value = variable.value if hasattr(variable, "value") else variable
-            return value if value.dtype == dtype else ops.cast(value, dtype)
-
-        h = ops.matmul(z, weight(self.reduce_kernel))  # (B, C/r)
-        if self.use_bias:
-            h = h + weight(self.reduce_bias)
-        h = self.activation(h)
-        s = ops.matmul(h, weight(self.expand_kernel))  # (B, C)
-        if self.use_bias:
-            s = s + weight(self.expand_bias)
-        return self.gate(s)
-
-    def _broadcastable(self, values, rank):
-        """(B, C) -> (B, 1, ..., 1, C) or (B, C, 1, ..., 1) to broadcast over space.
-
-        One reshape: fewer ops matter in eager mode, where each op is dispatched alone.
-        """
-        return ops.reshape(values, _per_channel_shape(-1, self.channels, rank, self.data_format))
+        self._build_gate(input_shape)
 
     def call(self, inputs):
-        s = self._broadcastable(self._excite(inputs), len(inputs.shape))
+        s = self._gate_from_pooled(self._squeeze(inputs))
+        s = self._broadcastable(s, len(inputs.shape))
         if s.dtype != inputs.dtype:
             s = ops.cast(s, inputs.dtype)
         return inputs * s
@@ -421,47 +481,21 @@ class SqueezeExcite(keras.layers.Layer):
             (2, 16)
         """
         x = ops.convert_to_tensor(inputs)
-        self._ensure_built(x)
+        self._check_input(x)
         x = ops.cast(x, self.compute_dtype)
-        return self._excite(x)
+        return self._gate_from_pooled(self._squeeze(x))
 
-    def _ensure_built(self, inputs):
-        if not self.built:
-            self(inputs)  # builds the layer through the standard __call__ path
+    def features(self, inputs):
+        """The feature map ``U`` the block recalibrates: ``inputs`` itself."""
+        return ops.convert_to_tensor(inputs)
 
     @property
     def feature_input(self):
         """The symbolic feature map this layer was called on in its model."""
         return self.input
 
-    def features(self, inputs):
-        """The feature map ``U`` the block recalibrates (here: ``inputs`` itself)."""
-        return ops.convert_to_tensor(inputs)
-
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "ratio": self.ratio,
-                "units": self.units,
-                "min_units": self.min_units,
-                "divisor": self.divisor,
-                "squeeze": self.squeeze,
-                "activation": self._activation_config,
-                "gate": self._gate_config,
-                "use_bias": self.use_bias,
-                "data_format": self.data_format,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "gate_bias_initializer": keras.initializers.serialize(self.gate_bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            }
-        )
-        return config
 
 
 def _mean_squared_deviation(x, mean, axes):
@@ -483,7 +517,7 @@ def _is_pair(value):
 
 
 @keras.saving.register_keras_serializable(package="keras_se")
-class BatchNormSqueezeExcite(SqueezeExcite):
+class BatchNormSqueezeExcite(SEGate):
     """BatchNormalization followed by Squeeze-and-Excitation, computed as one affine.
 
     The SE-ResNet block applies SE to the output of the residual branch's last
@@ -498,7 +532,7 @@ class BatchNormSqueezeExcite(SqueezeExcite):
     BatchNorm output kept for the backward pass (the gate's gradient ``Σ_hw ∂L/∂y·x``
     uses ``x``, which the normalisation's backward pass keeps anyway).
 
-    The per-sample spatial means of ``x`` may be passed in, ``layer([x, means])``, when
+    The per-sample spatial means of ``x`` may be passed in, ``layer(x, means)``, when
     the caller has them cheaper than a pass over ``x``: keras_se's SE-ResNet/SE-ResNeXt
     bottleneck computes them by applying the last (linear, 1x1) convolution to the
     average of its 4x narrower input. In training mode they also give the batch mean.
@@ -506,6 +540,9 @@ class BatchNormSqueezeExcite(SqueezeExcite):
     Training mode uses the batch statistics and updates the moving averages as
     ``keras.layers.BatchNormalization`` does (statistics in float32 under mixed
     precision); inference uses the moving averages.
+
+    A sibling of `SqueezeExcite` (both are `SEGate` layers), not a subclass: it takes
+    other inputs and computes another function.
 
     Args:
         ratio: SE reduction ratio (see `SqueezeExcite`).
@@ -521,11 +558,12 @@ class BatchNormSqueezeExcite(SqueezeExcite):
             ``gate``, ``data_format``, ...) and standard layer arguments.
 
     Call:
-        ``layer(x, training=None)`` or ``layer([x, means], training=None)`` with
-        ``means`` of shape ``(batch, channels)`` or broadcastable like
-        ``(batch, 1, 1, channels)``; returns ``SE(BN(x))``, the shape of ``x``, in the
-        layer's compute dtype. ``layer.excitation(x)`` (or ``([x, means])``) returns the
-        gate ``s`` with the moving statistics, shape ``(batch, channels)``;
+        ``layer(x, means=None, training=None)`` with ``means`` of shape
+        ``(batch, channels)`` or broadcastable like ``(batch, 1, 1, channels)``
+        (``squeeze="avg"`` only); returns ``SE(BN(x))``, the shape of ``x``, in the
+        layer's compute dtype. The form ``layer([x, means])`` of models saved by
+        earlier releases is accepted as well. ``layer.excitation(x, means)`` returns
+        the gate ``s`` with the moving statistics, shape ``(batch, channels)``;
         ``layer.features(x)`` returns ``BN(x)``, the map the gate scales.
 
     Example:
@@ -555,19 +593,9 @@ class BatchNormSqueezeExcite(SqueezeExcite):
         **kwargs,
     ):
         super().__init__(ratio, **kwargs)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
-            raise ValueError(f"`epsilon` must be a positive number. Received: epsilon={epsilon!r}")
-        if (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, numbers.Real)
-            or not 0 <= momentum <= 1
-        ):
-            raise ValueError(
-                f"`momentum` must be a number in [0, 1]. Received: momentum={momentum!r}"
-            )
-        self.epsilon = float(epsilon)
-        self.momentum = float(momentum)
-        self.synchronized = bool(synchronized)
+        self.epsilon = float(check_positive_number("epsilon", epsilon))
+        self.momentum = float(check_number("momentum", momentum, minimum=0, maximum=1))
+        self.synchronized = check_bool("synchronized", synchronized)
         self.gamma_initializer = keras.initializers.get(gamma_initializer)
         self.beta_initializer = keras.initializers.get(beta_initializer)
         self.moving_mean_initializer = keras.initializers.get(moving_mean_initializer)
@@ -575,22 +603,26 @@ class BatchNormSqueezeExcite(SqueezeExcite):
         self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
         self.beta_regularizer = keras.regularizers.get(beta_regularizer)
 
-    def build(self, input_shape):
-        if _is_pair(input_shape):
-            input_shape, means_shape = input_shape
-            if self.squeeze != "avg":
-                raise ValueError(
-                    "Per-sample means replace the average squeeze only; this layer has "
-                    f"squeeze={self.squeeze!r}. Call it on the feature map alone."
-                )
-            super().build(input_shape)
-            if math.prod(d for d in means_shape[1:] if d is not None) != self.channels:
-                raise ValueError(
-                    f"`means` must hold one value per channel ({self.channels}). Received: "
-                    f"means shape {tuple(means_shape)} for input shape {tuple(input_shape)}"
-                )
-        else:
-            super().build(input_shape)
+    def __call__(self, inputs, *args, **kwargs):
+        # The pair form [x, means] (models saved before `means` was an argument): the
+        # feature map alone is the first argument, the one Keras checks the InputSpec of.
+        if _is_pair(inputs) and not args and "means" not in kwargs:
+            inputs, means = inputs
+            return super().__call__(inputs, means, **kwargs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def build(self, inputs_shape, means_shape=None):
+        if means_shape is None and _is_pair(inputs_shape):
+            inputs_shape, means_shape = inputs_shape
+        if means_shape is not None and self.squeeze != "avg":
+            raise ValueError(
+                "Per-sample means replace the average squeeze only; this layer has "
+                f"squeeze={self.squeeze!r}. Call it on the feature map alone."
+            )
+        # The gate's weights first: saved files list variables in creation order.
+        self._build_gate(inputs_shape)
+        if means_shape is not None:
+            self._check_means_shape(means_shape, inputs_shape)
         shape = (self.channels,)
         # As in keras BatchNormalization: float32 variables, never autocast to float16.
         self.gamma = self.add_weight(
@@ -622,15 +654,28 @@ class BatchNormSqueezeExcite(SqueezeExcite):
             autocast=False,
         )
 
+    def _check_means_shape(self, means_shape, inputs_shape):
+        if math.prod(d for d in tuple(means_shape)[1:] if d is not None) != self.channels:
+            raise ValueError(
+                f"`means` must hold one value per channel ({self.channels}). Received: "
+                f"means shape {tuple(means_shape)} for input shape {tuple(inputs_shape)}"
+            )
+
     # ------------------------------------------------------------------ compute
-    def _split(self, inputs):
-        """``x`` (float32 or wider) and the given per-sample means (B, C) or None."""
-        means = None
-        if _is_pair(inputs):
+    def _prepare(self, inputs, means):
+        """``x`` (float32 or wider) and the per-sample means (B, C) or None.
+
+        ``inputs`` may be the pair ``[x, means]`` (what ``layer.input`` is in a model).
+        """
+        if means is None and _is_pair(inputs):
             inputs, means = inputs
-        x = self._float32(ops.convert_to_tensor(inputs))
+        x = ops.convert_to_tensor(inputs)
+        self._check_input(x)
+        x = self._float32(x)
         if means is not None:
-            means = ops.reshape(self._float32(ops.convert_to_tensor(means)), (-1, self.channels))
+            means = self._float32(ops.convert_to_tensor(means))
+            self._check_means_shape(means.shape, x.shape)
+            means = ops.reshape(means, (-1, self.channels))
         return x, means
 
     @staticmethod
@@ -643,6 +688,11 @@ class BatchNormSqueezeExcite(SqueezeExcite):
         """The BatchNorm as ``u = a·x + b``: per-channel ``a`` and ``b``, shape (C,)."""
         a = ops.cast(self.gamma, mean.dtype) * ops.rsqrt(variance + self.epsilon)
         return a, ops.cast(self.beta, mean.dtype) - mean * a
+
+    def _moving_affine(self, dtype):
+        """``a`` and ``b`` of the BatchNorm with the moving statistics."""
+        mean = ops.cast(self.moving_mean, dtype)
+        return self._affine(mean, ops.cast(self.moving_variance, dtype))
 
     def _pooled(self, x, a, b, means):
         """The squeeze of the BatchNorm output ``a·x + b``, computed from ``x``: (B, C)."""
@@ -680,8 +730,8 @@ class BatchNormSqueezeExcite(SqueezeExcite):
         self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
         return mean, variance, means
 
-    def call(self, inputs, training=None):
-        x, means = self._split(inputs)
+    def call(self, inputs, means=None, training=None):
+        x, means = self._prepare(inputs, means)
         mean, variance, means = self._statistics(x, means, training)
         a, b = self._affine(mean, variance)
         s = self._gate_from_pooled(self._pooled(x, a, b, means))
@@ -691,13 +741,11 @@ class BatchNormSqueezeExcite(SqueezeExcite):
             outputs = ops.cast(outputs, self.compute_dtype)
         return outputs
 
-    def _moving_affine(self, dtype):
-        """``a`` and ``b`` of the BatchNorm with the moving statistics."""
-        mean = ops.cast(self.moving_mean, dtype)
-        return self._affine(mean, ops.cast(self.moving_variance, dtype))
+    def excitation(self, inputs, means=None):
+        """The gate ``s`` for ``x`` (and its ``means``) with the moving statistics: (B, C).
 
-    def excitation(self, inputs):
-        """The gate ``s`` for ``x`` or ``[x, means]`` with the moving statistics: (B, C).
+        ``inputs`` may also be the pair ``[x, means]``, as ``layer.input`` is in a model
+        where the layer was given the means.
 
         Example:
             >>> import numpy as np
@@ -705,22 +753,23 @@ class BatchNormSqueezeExcite(SqueezeExcite):
             >>> tuple(layer.excitation(np.ones((2, 8, 8, 16), "float32")).shape)
             (2, 16)
         """
-        self._ensure_built(inputs)
-        x, means = self._split(inputs)
+        x, means = self._prepare(inputs, means)
         a, b = self._moving_affine(x.dtype)
         return self._gate_from_pooled(self._pooled(x, a, b, means))
 
     def features(self, inputs):
-        """``BN(x)`` with the moving statistics: the map ``U`` the gate scales."""
-        self._ensure_built(inputs)
-        x, _ = self._split(inputs)
+        """``BN(x)`` with the moving statistics: the map ``U`` the gate scales.
+
+        ``inputs`` is ``x`` or the pair ``[x, means]`` (the means are not needed).
+        """
+        x, _ = self._prepare(inputs, None)
         a, b = self._moving_affine(x.dtype)
         rank = len(x.shape)
         return x * self._broadcastable(a[None], rank) + self._broadcastable(b[None], rank)
 
     @property
     def feature_input(self):
-        """The feature map ``x`` this layer was called on (without the means of ``[x, means]``)."""
+        """The feature map ``x`` this layer was called on (without its ``means``)."""
         inputs = self.input
         return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
 

@@ -2,8 +2,8 @@
 
 ``model_stats`` counts multiply-accumulates (MACs) layer by layer from each
 layer's kernel shape and its output shape in the built model: convolutions
-(grouped, depthwise, separable, transposed), dense layers and `SqueezeExcite`'s
-two FC layers, recursing into nested models; a layer called more than once (the fused
+(grouped, depthwise, separable, transposed), dense layers and the two FC layers of
+every SE layer (`keras_se.layers.SEGate`), recursing into nested models; a layer called more than once (the fused
 SE bottleneck's 1x1 conv on the pooled map) is counted once per call. This is the paper's FLOPs
 convention (Table 2 reports multiply-adds of convolutions and FC layers; BN,
 ReLU, pooling and additions are not counted). The counter needs no backend
@@ -65,7 +65,7 @@ def layer_macs(layer):
     Returns 0 for layers without multiply-accumulate kernels (BN, activations,
     pooling, additions), and None when the output size is not fixed.
     """
-    from keras_se.layers import SqueezeExcite
+    from keras_se.layers import SEGate
 
     if isinstance(layer, keras.Model):
         total = 0
@@ -75,7 +75,7 @@ def layer_macs(layer):
                 return None
             total += macs
         return total
-    if isinstance(layer, SqueezeExcite):
+    if isinstance(layer, SEGate):  # SqueezeExcite and BatchNormSqueezeExcite
         return 2 * layer.channels * layer.bottleneck_units
     if isinstance(layer, keras.layers.SeparableConv2D | keras.layers.SeparableConv1D):
         out = _per_sample(layer.output.shape)

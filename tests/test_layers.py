@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 
 import keras
 import numpy as np
 import pytest
 
-from keras_se import SqueezeExcite, se_units
+from keras_se import BatchNormSqueezeExcite, SqueezeExcite, se_units
+from keras_se.layers import SEGate
 from tests.conftest import assert_layer_roundtrip
 
 
@@ -127,6 +130,7 @@ def _gradients(layer, x):
     return {n: keras.ops.convert_to_numpy(v) for n, v in zip(["input", "W1", "W2"], g)}
 
 
+@pytest.mark.integration
 def test_layer_suite_under_jax_backend():
     """The same layer tests pass under the JAX backend (the layer is backend-agnostic)."""
     if keras.backend.backend() == "jax":
@@ -240,10 +244,15 @@ def test_follows_global_data_format():
         (dict(ratio=-2), "ratio=-2"),
         (dict(ratio="16"), "ratio='16'"),
         (dict(ratio=True), "ratio=True"),
+        (dict(ratio=float("inf")), "ratio=inf"),
+        (dict(ratio=float("-inf")), "ratio=-inf"),
+        (dict(ratio=float("nan")), "ratio=nan"),
+        (dict(ratio=np.float32("inf")), "ratio=np.float32(inf)"),
         (dict(units=0), "units=0"),
         (dict(units=2.5), "units=2.5"),
         (dict(min_units=-1), "min_units=-1"),
         (dict(divisor=0), "divisor=0"),
+        (dict(use_bias="no"), "use_bias='no'"),
         (dict(squeeze="median"), "squeeze='median'"),
         (dict(gate="nope"), "gate='nope'"),
         (dict(activation="nope"), "activation='nope'"),
@@ -251,9 +260,17 @@ def test_follows_global_data_format():
     ],
 )
 def test_bad_constructor_arguments(kwargs, needle):
-    with pytest.raises(ValueError, match=None) as info:
-        SqueezeExcite(**kwargs)
-    assert needle in str(info.value)
+    for layer_class in (SqueezeExcite, BatchNormSqueezeExcite):
+        with pytest.raises(ValueError, match=None) as info:
+            layer_class(**kwargs)
+        assert needle in str(info.value)
+
+
+def test_configs_are_strict_json():
+    """Only finite numbers reach a config: `Infinity`/`NaN` are not JSON."""
+    for layer in (SqueezeExcite(np.float64(2.5)), BatchNormSqueezeExcite(4, epsilon=1e-5)):
+        text = json.dumps(layer.get_config(), allow_nan=False)
+        assert type(layer).from_config(json.loads(text)).get_config() == layer.get_config()
 
 
 def test_bad_build_inputs():
@@ -424,6 +441,12 @@ def test_batchnorm_se_bad_arguments():
 
     with pytest.raises(ValueError, match=r"epsilon=0"):
         BatchNormSqueezeExcite(epsilon=0)
+    with pytest.raises(ValueError, match=r"epsilon=inf"):
+        BatchNormSqueezeExcite(epsilon=float("inf"))
+    with pytest.raises(ValueError, match=r"momentum=nan"):
+        BatchNormSqueezeExcite(momentum=float("nan"))
+    with pytest.raises(ValueError, match=r"synchronized=1"):
+        BatchNormSqueezeExcite(synchronized=1)
     with pytest.raises(ValueError, match=r"momentum=1.5"):
         BatchNormSqueezeExcite(momentum=1.5)
     with pytest.raises(ValueError, match=r"ratio=0"):
@@ -434,6 +457,7 @@ def test_batchnorm_se_bad_arguments():
         BatchNormSqueezeExcite().build([(None, 4, 4, 32), (None, 16)])
 
 
+@pytest.mark.integration
 def test_batchnorm_se_synchronized_uses_global_batch_statistics():
     """synchronized=True under a 2-replica MirroredStrategy (2 logical CPUs, fresh process):
     the statistics are the global batch's, not each replica's half."""
@@ -479,6 +503,101 @@ def test_batchnorm_se_synchronized_uses_global_batch_statistics():
     x += np.arange(8, dtype="float32")[:, None, None, None]
     np.testing.assert_allclose(stats["mean"], x.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(stats["variance"], x.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- contracts
+def _input(channels, data_format, batch=None, spatial=(5, 6)):
+    if data_format == "channels_last":
+        return (batch, *spatial, channels)
+    return (batch, channels, *spatial)
+
+
+@pytest.mark.parametrize("layer_class", [SqueezeExcite, BatchNormSqueezeExcite])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_built_layer_refuses_another_channel_count(layer_class, data_format):
+    """Keras's own InputSpec message: names the layer, the channel axis and its value."""
+    layer = layer_class(4, data_format=data_format, name="gate")
+    layer(np.ones(_input(16, data_format, batch=2), "float32"))
+    axis = -1 if data_format == "channels_last" else 1
+    message = (
+        rf"layer 'gate' is incompatible with the layer: expected axis {axis} of input shape "
+        r"to have value 16"
+    )
+    wrong = np.ones(_input(8, data_format, batch=2), "float32")
+    with pytest.raises(ValueError, match=message):
+        layer(wrong)  # eager
+    with pytest.raises(ValueError, match=message):
+        layer(keras.Input(_input(8, data_format)[1:]))  # symbolic
+    with pytest.raises(ValueError, match=message):
+        layer.excitation(wrong)  # the method that bypasses __call__ checks it too
+    if layer_class is BatchNormSqueezeExcite:
+        with pytest.raises(ValueError, match=message):
+            layer.features(wrong)
+    # The spatial size and the batch are free.
+    other = np.ones(_input(16, data_format, batch=3, spatial=(2, 3)), "float32")
+    assert keras.ops.convert_to_numpy(layer(other)).shape == other.shape
+
+
+def test_the_two_layers_are_siblings_with_one_interface():
+    """The fused layer is no SqueezeExcite (other inputs, another function); both are SEGates."""
+    plain, fused = SqueezeExcite(4, name="gate"), BatchNormSqueezeExcite(4)
+    assert isinstance(plain, SEGate) and isinstance(fused, SEGate)
+    assert not isinstance(fused, SqueezeExcite) and not isinstance(plain, BatchNormSqueezeExcite)
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 16)).astype("float32")
+    for layer in (plain, fused):
+        y = layer(x)
+        assert layer.channels == 16 and layer.bottleneck_units == 4 and layer.ratio == 4
+        assert tuple(layer.excitation(x).shape) == (2, 16)
+        assert tuple(layer.features(x).shape) == tuple(y.shape) == x.shape
+    # SqueezeExcite's call takes the feature map only: a pair is refused.
+    pair = [x, x.mean(axis=(1, 2))]
+    with pytest.raises(ValueError, match=r'"gate" expects 1 input\(s\), but it received 2'):
+        plain(pair)
+    with pytest.raises(ValueError, match=r"rank >= 3"):
+        SqueezeExcite(4)(pair)
+
+
+def test_batchnorm_se_means_argument_and_saved_pair_form(tmp_path):
+    """``layer(x, means)`` equals the pair form ``layer([x, means])``; both save and load,
+    and ``feature_input`` is ``x`` in either."""
+    from keras_se.layers import Squeeze
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 5, 5, 8)).astype("float32")
+    outputs = []
+    for form in ("argument", "pair"):
+        keras.utils.clear_session()
+        inputs = keras.Input((5, 5, 8))
+        means = Squeeze()(inputs)
+        layer = BatchNormSqueezeExcite(2, name="fused")
+        y = layer(inputs, means) if form == "argument" else layer([inputs, means])
+        assert layer.feature_input is inputs
+        model = keras.Model(inputs, y)
+        if not outputs:
+            weights = [rng.normal(size=w.shape).astype("float32") for w in model.weights]
+        model.set_weights(weights)
+        out = keras.ops.convert_to_numpy(model(x))
+        path = os.path.join(tmp_path, f"{form}.keras")
+        model.save(path)
+        loaded = keras.models.load_model(path, safe_mode=True)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), out, atol=1e-6)
+        outputs.append(out)
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6, atol=1e-6)
+
+
+def test_files_saved_by_the_previous_release_load():
+    """tests/data/se_layers_v0.keras: SqueezeExcite (both data formats) and
+    BatchNormSqueezeExcite (on x and on [x, means]) saved before SEGate existed
+    (tests/data/make_se_layers_v0.py); same outputs as recorded then."""
+    data = os.path.join(os.path.dirname(__file__), "data")
+    model = keras.models.load_model(os.path.join(data, "se_layers_v0.keras"), safe_mode=True)
+    recorded = np.load(os.path.join(data, "se_layers_v0_io.npz"))
+    out = keras.ops.convert_to_numpy(model(recorded["inputs"], training=False))
+    np.testing.assert_allclose(out, recorded["outputs"], rtol=1e-5, atol=1e-6)
+    kinds = {layer.name: type(layer).__name__ for layer in model.layers}
+    assert kinds["se"] == kinds["se_cf"] == "SqueezeExcite"
+    assert kinds["fused"] == kinds["fused_means"] == "BatchNormSqueezeExcite"
+    assert model.get_layer("fused_means").feature_input is model.get_layer("fused").output
 
 
 # --------------------------------------------------------------------------- Squeeze
