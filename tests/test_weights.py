@@ -467,6 +467,28 @@ TORCH_CASES = {
         dict(depths=(3, 4, 6, 3), groups=32, base_width=4, layout="timm"),
     ),
     "resnet18": ("resnet18", ".safetensors", dict(depths=(2, 2, 2, 2), block="basic", layout="timm", se=False)),
+    "legacy_seresnext26_32x4d": (
+        "se_resnext26_32x4d", ".safetensors", dict(depths=(2, 2, 2, 2), groups=32, base_width=4)
+    ),
+    "legacy_senet154": (
+        "senet154", ".safetensors", dict(depths=(3, 8, 36, 3), groups=64, base_width=4, senet=True)
+    ),
+    "seresnext101_32x8d": (
+        "se_resnext101_32x8d", ".safetensors",
+        dict(depths=(3, 4, 23, 3), groups=32, base_width=8, layout="timm"),
+    ),
+    "seresnext101_64x4d": (
+        "se_resnext101_64x4d", ".safetensors",
+        dict(depths=(3, 4, 23, 3), groups=64, base_width=4, layout="timm"),
+    ),
+    "resnext101_32x8d": (
+        "resnext101_32x8d", ".safetensors",
+        dict(depths=(3, 4, 23, 3), groups=32, base_width=8, layout="timm", se=False),
+    ),
+    "resnext101_64x4d": (
+        "resnext101_64x4d", ".safetensors",
+        dict(depths=(3, 4, 23, 3), groups=64, base_width=4, layout="timm", se=False),
+    ),
 }  # fmt: skip
 
 
