@@ -153,6 +153,12 @@ class _Source:
     labels: np.ndarray | None
     size: int
     kind: str  # "pixels", "path", "bytes"
+    #: ``shard(num_pipelines, pipeline_id)`` → this pipeline's ``(raw, labels)`` read from its
+    #: share of the files only, or None when the source cannot be split before reading.
+    shard: object = None
+
+    def shardable(self, num_pipelines):
+        return num_pipelines > 1 and self.shard is not None and self.shard(num_pipelines, 0) is not None
 
 
 def load_digits_arrays(image_size=DIGITS_SIZE):
@@ -234,7 +240,8 @@ def _folder_source(split_dir, class_names):
         raise UsageError(
             f"No readable images found under {split_dir!r} (extensions {IMAGE_EXTENSIONS})."
         )
-    return _Source(np.array(paths), np.array(labels, "int64"), len(paths), "path")
+    paths, labels = np.array(paths), np.array(labels, "int64")
+    return _Source(paths, labels, len(paths), "path", shard=lambda n, i: (paths[i::n], labels[i::n]))
 
 
 def _probe_image_shape(path):
@@ -435,10 +442,15 @@ def make_dataset(
     Element order and augmentation are pure functions of ``(seed, epoch)``: the
     shuffle uses seed ``seed * 1000 + epoch`` and each image's augmentation a
     stateless seed from ``(seed, epoch, image index)``. So epoch ``k`` is the same
-    whether a run is fresh or resumed after a crash, and the same on one device,
-    several replicas or several workers: every pipeline forms the same global
-    batches of ``batch_size`` images and keeps its own contiguous slice of each
-    (pipeline ``i`` of ``n`` gets ``batch_size / n`` images, batched per replica).
+    whether a run is fresh or resumed after a crash.
+
+    Several input pipelines (workers): sources read from files (image folders) are
+    sharded before reading — pipeline ``i`` of ``n`` reads only images ``i, i+n, ...``,
+    shuffles them and contributes ``batch_size / n`` images to each global batch — so
+    each worker reads ``1/n`` of the data; the run is reproducible for a given
+    topology and seed. In-memory sources (the digits) and TFDS datasets form the same
+    global batches in every pipeline, each keeping its contiguous slice, so a run is
+    also the same on one device, several replicas or several workers.
 
     Args:
         info: the `DatasetInfo`.
@@ -463,31 +475,42 @@ def make_dataset(
 
     autotune = tf.data.AUTOTUNE
     image_size = info.image_shape[0]
-    if isinstance(source.raw, tf.data.Dataset):
+    per_pipeline = batch_size // num_input_pipelines
+    # Sharded: this pipeline reads only its files and forms its own part of each global
+    # batch. Otherwise every pipeline forms the same global batches and keeps its slice.
+    sharded = source.shardable(num_input_pipelines)
+    if sharded:
+        raw, labels = source.shard(num_input_pipelines, input_pipeline_id)
+        indices = np.arange(input_pipeline_id, source.size, num_input_pipelines, dtype="int64")
+        ds = tf.data.Dataset.from_tensor_slices((indices, raw, labels))
+        # every pipeline pads to the same number of batches (the largest shard's)
+        size, group = -(-source.size // num_input_pipelines), per_pipeline
+    elif isinstance(source.raw, tf.data.Dataset):
         ds = source.raw.enumerate()
         ds = ds.map(lambda i, el: (i, el[0], el[1]))
+        size, group = source.size, batch_size
     else:
         ds = tf.data.Dataset.from_tensor_slices(
             (np.arange(source.size, dtype="int64"), source.raw, source.labels)
         )
+        size, group = source.size, batch_size
     raw_bytes = source.raw.nbytes if isinstance(source.raw, np.ndarray) else source.size * 50_000
     if raw_bytes < CACHE_LIMIT_BYTES:
         ds = ds.cache()
     if training:
-        ds = ds.shuffle(
-            min(source.size, 50_000), seed=seed * 1000 + epoch, reshuffle_each_iteration=False
-        )
+        ds = ds.shuffle(min(size, 50_000), seed=seed * 1000 + epoch, reshuffle_each_iteration=False)
     ds = ds.map(lambda i, r, y: (i, r, y, tf.constant(1.0)))
-    padding = (-source.size) % batch_size if weighted else 0
-    if padding:
-        ds = ds.concatenate(
-            ds.take(1).repeat(padding).map(lambda i, r, y, w: (i, r, y, tf.constant(0.0)))
-        )
-    per_pipeline = batch_size // num_input_pipelines
-    ds = ds.batch(batch_size, drop_remainder=training)
+    if weighted:
+        count = len(indices) if sharded else source.size
+        padding = -(-size // group) * group - count
+        if padding:
+            ds = ds.concatenate(
+                ds.take(1).repeat(padding).map(lambda i, r, y, w: (i, r, y, tf.constant(0.0)))
+            )
+    ds = ds.batch(group, drop_remainder=training)
     if start_step:
         ds = ds.skip(start_step)
-    if num_input_pipelines > 1:
+    if num_input_pipelines > 1 and not sharded:
         start = input_pipeline_id * per_pipeline
         ds = ds.map(lambda *parts: tuple(p[start : start + per_pipeline] for p in parts))
     ds = ds.unbatch()
