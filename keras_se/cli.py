@@ -101,7 +101,9 @@ def cmd_bench(args):
         quick=args.quick, jax=not args.no_jax, verbose=_verbose(args), device=args.device
     )
     command = "keras-se bench" + (" --quick" if args.quick else "")
-    command += (" --no-jax" if args.no_jax else "") + (" --device gpu" if args.device == "gpu" else "")
+    command += (" --no-jax" if args.no_jax else "") + (
+        " --device gpu" if args.device == "gpu" else ""
+    )
     bench.write_report(report, out=args.out, markdown=args.markdown, command=command)
     print(bench.format_markdown(report, command=command))
     return 0

@@ -158,7 +158,11 @@ class _Source:
     shard: object = None
 
     def shardable(self, num_pipelines):
-        return num_pipelines > 1 and self.shard is not None and self.shard(num_pipelines, 0) is not None
+        return (
+            num_pipelines > 1
+            and self.shard is not None
+            and self.shard(num_pipelines, 0) is not None
+        )
 
 
 def load_digits_arrays(image_size=DIGITS_SIZE):
@@ -241,7 +245,9 @@ def _folder_source(split_dir, class_names):
             f"No readable images found under {split_dir!r} (extensions {IMAGE_EXTENSIONS})."
         )
     paths, labels = np.array(paths), np.array(labels, "int64")
-    return _Source(paths, labels, len(paths), "path", shard=lambda n, i: (paths[i::n], labels[i::n]))
+    return _Source(
+        paths, labels, len(paths), "path", shard=lambda n, i: (paths[i::n], labels[i::n])
+    )
 
 
 def _probe_image_shape(path):

@@ -28,19 +28,23 @@ def tf_config():
     try:
         config = json.loads(text)
     except json.JSONDecodeError as err:
-        raise UsageError(f"`TF_CONFIG` is not valid JSON ({err.msg}). Received: TF_CONFIG={text!r}") from None
+        raise UsageError(
+            f"`TF_CONFIG` is not valid JSON ({err.msg}). Received: TF_CONFIG={text!r}"
+        ) from None
     if not isinstance(config, dict):
         raise UsageError(f"`TF_CONFIG` must be a JSON object. Received: TF_CONFIG={text!r}")
     cluster, task = config.get("cluster", {}), config.get("task")
     if not isinstance(cluster, dict) or any(not isinstance(v, list) for v in cluster.values()):
         raise UsageError(
-            f"`TF_CONFIG` needs \"cluster\": {{\"worker\": [\"host:port\", ...]}}. Received: TF_CONFIG={text!r}"
+            f'`TF_CONFIG` needs "cluster": {{"worker": ["host:port", ...]}}. Received: TF_CONFIG={text!r}'
         )
     if cluster and not (
-        isinstance(task, dict) and isinstance(task.get("type"), str) and isinstance(task.get("index"), int)
+        isinstance(task, dict)
+        and isinstance(task.get("type"), str)
+        and isinstance(task.get("index"), int)
     ):
         raise UsageError(
-            f"`TF_CONFIG` needs \"task\": {{\"type\": \"worker\", \"index\": N}}. Received: TF_CONFIG={text!r}"
+            f'`TF_CONFIG` needs "task": {{"type": "worker", "index": N}}. Received: TF_CONFIG={text!r}'
         )
     if cluster and task["index"] >= len(cluster.get(task["type"], [])):
         raise UsageError(
@@ -62,7 +66,9 @@ def split_cpu(count):
     if current and len(current) == count:
         return
     try:
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
     except RuntimeError as err:
         raise UsageError(
             "`cpu_devices` must be set before TensorFlow initialises its devices "
@@ -84,7 +90,9 @@ def make_strategy(name="auto", *, tpu=None):
             name = "one-device"
     if name == "multi-worker":
         if tf_config_workers() < 1:
-            raise UsageError("`strategy='multi-worker'` needs TF_CONFIG with a cluster of workers (see README).")
+            raise UsageError(
+                "`strategy='multi-worker'` needs TF_CONFIG with a cluster of workers (see README)."
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "one-device":

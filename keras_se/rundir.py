@@ -147,7 +147,9 @@ class RunDir:
                 f"`out` holds an unreadable {self.CONFIG} ({err}). Received: out={self.path!r}"
             ) from err
         if not isinstance(config, dict):
-            raise UsageError(f"`out` holds a {self.CONFIG} that is not a JSON object. Received: out={self.path!r}")
+            raise UsageError(
+                f"`out` holds a {self.CONFIG} that is not a JSON object. Received: out={self.path!r}"
+            )
         version = self.format_version(config)
         if version > FORMAT_VERSION:
             raise UsageError(
@@ -200,7 +202,9 @@ class RunDir:
 
     def write_summary(self, summary, *, worker=None):
         """The chief's ``summary.json``, or a non-chief worker's own summary file."""
-        write_json(self.summary_path if worker is None else self.worker_summary_path(worker), summary)
+        write_json(
+            self.summary_path if worker is None else self.worker_summary_path(worker), summary
+        )
 
     def write_excitations(self, epoch, stats):
         os.makedirs(self.file(self.EXCITATIONS), exist_ok=True)

@@ -80,7 +80,9 @@ def check_config(config):
         models.builder(config.model)
     except ValueError as err:  # re-worded with the flag's name, keeping the close matches
         raise UsageError(
-            str(err).replace(f"Received: name={config.model!r}", f"Received: model={config.model!r}")
+            str(err).replace(
+                f"Received: name={config.model!r}", f"Received: model={config.model!r}"
+            )
         ) from None
     return config
 
@@ -97,7 +99,9 @@ def learning_rate_schedule(config, steps_per_epoch):
             warmup_target=peak if warmup else None,
             warmup_steps=warmup,
         )
-    boundaries = [e * steps_per_epoch for e in range(config.step_epochs, config.epochs, config.step_epochs)]
+    boundaries = [
+        e * steps_per_epoch for e in range(config.step_epochs, config.epochs, config.step_epochs)
+    ]
     if not boundaries:
         return peak
     values = [peak * (0.1**i) for i in range(len(boundaries) + 1)]
@@ -128,7 +132,9 @@ def _clone_layers(model, change):
 
 def build_model(config, info):
     """The registry model for the dataset; logits in float32 under mixed precision."""
-    kwargs = dict(config.model_kwargs, input_shape=tuple(info.image_shape), classes=info.num_classes)
+    kwargs = dict(
+        config.model_kwargs, input_shape=tuple(info.image_shape), classes=info.num_classes
+    )
     if config.se_ratio is not None:
         kwargs["se_ratio"] = config.se_ratio
     model = models.get(config.model, **kwargs)
@@ -144,13 +150,18 @@ def with_float32_head(model):
     head = next((layer for layer in model.layers if layer.name == "predictions"), None)
     if head is None or head.dtype_policy.compute_dtype == "float32":
         return model
-    return _clone_layers(model, lambda layer, c: c.update(dtype="float32") if layer is head else None)
+    return _clone_layers(
+        model, lambda layer, c: c.update(dtype="float32") if layer is head else None
+    )
 
 
 def synchronize_batchnorm(model):
     """``model`` with every BatchNorm (fused SE tails included) computing cross-replica statistics."""
     return _clone_layers(
-        model, lambda layer, c: c.update(synchronized=True) if isinstance(layer, BATCHNORM_TYPES) else None
+        model,
+        lambda layer, c: (
+            c.update(synchronized=True) if isinstance(layer, BATCHNORM_TYPES) else None
+        ),
     )
 
 
@@ -223,7 +234,10 @@ class Trainer:
                 f"Received: batch_size={config.batch_size}"
             )
         self.info, self.sources = data_lib.describe_dataset(
-            config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir, image_size=config.image_size
+            config.dataset,
+            data_dir=config.data_dir,
+            manual_dir=config.manual_dir,
+            image_size=config.image_size,
         )
         if self.info.num_classes < 2:
             raise UsageError(
@@ -245,9 +259,14 @@ class Trainer:
         saved = self.run_dir.saved_train_config()
         if not saved:
             return
-        saved = {**json.loads(json.dumps(TrainConfig().to_dict())), **saved}  # older versions: defaults
+        saved = {
+            **json.loads(json.dumps(TrainConfig().to_dict())),
+            **saved,
+        }  # older versions: defaults
         current = json.loads(json.dumps(self.config.to_dict(), default=str))
-        differ = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
+        differ = sorted(
+            k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k]
+        )
         if differ:
             raise UsageError(
                 f"`out` holds a run with different settings ({', '.join(differ)}); use a new --out to "
@@ -279,14 +298,18 @@ class Trainer:
         finally:
             keras.config.set_dtype_policy(previous_policy)
         self.moving_stats = [
-            v for layer in batchnorm_layers(self.model) for v in (layer.moving_mean, layer.moving_variance)
+            v
+            for layer in batchnorm_layers(self.model)
+            for v in (layer.moving_mean, layer.moving_variance)
         ]
 
     # ----------------------------------------------------------------- compiled steps
     def _build_steps(self):
         config, strategy, model, optimizer = self.config, self.strategy, self.model, self.optimizer
         classes = self.info.num_classes
-        loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing, reduction=None)
+        loss_fn = keras.losses.CategoricalCrossentropy(
+            label_smoothing=config.label_smoothing, reduction=None
+        )
 
         def replica_step(images, labels, stop):
             with tf.GradientTape() as tape:
@@ -310,7 +333,11 @@ class Trainer:
             probs = tf.cast(model(images, training=False), tf.float32)
             per_example = keras.losses.categorical_crossentropy(tf.one_hot(labels, classes), probs)
             correct = tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32)
-            return tf.reduce_sum(per_example * weights), tf.reduce_sum(correct * weights), tf.reduce_sum(weights)
+            return (
+                tf.reduce_sum(per_example * weights),
+                tf.reduce_sum(correct * weights),
+                tf.reduce_sum(weights),
+            )
 
         @tf.function
         def eval_step(batch):
@@ -323,7 +350,11 @@ class Trainer:
             for variable, values in zip(self.moving_stats, local):
                 variable.assign(strategy.reduce(tf.distribute.ReduceOp.MEAN, values, axis=None))
 
-        self.train_step, self.eval_step, self._sync_moving_stats = train_step, eval_step, sync_moving_stats
+        self.train_step, self.eval_step, self._sync_moving_stats = (
+            train_step,
+            eval_step,
+            sync_moving_stats,
+        )
 
     def _distributed(self, split, **kwargs):
         """The split's pipeline, one per input pipeline (worker), batched per replica."""
@@ -361,7 +392,9 @@ class Trainer:
             done = int(self.epoch_var.numpy())
             self.history = [row for row in self.history if row["epoch"] <= done]
             if self.verbose and self.chief:
-                print(f"Resuming {self.run_dir.path} at epoch {done + 1}, step {int(self.step_var.numpy())} ({latest})")
+                print(
+                    f"Resuming {self.run_dir.path} at epoch {done + 1}, step {int(self.step_var.numpy())} ({latest})"
+                )
         else:
             self.history = []
         self.position = (int(self.epoch_var.numpy()), int(self.step_var.numpy()))
@@ -379,7 +412,9 @@ class Trainer:
             tf.train.Checkpoint(**all_objects), ckpt_dir, max_to_keep=self.config.keep_checkpoints
         )
         self.writer = (
-            tf.summary.create_file_writer(self.run_dir.logs_dir) if self.chief else tf.summary.create_noop_writer()
+            tf.summary.create_file_writer(self.run_dir.logs_dir)
+            if self.chief
+            else tf.summary.create_noop_writer()
         )
 
     def train_epoch(self, epoch):
@@ -388,16 +423,27 @@ class Trainer:
         start_step = self.position[1] if epoch == self.position[0] else 0
         sums = self.sums_var.numpy().tolist() if start_step else [0.0, 0.0, 0.0]
         bar = keras.utils.Progbar(
-            steps, stateful_metrics=["loss", "accuracy", "images/s"], verbose=self.verbose if self.chief else 0
+            steps,
+            stateful_metrics=["loss", "accuracy", "images/s"],
+            verbose=self.verbose if self.chief else 0,
         )
         if self.verbose and self.chief:
-            print(f"Epoch {epoch + 1}/{config.epochs}" + (f" (from step {start_step + 1})" if start_step else ""))
+            print(
+                f"Epoch {epoch + 1}/{config.epochs}"
+                + (f" (from step {start_step + 1})" if start_step else "")
+            )
         start = last = time.perf_counter()
         self.step_times = []
         iterator = iter(self.train_dataset(epoch, start_step))
         for step in range(start_step, steps):
-            loss_sum, correct, stop = self.train_step(next(iterator), tf.constant(float(self.sigterm[0])))
-            loss_sum, correct, stop = float(loss_sum), float(correct), float(stop)  # waits for the step
+            loss_sum, correct, stop = self.train_step(
+                next(iterator), tf.constant(float(self.sigterm[0]))
+            )
+            loss_sum, correct, stop = (
+                float(loss_sum),
+                float(correct),
+                float(stop),
+            )  # waits for the step
             if not math.isfinite(loss_sum):
                 raise Diverged(
                     f"the loss is not finite (loss sum {loss_sum}) at epoch {epoch + 1}, step {step + 1}; "
@@ -409,9 +455,20 @@ class Trainer:
             sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + now - last]
             last = now
             seen = (step + 1) * config.batch_size
-            bar.update(step + 1, [("loss", sums[0] / seen), ("accuracy", sums[1] / seen),
-                                  ("images/s", (step + 1 - start_step) * config.batch_size / max(now - start, 1e-9))])
-            if step + 1 < steps and (stop or (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0)):
+            bar.update(
+                step + 1,
+                [
+                    ("loss", sums[0] / seen),
+                    ("accuracy", sums[1] / seen),
+                    (
+                        "images/s",
+                        (step + 1 - start_step) * config.batch_size / max(now - start, 1e-9),
+                    ),
+                ],
+            )
+            if step + 1 < steps and (
+                stop or (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0)
+            ):
                 self.checkpoint(epoch, step + 1, sums)
                 if stop:
                     raise Preempted(
@@ -430,7 +487,11 @@ class Trainer:
         val_loss = val_correct = val_count = 0.0
         for batch in self._distributed("validation", training=False, weighted=True):
             loss_sum, correct, count = self.eval_step(batch)
-            val_loss, val_correct, val_count = val_loss + float(loss_sum), val_correct + float(correct), val_count + float(count)
+            val_loss, val_correct, val_count = (
+                val_loss + float(loss_sum),
+                val_correct + float(correct),
+                val_count + float(count),
+            )
         images = self.steps_per_epoch * self.config.batch_size
         loss_sum, correct, seconds = self.epoch_sums
         return {
@@ -455,7 +516,14 @@ class Trainer:
                 f"{row['images_per_second']:.0f} images/s"
             )
         with self.writer.as_default(step=row["epoch"]):
-            for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "images_per_second"):
+            for key in (
+                "loss",
+                "accuracy",
+                "val_loss",
+                "val_accuracy",
+                "learning_rate",
+                "images_per_second",
+            ):
                 tf.summary.scalar(key, row[key])
         self.writer.flush()
         # History first, then the checkpoint: a crash in between redoes this epoch and
@@ -489,9 +557,12 @@ class Trainer:
             "params": stats.params,
             "macs": stats.macs,
             "train_time_s": sum(row.get("time_s", 0.0) for row in history),
-            "images_per_second": float(np.median([r["images_per_second"] for r in history])) if history else None,
+            "images_per_second": float(np.median([r["images_per_second"] for r in history]))
+            if history
+            else None,
             "steps_per_epoch": self.steps_per_epoch,
-            "time_per_step_s": float(np.median([r["time_s"] for r in history])) / self.steps_per_epoch
+            "time_per_step_s": float(np.median([r["time_s"] for r in history]))
+            / self.steps_per_epoch
             if history
             else None,
             "replicas": self.strategy.num_replicas_in_sync,

@@ -104,7 +104,9 @@ def config_from_args(args, config_class=TrainConfig):
 
 def _positive_list(text):
     try:
-        values = tuple(float(x) if "." in x or "e" in x else int(x) for x in text.split(",") if x.strip())
+        values = tuple(
+            float(x) if "." in x or "e" in x else int(x) for x in text.split(",") if x.strip()
+        )
         for x in values:
             v.check_positive_number("value", x)
     except ValueError:
@@ -137,7 +139,9 @@ _positive_int = _flag_type(v.check_positive_int, int)
 
 # ----------------------------------------------------------------------------- subcommands
 def _info(sub):
-    p = sub.add_parser("info", help="versions, Keras backend, devices, registered models and layers")
+    p = sub.add_parser(
+        "info", help="versions, Keras backend, devices, registered models and layers"
+    )
     p.add_argument("--no-devices", action="store_true", help="skip listing devices (faster)")
 
 
@@ -169,7 +173,9 @@ def _train(sub):
 def _training_flags(p, *, out):
     add_config_arguments(p)
     p.add_argument(
-        "--out", default=out, help="run directory (rerun the same command to resume); default %(default)s"
+        "--out",
+        default=out,
+        help="run directory (rerun the same command to resume); default %(default)s",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -191,19 +197,31 @@ def _tune(sub):
         default=choices.ABLATION_RATIOS,
         help="reduction ratios; default " + ",".join(map(str, choices.ABLATION_RATIOS)),
     )
-    g.add_argument("--squeeze", type=_subset(choices.SQUEEZES), help="also search the squeeze, e.g. avg,max")
+    g.add_argument(
+        "--squeeze", type=_subset(choices.SQUEEZES), help="also search the squeeze, e.g. avg,max"
+    )
     g.add_argument("--gate", type=_subset(choices.GATES), help="also search the gate")
-    g.add_argument("--se-mode", type=_subset(choices.SE_MODES), help="also search the SE integration")
+    g.add_argument(
+        "--se-mode", type=_subset(choices.SE_MODES), help="also search the SE integration"
+    )
     g.add_argument("--lrs", type=_positive_list, help="also search learning rates, e.g. 0.01,0.05")
     g.add_argument("--space", help="a JSON/YAML search-space file (overrides the flags above)")
     g.add_argument("--oracle", choices=choices.ORACLES, default="grid", help="default grid")
-    g.add_argument("--max-trials", type=_positive_int, help="cap on trials (default: the grid size)")
-    g.add_argument("--no-export", action="store_true", help="do not export the best model as a SavedModel")
+    g.add_argument(
+        "--max-trials", type=_positive_int, help="cap on trials (default: the grid size)"
+    )
+    g.add_argument(
+        "--no-export", action="store_true", help="do not export the best model as a SavedModel"
+    )
     g = p.add_argument_group("distributed tuning (one chief oracle, N workers)")
     g.add_argument("--distributed", choices=["chief", "worker"], help="this process's role")
-    g.add_argument("--oracle-address", default="127.0.0.1", help="the chief's address; default %(default)s")
+    g.add_argument(
+        "--oracle-address", default="127.0.0.1", help="the chief's address; default %(default)s"
+    )
     g.add_argument("--oracle-port", type=_positive_int, help="the chief's port")
-    g.add_argument("--worker-index", type=int, default=0, help="a unique index per worker; default %(default)s")
+    g.add_argument(
+        "--worker-index", type=int, default=0, help="a unique index per worker; default %(default)s"
+    )
 
 
 def _bench(sub):
@@ -212,9 +230,13 @@ def _bench(sub):
         help="what SE costs: SE-ResNet-50 vs ResNet-50 and the SE layer, measured side by side",
         description="Interleaved A/B timings after warm-up; medians, min-max and ratios against the goals.",
     )
-    p.add_argument("--quick", action="store_true", help="small sizes, few repetitions (a smoke test)")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes, few repetitions (a smoke test)"
+    )
     p.add_argument("--out", help="write the JSON report here")
-    p.add_argument("--markdown", help="write the table into this markdown file (e.g. BENCHMARKS.md)")
+    p.add_argument(
+        "--markdown", help="write the table into this markdown file (e.g. BENCHMARKS.md)"
+    )
     p.add_argument("--no-jax", action="store_true", help="skip the figures under the JAX backend")
     p.add_argument(
         "--device",
@@ -234,7 +256,9 @@ def _quickstart(sub):
         "recipe, exports a SavedModel for TF Serving and draws the excitation figures.",
     )
     p.add_argument(
-        "--out", default="runs/quickstart", help="output directory (run, export, figures); default %(default)s"
+        "--out",
+        default="runs/quickstart",
+        help="output directory (run, export, figures); default %(default)s",
     )
     p.add_argument(
         "--epochs", type=_positive_int, default=None, help="override the quickstart recipe's epochs"
@@ -243,18 +267,28 @@ def _quickstart(sub):
 
 
 def _export(sub):
-    p = sub.add_parser("export", help="SavedModel for TF Serving: BASE/NAME/VERSION/, written atomically")
-    p.add_argument("source", metavar="RUN_DIR_OR_MODEL", help="training run directory or .keras file")
-    p.add_argument("--base", default="models", help="TF Serving base directory; default %(default)s")
+    p = sub.add_parser(
+        "export", help="SavedModel for TF Serving: BASE/NAME/VERSION/, written atomically"
+    )
+    p.add_argument(
+        "source", metavar="RUN_DIR_OR_MODEL", help="training run directory or .keras file"
+    )
+    p.add_argument(
+        "--base", default="models", help="TF Serving base directory; default %(default)s"
+    )
     p.add_argument("--name", help="model name (default: the run's model name or the file's stem)")
     p.add_argument(
         "--version",
         type=_flag_type(lambda name, value: v.check_int(name, value, minimum=0), int),
         help="TF Serving version number, an integer >= 0 (default: the highest existing plus one)",
     )
-    p.add_argument("--with-excitations", action="store_true", help="add the `excitations` signature")
+    p.add_argument(
+        "--with-excitations", action="store_true", help="add the `excitations` signature"
+    )
     p.add_argument("--top-k", type=int, metavar="K", help="add top_k_* outputs with K classes")
-    p.add_argument("--dynamic-size", action="store_true", help="accept any H/W; resize inside the graph")
+    p.add_argument(
+        "--dynamic-size", action="store_true", help="accept any H/W; resize inside the graph"
+    )
 
 
 def _visualize(sub):
@@ -270,7 +304,9 @@ def _visualize(sub):
         metavar="MODEL_OR_RUN_DIR",
         help="training run directory, .keras file, or a registry name (untrained: mechanics only)",
     )
-    p.add_argument("--dataset", help="digits, a TFDS name or an image folder (default: the run's, else digits)")
+    p.add_argument(
+        "--dataset", help="digits, a TFDS name or an image folder (default: the run's, else digits)"
+    )
     p.add_argument("--out", default="figures", help="output directory; default %(default)s")
     p.add_argument(
         "--split",
@@ -289,8 +325,12 @@ def _visualize(sub):
         type=_comma_list,
         help="comma-separated class indices or names to draw (at most 5; default: 5 spread out)",
     )
-    p.add_argument("--image-index", type=int, default=0, help="walkthrough image in the split; default 0")
-    p.add_argument("--walkthrough-block", help="SE block of the walkthrough (default: a middle one)")
+    p.add_argument(
+        "--image-index", type=int, default=0, help="walkthrough image in the split; default 0"
+    )
+    p.add_argument(
+        "--walkthrough-block", help="SE block of the walkthrough (default: a middle one)"
+    )
     p.add_argument("--batch-size", type=_positive_int, default=64, help="default %(default)s")
     p.add_argument("--max-images", type=_positive_int, help="analyse at most N images of the split")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -317,7 +357,9 @@ def _missing_extra(err):
     top = (getattr(err, "name", None) or "").split(".")[0]
     if top not in EXTRAS:
         return None
-    return UsageError(f"this command needs the `{top}` package: pip install 'keras-se[{EXTRAS[top]}]'")
+    return UsageError(
+        f"this command needs the `{top}` package: pip install 'keras-se[{EXTRAS[top]}]'"
+    )
 
 
 def main(argv=None):
@@ -336,4 +378,3 @@ def main(argv=None):
     except UsageError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return EXIT_USAGE
-

@@ -113,7 +113,9 @@ class TrainConfig:
         flag="--lr",
     )
     momentum: float = _setting(0.9, "SGD momentum", group=_RECIPE, check=_fraction)
-    weight_decay: float = _setting(1e-4, "decoupled weight decay", group=_RECIPE, check=_non_negative)
+    weight_decay: float = _setting(
+        1e-4, "decoupled weight decay", group=_RECIPE, check=_non_negative
+    )
     schedule: str = _setting(
         "step",
         "step: x0.1 every --step-epochs; cosine: with --warmup-epochs",

@@ -24,6 +24,4 @@ class MissingExtraError(UsageError, ImportError):
 
     def __init__(self, feature, extra, module):
         self.feature, self.extra, self.module = feature, extra, module
-        super().__init__(
-            f"{feature} needs the `{module}` package: pip install 'keras-se[{extra}]'"
-        )
+        super().__init__(f"{feature} needs the `{module}` package: pip install 'keras-se[{extra}]'")

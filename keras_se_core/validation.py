@@ -105,7 +105,9 @@ def check_number(name, value, *, minimum=None, maximum=None, inclusive=(True, Tr
 
 def check_positive_number(name, value):
     """A finite number > 0."""
-    return check_number(name, value, minimum=0, inclusive=(False, True), what="a positive finite number")
+    return check_number(
+        name, value, minimum=0, inclusive=(False, True), what="a positive finite number"
+    )
 
 
 def check_optional(check, name, value, *args, **kwargs):

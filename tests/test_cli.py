@@ -28,7 +28,9 @@ def test_help_imports_neither_keras_nor_tensorflow():
         "        assert stop.code == 0\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'keras_se')))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "--checkpoint-every" in result.stdout and "usage: keras-se" in result.stdout
@@ -53,7 +55,16 @@ def test_train_flags_are_the_config_fields():
     config = launcher.config_from_args(args)
     assert config == TrainConfig(out="runs/train")
     args = launcher.build_parser().parse_args(
-        ["train", "--lr", "0.1", "--sync-bn", "--checkpoint-every", "5", "--mixed-precision", "bfloat16"]
+        [
+            "train",
+            "--lr",
+            "0.1",
+            "--sync-bn",
+            "--checkpoint-every",
+            "5",
+            "--mixed-precision",
+            "bfloat16",
+        ]
     )
     config = launcher.config_from_args(args)
     assert (config.learning_rate, config.sync_bn, config.checkpoint_every) == (0.1, True, 5)
@@ -98,6 +109,9 @@ def test_a_missing_extra_is_named(capsys, monkeypatch):
 
 def test_python_dash_m_keras_se_cli_still_runs():
     result = subprocess.run(
-        [sys.executable, "-m", "keras_se.cli", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "keras_se.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0 and "usage: keras-se" in result.stdout

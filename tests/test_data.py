@@ -200,21 +200,44 @@ def test_sharded_folder_pipelines_read_disjoint_files_and_cover_the_split(tmp_pa
     info, sources = data.describe_dataset(str(tmp_path))
     assert sources["train"].shardable(2) and not sources["train"].shardable(1)
     kwargs = dict(batch_size=4, num_input_pipelines=2)
-    val = [data.make_dataset(info, sources["validation"], training=False, weighted=True,
-                             input_pipeline_id=i, **kwargs) for i in range(2)]
+    val = [
+        data.make_dataset(
+            info,
+            sources["validation"],
+            training=False,
+            weighted=True,
+            input_pipeline_id=i,
+            **kwargs,
+        )
+        for i in range(2)
+    ]
     parts = [_image_ids(ds, info, weighted=True) for ds in val]
     assert len(parts[0][0]) == len(parts[1][0])  # same number of evaluation batches
     counted = sorted(i for ids, w in parts for i, wi in zip(ids, w) if wi == 1.0)
     assert counted == list(range(20))  # 20 images, each once
-    train = [sorted(_image_ids(data.make_dataset(info, sources["train"], training=True, seed=3,
-                                                 input_pipeline_id=i, **kwargs), info)[0])
-             for i in range(2)]
+    train = [
+        sorted(
+            _image_ids(
+                data.make_dataset(
+                    info, sources["train"], training=True, seed=3, input_pipeline_id=i, **kwargs
+                ),
+                info,
+            )[0]
+        )
+        for i in range(2)
+    ]
     paths = sources["train"].raw
     files = [set(sources["train"].shard(2, i)[0]) for i in range(2)]
     assert files[0].isdisjoint(files[1]) and files[0] | files[1] == set(paths)
     assert set(train[0]).isdisjoint(train[1])  # each pipeline trains on its own files
-    again = sorted(_image_ids(data.make_dataset(info, sources["train"], training=True, seed=3,
-                                                input_pipeline_id=0, **kwargs), info)[0])
+    again = sorted(
+        _image_ids(
+            data.make_dataset(
+                info, sources["train"], training=True, seed=3, input_pipeline_id=0, **kwargs
+            ),
+            info,
+        )[0]
+    )
     assert again == train[0]  # reproducible for a topology and seed
 
 
@@ -223,9 +246,16 @@ def test_weighted_evaluation_of_in_memory_data_counts_each_image_once():
     total = 0.0
     labels = []
     for pipeline in range(2):
-        ds = data.make_dataset(info, sources["validation"], training=False, batch_size=16,
-                               num_input_pipelines=2, input_pipeline_id=pipeline, weighted=True)
-        for x, y, w in ds:
+        ds = data.make_dataset(
+            info,
+            sources["validation"],
+            training=False,
+            batch_size=16,
+            num_input_pipelines=2,
+            input_pipeline_id=pipeline,
+            weighted=True,
+        )
+        for _, y, w in ds:
             total += float(np.sum(w))
             labels += y.numpy()[w.numpy() == 1].tolist()
     assert total == 360 and sorted(labels) == sorted(sources["validation"].labels.tolist())
@@ -234,10 +264,18 @@ def test_weighted_evaluation_of_in_memory_data_counts_each_image_once():
 def test_start_step_skips_whole_global_batches():
     """A run resumed at step 3 sees exactly the epoch's batches from the 4th on."""
     info, sources = data.describe_dataset("digits", image_size=8)
-    full = [y.numpy() for _, y in data.make_dataset(info, sources["train"], training=True,
-                                                   batch_size=32, seed=1, epoch=2)]
-    resumed = [y.numpy() for _, y in data.make_dataset(info, sources["train"], training=True,
-                                                      batch_size=32, seed=1, epoch=2, start_step=3)]
+    full = [
+        y.numpy()
+        for _, y in data.make_dataset(
+            info, sources["train"], training=True, batch_size=32, seed=1, epoch=2
+        )
+    ]
+    resumed = [
+        y.numpy()
+        for _, y in data.make_dataset(
+            info, sources["train"], training=True, batch_size=32, seed=1, epoch=2, start_step=3
+        )
+    ]
     assert len(resumed) == len(full) - 3
     for a, b in zip(full[3:], resumed):
         np.testing.assert_array_equal(a, b)

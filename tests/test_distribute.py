@@ -14,7 +14,9 @@ def test_tf_config_unset_and_valid(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert distribute.tf_config() == {} and distribute.tf_config_workers() == 0
     cluster = {"chief": ["h:1"], "worker": ["h:2", "h:3"]}
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}})
+    )
     assert distribute.tf_config_workers() == 3
 
 
@@ -25,7 +27,10 @@ def test_tf_config_unset_and_valid(monkeypatch):
         ("3", "must be a JSON object"),
         ('{"cluster": {"worker": "h:1"}}', '"cluster"'),
         ('{"cluster": {"worker": ["h:1"]}}', '"task"'),
-        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}', "not in the cluster"),
+        (
+            '{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}',
+            "not in the cluster",
+        ),
     ],
 )
 def test_malformed_tf_config_names_the_variable(monkeypatch, value, needle):

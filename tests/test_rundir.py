@@ -32,8 +32,14 @@ def test_config_carries_the_format_version(tmp_path):
     assert RunDir.format_version({}) == 1  # keras_se 0.1 wrote no version
 
 
-@pytest.mark.parametrize("text, needle", [("{", "unreadable"), ("[1]", "not a JSON object"),
-                                          ('{"format_version": 7}', "format version 7")])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("{", "unreadable"),
+        ("[1]", "not a JSON object"),
+        ('{"format_version": 7}', "format version 7"),
+    ],
+)
 def test_bad_or_newer_configs_are_refused(tmp_path, text, needle):
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(UsageError, match=needle):

@@ -175,7 +175,9 @@ def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, si
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert not os.path.exists(os.path.join(killed, "model.keras")), "stopped too late to test resume"
+    assert not os.path.exists(os.path.join(killed, "model.keras")), (
+        "stopped too late to test resume"
+    )
     if sig == signal.SIGTERM:
         assert proc.returncode == 3, err[-2000:]
         stopped = _latest_step(killed)
@@ -197,9 +199,17 @@ def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, si
 def _worker_procs(args, out, workers):
     procs = []
     for index in range(len(workers)):
-        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        cmd, env = _cli("train", *args, "--strategy", "multi-worker", "--out", out, env={"TF_CONFIG": tf_config})
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        tf_config = json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        )
+        cmd, env = _cli(
+            "train", *args, "--strategy", "multi-worker", "--out", out, env={"TF_CONFIG": tf_config}
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     return procs
 
 
@@ -238,7 +248,9 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
     batch 16: the last batch is partial, nothing dropped or counted twice)."""
     args = [*STEPPED, "--epochs", "2", "--seed", "3"]
     mirrored = str(tmp_path / "mirrored")
-    cmd, env = _cli("train", *args, "--strategy", "mirrored", "--cpu-devices", "2", "--out", mirrored)
+    cmd, env = _cli(
+        "train", *args, "--strategy", "mirrored", "--cpu-devices", "2", "--out", mirrored
+    )
     result = subprocess.run(cmd, env=env, timeout=600, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.load(open(os.path.join(mirrored, "summary.json")))
@@ -352,7 +364,9 @@ def test_sync_bn_clone_synchronizes_fused_se_tails():
 
 
 def _tiny(out, **overrides):
-    values = dict(model="se_resnet18", image_size=16, batch_size=16, steps_per_epoch=4, epochs=1, out=str(out))
+    values = dict(
+        model="se_resnet18", image_size=16, batch_size=16, steps_per_epoch=4, epochs=1, out=str(out)
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -402,10 +416,22 @@ def test_sigterm_in_process_saves_at_a_step_and_resumes_exactly(tmp_path):
 def test_divergence_stops_within_one_step_and_keeps_the_last_checkpoint(tmp_path, capsys):
     out = str(tmp_path / "nan")
     result = run_main(
-        capsys, "train", *TINY, "--epochs", "1", "--lr", "1e30", "--checkpoint-every", "1", "--out", out
+        capsys,
+        "train",
+        *TINY,
+        "--epochs",
+        "1",
+        "--lr",
+        "1e30",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        out,
     )
     assert_usage_error(result, "not finite", "epoch 1, step 2", "ckpt-1")
-    assert _latest_step(out) == 1 and os.path.exists(os.path.join(out, "checkpoints", "ckpt-1.index"))
+    assert _latest_step(out) == 1 and os.path.exists(
+        os.path.join(out, "checkpoints", "ckpt-1.index")
+    )
     assert RunDir(out).read_history() == [] and not RunDir(out).has_model()
 
 
@@ -415,7 +441,10 @@ def test_divergence_stops_within_one_step_and_keeps_the_last_checkpoint(tmp_path
         ("{not json", "not valid JSON"),
         ('["worker"]', "must be a JSON object"),
         ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}}', '"task"'),
-        ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}', "not in the cluster"),
+        (
+            '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
+            "not in the cluster",
+        ),
     ],
     ids=["bad-json", "list", "no-task", "index"],
 )
@@ -434,7 +463,9 @@ def test_a_dataset_with_one_class_is_refused(tmp_path, capsys):
         folder.mkdir(parents=True)
         for i in range(4):
             Image.fromarray(np.full((8, 8, 3), i * 40, "uint8")).save(folder / f"{i}.png")
-    result = run_main(capsys, "train", "--dataset", str(tmp_path / "data"), "--out", str(tmp_path / "run"))
+    result = run_main(
+        capsys, "train", "--dataset", str(tmp_path / "data"), "--out", str(tmp_path / "run")
+    )
     assert_usage_error(result, "at least 2 classes", "dataset=")
 
 
@@ -442,7 +473,9 @@ def test_epochs_below_the_epochs_done_are_refused_without_touching_the_run(tmp_p
     out = tmp_path / "run"
     train(_tiny(out, steps_per_epoch=1, epochs=2), verbose=0)
     before = (out / "config.json").read_bytes()
-    result = run_main(capsys, "train", *TINY[:-3], "--steps-per-epoch", "1", "--epochs", "1", "--out", str(out))
+    result = run_main(
+        capsys, "train", *TINY[:-3], "--steps-per-epoch", "1", "--epochs", "1", "--out", str(out)
+    )
     assert_usage_error(result, "epochs=1", "2 epochs")
     assert (out / "config.json").read_bytes() == before
 
@@ -462,8 +495,23 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, c
         return real_save(self, *args, **kwargs)
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
-    args = [*TINY[:-3], "--steps-per-epoch", "4", "--checkpoint-every", "2", "--epochs", "1", "--out", str(out)]
-    assert_usage_error(run_main(capsys, "train", *args), "No space left on device", str(out / "checkpoints"), "ckpt-2")
+    args = [
+        *TINY[:-3],
+        "--steps-per-epoch",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert_usage_error(
+        run_main(capsys, "train", *args),
+        "No space left on device",
+        str(out / "checkpoints"),
+        "ckpt-2",
+    )
     assert _latest_step(str(out)) == 2
     monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
     assert run_main(capsys, "train", *args).returncode == 0  # resumes at step 2, cleans up
@@ -486,7 +534,9 @@ def test_format_1_run_directory_resumes_and_newer_versions_are_refused(tmp_path)
     trainer.epoch_var.assign(1)
     for name in os.listdir(run.checkpoint_dir):
         os.remove(os.path.join(run.checkpoint_dir, name))
-    old = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer, epoch=trainer.epoch_var)
+    old = tf.train.Checkpoint(
+        model=trainer.model, optimizer=trainer.optimizer, epoch=trainer.epoch_var
+    )
     tf.train.CheckpointManager(old, run.checkpoint_dir, max_to_keep=2).save(checkpoint_number=1)
     del saved["format_version"]
     for key in ("checkpoint_every", "keep_checkpoints"):
