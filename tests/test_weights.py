@@ -119,6 +119,9 @@ def tiny_shapes(layout="legacy", **kwargs):
     arch = dict(depths=(2, 1, 1, 1), block="bottleneck", classes=TINY["classes"])
     if "stackwise_num_blocks" in kwargs:
         arch["depths"] = kwargs.pop("stackwise_num_blocks")
+    if kwargs.pop("deep_stem", False):  # with first_width_ratio=0.5, shortcut_kernel_size=3
+        kwargs = {k: v for k, v in kwargs.items() if k in ("groups", "base_width")}
+        arch["senet"] = True
     arch.update(kwargs)
     arch["se"] = arch.pop("se_ratio", 16) is not None
     return timm_shapes(arch.pop("depths"), layout=layout, **arch)
@@ -135,7 +138,9 @@ CONFIGS = {
     "se_resnet_timm": ("timm", {}),
     "se_resnext_timm": ("timm", dict(groups=32, base_width=4)),
     "resnet_basic_timm": ("timm", dict(block="basic", se_ratio=None)),
-}
+    "senet_legacy": ("legacy", dict(groups=64, base_width=4, first_width_ratio=0.5,
+                                    deep_stem=True, shortcut_kernel_size=3)),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
@@ -146,7 +151,7 @@ def test_generated_key_table_is_timms(config):
 
 
 @pytest.mark.parametrize(
-    "config", ["se_resnext_legacy", "se_resnet_timm", "se_resnet_basic_legacy"]
+    "config", ["se_resnext_legacy", "se_resnet_timm", "se_resnet_basic_legacy", "senet_legacy"]
 )
 def test_every_key_sets_exactly_one_weight(tmp_path, config):
     layout, kwargs = CONFIGS[config]
@@ -165,8 +170,10 @@ def test_every_key_sets_exactly_one_weight(tmp_path, config):
     stem = "layer0." if layout == "legacy" else ""
     se = "se_module" if layout == "legacy" else "se"
     conv2 = "conv3_block1_2_conv"
+    # SENet-154's third stem conv is layer0.conv3; the 7x7 stem conv is (layer0.)conv1.
+    stem_conv, stem_key = ("conv1_3_conv", "conv3") if "deep_stem" in kwargs else ("conv1_conv", "conv1")
     expect = {
-        "conv1_conv": np.transpose(state[stem + "conv1.weight"], (2, 3, 1, 0)),
+        stem_conv: np.transpose(state[f"{stem}{stem_key}.weight"], (2, 3, 1, 0)),
         conv2: np.transpose(state["layer2.0.conv2.weight"], (2, 3, 1, 0)),
         "predictions": state[head + ".weight"].T,
     }

@@ -248,12 +248,13 @@ def build_resnet(
         common.check_min_size(input_shape, 8, hint=f" for stem={stem!r}")
 
     img_input = common.make_input(input_shape, input_tensor)
-    if stem == "imagenet" and deep_stem:
-        x = conv_bn(img_input, 64, 3, strides=2, name="conv1_1")
-        x = conv_bn(x, 64, 3, name="conv1_2")
-        x = conv_bn(x, 128, 3, name="conv1_3")
-    elif stem == "imagenet":
-        x = conv_bn(img_input, 64, 7, strides=2, name="conv1")
+    if stem == "imagenet":
+        if deep_stem:
+            x = conv_bn(img_input, 64, 3, strides=2, name="conv1_1")
+            x = conv_bn(x, 64, 3, name="conv1_2")
+            x = conv_bn(x, 128, 3, name="conv1_3")
+        else:
+            x = conv_bn(img_input, 64, 7, strides=2, name="conv1")
         if stem_pool == "caffe":
             # Caffe's ceil-mode 3x3/2 pooling; equals Keras "same" pooling on even sizes.
             x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
