@@ -86,7 +86,7 @@ EXPECTED = {
 
 
 def test_closed_forms_match_the_published_sizes():
-    # akamaster/pytorch_resnet_cifar10's printed counts; the PAPER.md number for ResNet-20.
+    # akamaster/pytorch_resnet_cifar10's printed counts (ResNet-20: 269,722, option A).
     assert [post_activation_params(n) for n in (3, 5, 9, 18)] == [
         269_722, 464_154, 853_018, 1_727_962
     ]  # fmt: skip

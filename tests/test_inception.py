@@ -23,7 +23,7 @@ KERAS_APPLICATIONS = {
     "inception_v3": keras.applications.InceptionV3,
     "inception_resnet_v2": keras.applications.InceptionResNetV2,
 }
-#: keras.applications' count_params() at 299x299, classes=1000 (shared/PAPER.md).
+#: keras.applications' count_params() at 299x299, classes=1000.
 REFERENCE_TOTAL_PARAMS = {"inception_v3": 23_851_784, "inception_resnet_v2": 55_873_736}
 #: Width of every tensor that carries an SE block: Inception-v3 module outputs
 #: (35x35: 256, 288, 288; 17x17: 768 x5; 8x8: 1280, 2048, 2048) and the residual

@@ -1,7 +1,7 @@
 """Fidelity and behaviour tests for the SE-ResNet / SE-ResNeXt builders.
 
 The parameter counts are the reference PyTorch models' (timm ``legacy_se*`` for SE,
-torchvision for plain; shared/PAPER.md). Keras counts BatchNorm moving statistics
+torchvision for plain). Keras counts BatchNorm moving statistics
 as (non-trainable) weights, PyTorch as buffers: the reference number is the
 trainable count.
 """

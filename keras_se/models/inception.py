@@ -243,8 +243,11 @@ INCEPTION_RESNET_V2_TOP_CONV = conv(1536, 1)  # "conv_7b", 8x8x1536
 
 
 # ---------------------------------------------------------------- blocks
-def conv_bn(x, spec, *, names, name=None):
+def conv2d_bn(x, spec, *, names, name=None):
     """keras.applications' Inception ``conv2d_bn``: Conv2D → BatchNorm(scale=False) → ReLU.
+
+    Named as in keras.applications; `keras_se.blocks.conv_bn` is the ResNets' conv-BN
+    (PyTorch padding and epsilon, BN with scale).
 
     Unnamed layers get Keras's automatic names from ``names``; with ``name`` they are
     ``name``, ``{name}_bn``, ``{name}_ac`` (Inception-ResNet-v2's ``conv_7b``).
@@ -267,7 +270,7 @@ def conv_bn(x, spec, *, names, name=None):
 
 def _step(x, step, *, names):
     if isinstance(step, Conv):
-        return conv_bn(x, step, names=names)
+        return conv2d_bn(x, step, names=names)
     if step == AVG_POOL:
         return keras.layers.AveragePooling2D(
             3, strides=1, padding="same", name=names("average_pooling2d")
@@ -275,7 +278,7 @@ def _step(x, step, *, names):
     if step == MAX_POOL:
         return keras.layers.MaxPooling2D(3, strides=2, name=names("max_pooling2d"))(x)
     if isinstance(step, Split):
-        parts = [conv_bn(x, spec, names=names) for spec in step.convs]
+        parts = [conv2d_bn(x, spec, names=names) for spec in step.convs]
         return keras.layers.Concatenate(
             axis=channel_axis(), name=step.name or names("concatenate")
         )(parts)
@@ -474,7 +477,7 @@ def build_inception_resnet_v2(
                 se_ratio=se_ratio,
                 se_kwargs=se_kwargs,
             )
-    x = conv_bn(x, INCEPTION_RESNET_V2_TOP_CONV, names=names, name="conv_7b")
+    x = conv2d_bn(x, INCEPTION_RESNET_V2_TOP_CONV, names=names, name="conv_7b")
     model = common.finish_model(
         x,
         img_input,
