@@ -15,7 +15,6 @@ can repeat the layer and model figures under the JAX backend in a subprocess.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -26,8 +25,10 @@ import time
 import keras
 import numpy as np
 
-from keras_se import models
+from keras_se import _bench_worker, models
 from keras_se.layers import SqueezeExcite
+from keras_se_core.errors import UsageError
+from keras_se_core.fileio import write_json, write_text
 
 #: goal of each figure: ratio A/B must be <= (or >= for "min") the value.
 GOALS = {
@@ -160,7 +161,7 @@ def compiled_forward(model):
             return out
 
         return lambda x: np.asarray(fn(x))
-    raise ValueError(
+    raise UsageError(
         f"keras-se bench supports the tensorflow and jax backends. Received: backend={backend!r}"
     )
 
@@ -191,7 +192,7 @@ def compiled_train_step(model, *, learning_rate=0.01):
     if backend == "jax":
         model.make_train_function()
         return lambda x, y: float(model.train_on_batch(x, y))
-    raise ValueError(
+    raise UsageError(
         f"keras-se bench supports the tensorflow and jax backends. Received: backend={backend!r}"
     )
 
@@ -353,38 +354,16 @@ def bench_input_pipeline(*, repeats, batch=64):
     ]
 
 
-_MEMORY_SCRIPT = r"""
-import json, os, sys, threading, time
-import numpy as np
-from keras_se import models
-from keras_se.bench import compiled_train_step
-
-def rss_mib():
-    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-name, size, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-model = models.get(name, input_shape=(size, size, 3), classes=1000)
-step = compiled_train_step(model)
-x = np.random.default_rng(0).random((batch, size, size, 3)).astype("float32")
-y = np.zeros((batch,), "int64")
-import gc
-gc.collect()
-base = rss_mib()  # runtime and weights; the steps add tracing, optimizer slots and activations
-peak, done = [base], threading.Event()
-
-def sample():
-    while not done.is_set():
-        peak[0] = max(peak[0], rss_mib())
-        time.sleep(0.0005)
-
-sampler = threading.Thread(target=sample)
-sampler.start()
-for _ in range(3):
-    step(x, y)
-done.set()
-sampler.join()
-print(json.dumps({"base_mib": base, "peak_mib": peak[0]}))
-"""
+def _run_worker(*args, env=None, timeout, check=True):
+    """Runs ``python -m keras_se._bench_worker ARGS`` (a fresh process); its CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "keras_se._bench_worker", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=check,
+    )
 
 
 def bench_memory(*, size, batch, repeats):
@@ -393,14 +372,8 @@ def bench_memory(*, size, batch, repeats):
     for rep in range(repeats):
         order = ("se_resnet50", "resnet50") if rep % 2 == 0 else ("resnet50", "se_resnet50")
         for name in order:
-            result = subprocess.run(
-                [sys.executable, "-c", _MEMORY_SCRIPT, name, str(size), str(batch)],
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=True,
-            )
-            info = json.loads(result.stdout.strip().splitlines()[-1])
+            result = _run_worker("memory", name, size, batch, timeout=900)
+            info = _bench_worker.read_result(result.stdout)
             # The steps' memory: the RSS peak sampled during the first 3 steps (tracing included)
             # minus the RSS before them (runtime and weights).
             peaks[name].append(max(info["peak_mib"] - info["base_mib"], 1e-3))
@@ -576,23 +549,14 @@ def _jax_figures(*, quick, log):
         return []
     log("the same layer/model figures under the JAX backend (subprocess) ...")
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", ""))
-    code = (
-        "import json, sys; from keras_se import bench; "
-        f"s = bench.SETTINGS[{'quick' if quick else 'full'!r}]; "
-        "f = bench.bench_se_layer(shape=s['layer_shape'], repeats=s['repeats'] * 2) + "
-        "bench.bench_models(size=s['size'], batch=s['batch'], repeats=s['repeats']); "
-        "print('JSON' + json.dumps([x.as_dict() for x in f]))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=3600
-    )
+    mode = "quick" if quick else "full"
+    result = _run_worker("figures", mode, env=env, timeout=3600, check=False)
     if result.returncode != 0:
         log(
             f"JAX figures failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}"
         )
         return []
-    line = next(line for line in result.stdout.splitlines() if line.startswith("JSON"))
-    return json.loads(line[4:])
+    return _bench_worker.read_result(result.stdout)
 
 
 def format_markdown(report, *, command):
@@ -627,8 +591,7 @@ def format_markdown(report, *, command):
 def write_report(report, *, out=None, markdown=None, command="keras-se bench"):
     """Writes the JSON report and, optionally, the table into a markdown file between markers."""
     if out:
-        with open(out, "w") as f:
-            json.dump(report, f, indent=2)
+        write_json(out, report, indent=2)
     if markdown:
         table = format_markdown(report, command=command)
         begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -641,6 +604,5 @@ def write_report(report, *, out=None, markdown=None, command="keras-se bench"):
             text += f"\n{begin}\n{end}\n"
         head, rest = text.split(begin, 1)
         tail = rest.split(end, 1)[1]
-        with open(markdown, "w") as f:
-            f.write(f"{head}{begin}\n{table}\n{end}{tail}")
+        write_text(markdown, f"{head}{begin}\n{table}\n{end}{tail}")
     return report

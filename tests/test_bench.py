@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -93,3 +94,34 @@ def test_device_path_runs_on_whatever_device_is_there(capsys, tmp_path):
     assert report["mode"] == "quick-gpu"
     assert [f["name"] for f in report["figures"]] == ["device_inference", "device_train_step"]
     assert all("images/s" in f["description"] and f["ratio"] > 0 for f in report["figures"])
+
+
+# --------------------------------------------------------------------------- child processes
+def test_worker_train_memory_samples_the_training_steps():
+    """`bench_memory`'s child program, run in this process on a small model."""
+    from keras_se import _bench_worker
+
+    info = _bench_worker.train_memory("se_resnet18", 32, 2, classes=3)
+    assert set(info) == {"base_mib", "peak_mib"}
+    assert 0 < info["base_mib"] <= info["peak_mib"]
+
+
+def test_worker_result_line_is_found_among_other_output():
+    from keras_se import _bench_worker
+
+    stdout = 'I0000 tensorflow start-up\n{"not": "it"}\nJSON[{"name": "x"}]\nbye\n'
+    assert _bench_worker.read_result(stdout) == [{"name": "x"}]
+    with pytest.raises(ValueError, match="No JSON result line"):
+        _bench_worker.read_result("nothing here\n")
+
+
+@pytest.mark.integration
+def test_worker_runs_as_a_module_in_a_child_process():
+    """What `bench_memory` runs: ``python -m keras_se._bench_worker memory ...``."""
+    from keras_se import _bench_worker
+
+    result = bench._run_worker("memory", "se_resnet18", 32, 2, timeout=300)
+    info = _bench_worker.read_result(result.stdout)
+    assert 0 < info["base_mib"] <= info["peak_mib"]
+    with pytest.raises(subprocess.CalledProcessError):
+        bench._run_worker("figures", "medium", timeout=300)

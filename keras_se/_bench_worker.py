@@ -1,0 +1,115 @@
+"""The child processes of `keras_se.bench`: ``python -m keras_se._bench_worker COMMAND ...``.
+
+`keras_se.bench` runs some figures in a fresh process, where nothing else has touched
+the heap (peak memory of training steps) or where another Keras backend is active (the
+JAX figures, with ``KERAS_BACKEND=jax`` set by the parent). Each command prints one
+line ``JSON<result>`` on stdout, which `read_result` parses; everything else a child
+prints (TensorFlow's start-up lines, progress) is ignored.
+
+Commands:
+    ``memory MODEL SIZE BATCH``: the resident memory before and the peak during the
+    first three training steps of registry model ``MODEL`` (`train_memory`).
+    ``figures MODE``: the layer and model figures of `keras_se.bench` on the active
+    backend, with the settings ``MODE`` (``quick`` or ``full``) (`figures`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import threading
+import time
+
+#: Prefix of the one result line a command prints.
+RESULT_PREFIX = "JSON"
+
+
+def rss_mib():
+    """This process's resident set size in MiB (Linux ``/proc``)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def train_memory(name, size, batch, *, steps=3, classes=1000):
+    """RSS before, and its peak during, the first ``steps`` training steps of a new model.
+
+    The base is measured after building the model and the step function (runtime and
+    weights); the steps add tracing, optimizer slots and activations. A thread samples
+    the RSS every 0.5 ms while they run.
+
+    Returns:
+        ``{"base_mib": float, "peak_mib": float}``.
+    """
+    import numpy as np
+
+    from keras_se import models
+    from keras_se.bench import compiled_train_step
+
+    model = models.get(name, input_shape=(size, size, 3), classes=classes)
+    step = compiled_train_step(model)
+    x = np.random.default_rng(0).random((batch, size, size, 3)).astype("float32")
+    y = np.zeros((batch,), "int64")
+    gc.collect()
+    base = rss_mib()
+    peak, done = [base], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for _ in range(steps):
+            step(x, y)
+    finally:
+        done.set()
+        sampler.join()
+    return {"base_mib": base, "peak_mib": peak[0]}
+
+
+def figures(mode):
+    """The SE-layer and model figures (`bench_se_layer`, `bench_models`) as dicts."""
+    from keras_se import bench
+
+    settings = bench.SETTINGS[mode]
+    result = bench.bench_se_layer(
+        shape=settings["layer_shape"], repeats=settings["repeats"] * 2
+    ) + bench.bench_models(
+        size=settings["size"], batch=settings["batch"], repeats=settings["repeats"]
+    )
+    return [figure.as_dict() for figure in result]
+
+
+def read_result(stdout):
+    """The result a command printed (its ``JSON...`` line) from the child's stdout."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    raise ValueError(f"No {RESULT_PREFIX} result line in the worker's output: {stdout[-500:]!r}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m keras_se._bench_worker")
+    commands = parser.add_subparsers(dest="command", required=True)
+    memory = commands.add_parser("memory", help="peak memory of the first training steps")
+    memory.add_argument("model")
+    memory.add_argument("size", type=int)
+    memory.add_argument("batch", type=int)
+    figure = commands.add_parser("figures", help="the layer and model figures")
+    figure.add_argument("mode", choices=("quick", "full"))
+    args = parser.parse_args(argv)
+    if args.command == "memory":
+        result = train_memory(args.model, args.size, args.batch)
+    else:
+        result = figures(args.mode)
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
