@@ -41,6 +41,7 @@ import numpy as np
 from keras import ops
 
 from keras_se.layers import SEGate
+from keras_se_core.errors import UsageError
 from keras_se_core.fileio import write_json
 from keras_se_core.validation import check_optional, check_positive_int
 
@@ -135,7 +136,7 @@ def find_se_blocks(model):
             if nested
             else " Add SE blocks with keras_se.add_squeeze_excite or use an se_* registry model."
         )
-        raise ValueError(
+        raise UsageError(
             f"`model` has no SqueezeExcite layers to analyse.{hint} Received: model={model.name!r}"
         )
     matches = [_RESNET_NAME.search(layer.name) for layer in layers]
@@ -218,7 +219,7 @@ def select_blocks(blocks, selection=None):
             block = by_depth.get(int(key))
         if block is None:
             names = ", ".join(b.name for b in blocks)
-            raise ValueError(
+            raise UsageError(
                 f"`blocks` names an unknown SE block (give layer names, SE_<stage>_<index> "
                 f"labels or depths 1..{len(blocks)}; known: {names}). Received: blocks={item!r}"
             )
@@ -262,7 +263,7 @@ def excitation_model(model, blocks=None):
     """
     blocks = find_se_blocks(model) if blocks is None else list(blocks)
     if len(model.inputs) != 1:
-        raise ValueError(
+        raise UsageError(
             f"`model` must have exactly one (image) input. Received: {len(model.inputs)} inputs"
         )
     outputs = []
@@ -270,7 +271,7 @@ def excitation_model(model, blocks=None):
         try:
             tensor = block.layer.input
         except (AttributeError, ValueError) as err:
-            raise ValueError(
+            raise UsageError(
                 "SE layers used more than once (shared) cannot be analysed. "
                 f"Received: layer {block.name!r}"
             ) from err
@@ -453,7 +454,7 @@ class ExcitationAnalysis:
         for stats in self.blocks:
             if name in (stats.name, stats.label):
                 return stats
-        raise ValueError(
+        raise UsageError(
             f"No analysed SE block named {name!r}; known: {', '.join(b.name for b in self.blocks)}"
         )
 
@@ -504,7 +505,7 @@ def _batches(data, batch_size):
     if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape"):
         images, labels = data
         if len(images) != len(labels):
-            raise ValueError(
+            raise UsageError(
                 f"`data` images and labels differ in length: {len(images)} vs {len(labels)}"
             )
         for start in range(0, len(images), batch_size):
@@ -512,7 +513,7 @@ def _batches(data, batch_size):
         return
     for element in data:
         if not (isinstance(element, (tuple, list)) and len(element) == 2):
-            raise ValueError(
+            raise UsageError(
                 "`data` must yield (images, labels) batches; the labels are needed for the "
                 f"per-class statistics. Received an element of type {type(element).__name__}"
             )
@@ -539,7 +540,7 @@ def _labels_to_indices(labels):
     labels = labels.reshape(-1)
     if labels.dtype.kind == "f":
         if not np.all(labels == np.round(labels)):
-            raise ValueError("`data` labels must be integer class indices or one-hot vectors.")
+            raise UsageError("`data` labels must be integer class indices or one-hot vectors.")
     return labels.astype("int64")
 
 
@@ -604,7 +605,7 @@ def analyze_excitations(
             break
         if labels.min() < 0 or (class_names is not None and labels.max() >= num_classes):
             bad = labels.min() if labels.min() < 0 else labels.max()
-            raise ValueError(
+            raise UsageError(
                 f"A label is outside the class range [0, {num_classes}) of `class_names`. "
                 f"Received: label={int(bad)}"
             )
@@ -622,7 +623,7 @@ def analyze_excitations(
     if progbar is not None and step != target:  # stopped early, or no known length
         progbar.update(step, finalize=True)
     if seen == 0:
-        raise ValueError("`data` yielded no images to analyse.")
+        raise UsageError("`data` yielded no images to analyse.")
     num_classes = max(num_classes, *(len(m.count) for m in moments))
     if class_names is None:
         class_names = [str(i) for i in range(num_classes)]
@@ -686,7 +687,7 @@ def walkthrough(model, image, *, block=None):
     if image.ndim == 3:
         image = image[None]
     if image.ndim != 4 or image.shape[0] != 1:
-        raise ValueError(
+        raise UsageError(
             f"`image` must be one image (H, W, C) or a batch of one. Received: shape {image.shape}"
         )
     layer = chosen.layer

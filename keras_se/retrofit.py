@@ -27,12 +27,12 @@ default initialization the same changes are 0.67, 0.034, 1.0, 1.0 and 1.0.
 from __future__ import annotations
 
 import math
-import numbers
 import re
 
 import keras
 
 from keras_se.layers import SqueezeExcite
+from keras_se_core.validation import is_number
 
 WHERE = ("residual", "block_output")
 #: The gate value every SE block starts at with ``gate_init="identity"``.
@@ -95,11 +95,7 @@ def _check_gate_init(gate_init, probe):
         return None
     if gate_init == "identity":
         value = IDENTITY_GATE
-    elif (
-        isinstance(gate_init, numbers.Real)
-        and not isinstance(gate_init, bool)
-        and 0.0 < gate_init < 1.0
-    ):
+    elif is_number(gate_init) and 0.0 < gate_init < 1.0:
         value = float(gate_init)
     else:
         raise ValueError(

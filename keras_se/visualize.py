@@ -28,6 +28,9 @@ import os
 import numpy as np
 
 from keras_se import analysis as analysis_lib
+from keras_se_core.errors import UsageError
+from keras_se_core.fileio import atomic_path
+from keras_se_core.validation import check_choice, check_int
 
 #: Classes drawn at most in the excitation-by-depth figure (the paper shows 4–5).
 MAX_CLASSES = 5
@@ -44,7 +47,7 @@ def _figure(width, height, *, layout="constrained"):
 
 
 def save_figure(fig, out):
-    """Writes ``fig`` to ``<out>.png`` and ``<out>.svg``; returns ``(png, svg)``.
+    """Writes ``fig`` to ``<out>.png`` and ``<out>.svg`` (each atomically); returns ``(png, svg)``.
 
     ``out`` may end in ``.png`` or ``.svg``; the extension is dropped. Parent
     directories are created.
@@ -58,7 +61,8 @@ def save_figure(fig, out):
     paths = []
     for fmt in FORMATS:
         path = f"{out}.{fmt}"
-        fig.savefig(path, format=fmt, dpi=110)
+        with atomic_path(path) as tmp:  # a reader never sees half a figure
+            fig.savefig(tmp, format=fmt, dpi=110)
         paths.append(path)
     return tuple(paths)
 
@@ -106,20 +110,20 @@ def resolve_classes(classes, class_names):
             try:
                 index = int(item)
             except (TypeError, ValueError):
-                raise ValueError(
+                raise UsageError(
                     f"`classes` must be class indices in [0, {num}) or class names "
                     f"({', '.join(map(str, class_names[:10]))}{', ...' if num > 10 else ''}). "
                     f"Received: classes={item!r}"
                 ) from None
             if isinstance(item, bool) or not 0 <= index < num:
-                raise ValueError(
+                raise UsageError(
                     f"`classes` index out of range: the dataset has {num} classes "
                     f"(indices 0..{num - 1}). Received: classes={item!r}"
                 )
         if index not in chosen:
             chosen.append(index)
     if len(chosen) > MAX_CLASSES:
-        raise ValueError(
+        raise UsageError(
             f"`classes` draws at most {MAX_CLASSES} classes (one line each). "
             f"Received: {len(chosen)} classes"
         )
@@ -371,7 +375,7 @@ def _ratio_points(results):
         if ratio not in best or accuracy > best[ratio][1]:
             best[ratio] = (trial.get("params"), float(accuracy))
     if not best:
-        raise ValueError(
+        raise UsageError(
             "`results` holds no completed trial with a best_val_accuracy to draw. "
             f"Received: {len(results)} trials"
         )
@@ -519,8 +523,7 @@ def visualize_model(
     from keras_se import data as data_lib
     from keras_se import models
 
-    if split not in ("train", "validation"):
-        raise ValueError(f"`split` must be 'train' or 'validation'. Received: split={split!r}")
+    check_choice("split", split, ("train", "validation"))
     model, run_classes, preprocessing, run_dataset, untrained = _load_model(source)
     dataset = dataset or run_dataset or data_lib.DIGITS
     image_size = None if untrained else _input_size(model)
@@ -530,19 +533,17 @@ def visualize_model(
     if preprocessing is not None:
         info = dataclasses.replace(info, preprocessing=preprocessing)
     source_split = sources[split]
-    if (
-        isinstance(image_index, bool)
-        or not isinstance(image_index, int)
-        or not (0 <= image_index < source_split.size)
-    ):
-        raise ValueError(
-            f"`image_index` is out of range: the {split} split of {dataset!r} has "
-            f"{source_split.size} images (indices 0..{source_split.size - 1}). "
-            f"Received: image_index={image_index!r}"
-        )
+    size = source_split.size
+    check_int(
+        "image_index",
+        image_index,
+        minimum=0,
+        maximum=size - 1,
+        what=f"an image index in [0, {size}) (the {split} split of {dataset!r} has {size} images)",
+    )
     class_names = list(info.class_names)
     if run_classes is not None and len(run_classes) != len(class_names):
-        raise ValueError(
+        raise UsageError(
             f"The model was trained on {len(run_classes)} classes but dataset {dataset!r} has "
             f"{len(class_names)}. Received: dataset={dataset!r}"
         )
