@@ -153,16 +153,22 @@ class _Source:
     labels: np.ndarray | None
     size: int
     kind: str  # "pixels", "path", "bytes"
-    #: ``shard(num_pipelines, pipeline_id)`` → this pipeline's ``(raw, labels)`` read from its
-    #: share of the files only, or None when the source cannot be split before reading.
-    shard: object = None
+    #: Examples per stored file (TFDS shards), or None (in-memory arrays, image folders).
+    file_lengths: tuple | None = None
+    #: ``read_files(num_pipelines, pipeline_id)`` → a dataset of ``(raw, label)`` read from
+    #: files ``pipeline_id, pipeline_id + num_pipelines, ...`` only.
+    read_files: object = None
 
     def shardable(self, num_pipelines):
+        """True when ``num_pipelines`` pipelines can each read only their own files."""
         return (
             num_pipelines > 1
-            and self.shard is not None
-            and self.shard(num_pipelines, 0) is not None
+            and self.file_lengths is not None
+            and len(self.file_lengths) >= num_pipelines
         )
+
+    def shard_size(self, num_pipelines, pipeline_id):
+        return int(sum(self.file_lengths[pipeline_id::num_pipelines]))
 
 
 def load_digits_arrays(image_size=DIGITS_SIZE):
@@ -244,10 +250,7 @@ def _folder_source(split_dir, class_names):
         raise UsageError(
             f"No readable images found under {split_dir!r} (extensions {IMAGE_EXTENSIONS})."
         )
-    paths, labels = np.array(paths), np.array(labels, "int64")
-    return _Source(
-        paths, labels, len(paths), "path", shard=lambda n, i: (paths[i::n], labels[i::n])
-    )
+    return _Source(np.array(paths), np.array(labels, "int64"), len(paths), "path")
 
 
 def _probe_image_shape(path):
@@ -286,17 +289,40 @@ def _tfds_sources(name, data_dir, manual_dir):
     features = builder.info.features
     image_key = next(k for k, f in features.items() if isinstance(f, tfds.features.Image))
     label_key = next(k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel))
+
+    def read(tfds_split, context=None):
+        ds = builder.as_dataset(
+            split=tfds_split,
+            decoders={image_key: tfds.decode.SkipDecoding()},
+            shuffle_files=False,
+            read_config=tfds.ReadConfig(input_context=context),
+        )
+        return ds.map(lambda ex: (ex[image_key], ex[label_key]))
+
+    def read_files(tfds_split):
+        def fn(num_pipelines, pipeline_id):
+            import tensorflow as tf
+
+            return read(
+                tfds_split, tf.distribute.InputContext(num_pipelines, pipeline_id, num_pipelines)
+            )
+
+        return fn
+
     sources = {}
     for split, tfds_split in (("train", "train"), ("validation", val_split)):
-        ds = builder.as_dataset(
-            split=tfds_split, decoders={image_key: tfds.decode.SkipDecoding()}, shuffle_files=False
-        )
-        ds = ds.map(lambda ex, i=image_key, label=label_key: (ex[i], ex[label]))
-        size = builder.info.splits[tfds_split].num_examples if builder.info.splits else 0
+        ds = read(tfds_split)
+        split_info = builder.info.splits[tfds_split] if builder.info.splits else None
+        size = split_info.num_examples if split_info else 0
         if not size:
             size = int(ds.reduce(0, lambda n, _: n + 1))
+        lengths = (
+            tuple(split_info.shard_lengths) if split_info and split_info.shard_lengths else None
+        )
         kind = "bytes" if ds.element_spec[0].dtype == "string" else "pixels"
-        sources[split] = _Source(ds, None, size, kind)
+        sources[split] = _Source(
+            ds, None, size, kind, file_lengths=lengths, read_files=read_files(tfds_split)
+        )
     label_feature = features[label_key]
     shape = features[image_key].shape
     return sources, list(label_feature.names), shape
@@ -450,13 +476,14 @@ def make_dataset(
     stateless seed from ``(seed, epoch, image index)``. So epoch ``k`` is the same
     whether a run is fresh or resumed after a crash.
 
-    Several input pipelines (workers): sources read from files (image folders) are
-    sharded before reading — pipeline ``i`` of ``n`` reads only images ``i, i+n, ...``,
-    shuffles them and contributes ``batch_size / n`` images to each global batch — so
-    each worker reads ``1/n`` of the data; the run is reproducible for a given
-    topology and seed. In-memory sources (the digits) and TFDS datasets form the same
-    global batches in every pipeline, each keeping its contiguous slice, so a run is
-    also the same on one device, several replicas or several workers.
+    Several input pipelines (workers): by default every pipeline forms the same global
+    batches of ``batch_size`` images and keeps (and decodes) its own contiguous slice of
+    each, so a run is the same on one device, several replicas or several workers, and
+    image-folder pipelines read only their slice's files. TFDS datasets stored in at
+    least as many files as pipelines are sharded by file instead (``tfds.ReadConfig``
+    with an ``InputContext``): pipeline ``i`` of ``n`` reads only files ``i, i+n, ...``
+    and contributes ``batch_size / n`` of its own images to each global batch —
+    reproducible for a given topology and seed, and each worker reads 1/n of the records.
 
     Args:
         info: the `DatasetInfo`.
@@ -482,24 +509,28 @@ def make_dataset(
     autotune = tf.data.AUTOTUNE
     image_size = info.image_shape[0]
     per_pipeline = batch_size // num_input_pipelines
-    # Sharded: this pipeline reads only its files and forms its own part of each global
-    # batch. Otherwise every pipeline forms the same global batches and keeps its slice.
+    # Sharded (TFDS files): this pipeline reads only its files and forms its own part of each
+    # global batch. Otherwise every pipeline forms the same global batches and keeps its slice
+    # (decoding only its slice: image folders read 1/n of the files this way too).
     sharded = source.shardable(num_input_pipelines)
     if sharded:
-        raw, labels = source.shard(num_input_pipelines, input_pipeline_id)
-        indices = np.arange(input_pipeline_id, source.size, num_input_pipelines, dtype="int64")
-        ds = tf.data.Dataset.from_tensor_slices((indices, raw, labels))
+        ds = source.read_files(num_input_pipelines, input_pipeline_id).enumerate()
+        ds = ds.map(lambda i, el: (i * num_input_pipelines + input_pipeline_id, el[0], el[1]))
+        count = source.shard_size(num_input_pipelines, input_pipeline_id)
         # every pipeline pads to the same number of batches (the largest shard's)
-        size, group = -(-source.size // num_input_pipelines), per_pipeline
+        size = max(source.shard_size(num_input_pipelines, i) for i in range(num_input_pipelines))
+        group = per_pipeline
     elif isinstance(source.raw, tf.data.Dataset):
         ds = source.raw.enumerate()
         ds = ds.map(lambda i, el: (i, el[0], el[1]))
-        size, group = source.size, batch_size
+        size = count = source.size
+        group = batch_size
     else:
         ds = tf.data.Dataset.from_tensor_slices(
             (np.arange(source.size, dtype="int64"), source.raw, source.labels)
         )
-        size, group = source.size, batch_size
+        size = count = source.size
+        group = batch_size
     raw_bytes = source.raw.nbytes if isinstance(source.raw, np.ndarray) else source.size * 50_000
     if raw_bytes < CACHE_LIMIT_BYTES:
         ds = ds.cache()
@@ -507,7 +538,6 @@ def make_dataset(
         ds = ds.shuffle(min(size, 50_000), seed=seed * 1000 + epoch, reshuffle_each_iteration=False)
     ds = ds.map(lambda i, r, y: (i, r, y, tf.constant(1.0)))
     if weighted:
-        count = len(indices) if sharded else source.size
         padding = -(-size // group) * group - count
         if padding:
             ds = ds.concatenate(

@@ -279,3 +279,45 @@ def test_start_step_skips_whole_global_batches():
     assert len(resumed) == len(full) - 3
     for a, b in zip(full[3:], resumed):
         np.testing.assert_array_equal(a, b)
+
+
+def test_tfds_files_are_sharded_per_input_pipeline(tmp_path):
+    """A TFDS dataset stored in 4 files: with 2 pipelines each reads 2 files (disjoint records
+    that together are the split), and weighted evaluation counts every image once."""
+    from keras_se import bench_training
+
+    name = bench_training.write_tfds(str(tmp_path), images=48, files=4)
+    info, sources = data.describe_dataset(name, data_dir=str(tmp_path))
+    train = sources["train"]
+    assert len(train.file_lengths) == 4 and train.shardable(2) and train.shardable(4)
+    assert not train.shardable(8) and not train.shardable(1)
+    every = sorted(bytes(raw) for raw, _ in train.raw.as_numpy_iterator())
+    halves = [
+        sorted(bytes(raw) for raw, _ in train.read_files(2, i).as_numpy_iterator())
+        for i in range(2)
+    ]
+    assert [len(h) for h in halves] == [train.shard_size(2, i) for i in range(2)]
+    assert set(halves[0]).isdisjoint(halves[1]) and sorted(halves[0] + halves[1]) == every
+
+    batches = []
+    for i in range(2):
+        ds = data.make_dataset(
+            info,
+            sources["validation"],
+            training=False,
+            batch_size=4,
+            num_input_pipelines=2,
+            input_pipeline_id=i,
+            weighted=True,
+        )
+        batches.append([(y.numpy(), w.numpy()) for _, y, w in ds])
+    assert len(batches[0]) == len(batches[1])  # same number of evaluation steps
+    assert sum(float(w.sum()) for part in batches for _, w in part) == info.val_size
+    x, _ = next(
+        iter(
+            data.make_dataset(
+                info, train, training=True, batch_size=8, num_input_pipelines=2, input_pipeline_id=1
+            )
+        )
+    )
+    assert x.shape == (4, 64, 64, 3)  # its half of each global batch

@@ -1,0 +1,269 @@
+"""Benchmarks of the training loop itself: `keras_se.training.Trainer` against ``model.fit``,
+bfloat16 against float32, and the bytes each worker reads with sharded input.
+
+Like every `keras_se.bench` figure, A and B run interleaved in one process after warm-up
+and only their ratio is judged. The read volume is measured in fresh processes, one per
+(topology, worker), from ``/proc/self/io`` (``rchar``: bytes returned by ``read`` calls,
+page cache included) around one epoch of the worker's input pipeline.
+
+Run ``python -m keras_se.bench_training read-volume ROOT N I`` for one worker's figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from keras_se.bench import Figure, interleave
+from keras_se_core.configs import TrainConfig
+
+
+def _trainer(out, **overrides):
+    from keras_se.training import Trainer
+
+    values = dict(model="se_resnet18", dataset="digits", batch_size=64, epochs=1000, out=out)
+    values.update(overrides)
+    trainer = Trainer(TrainConfig(**values), verbose=0)
+    trainer.setup()
+    trainer.restore()
+    trainer.sigterm = [0]
+    return trainer
+
+
+def _trainer_epochs(trainer):
+    """A callable that runs the trainer's next epoch (its loop only: no evaluation or saving)."""
+    epoch = [0]
+
+    def run():
+        trainer.train_epoch(epoch[0])
+        epoch[0] += 1
+
+    return run
+
+
+def bench_loop_vs_fit(*, steps, repeats, image_size=32, batch=64):
+    """``keras-se train``'s loop vs ``compile(); fit()`` of the same model, data and optimizer."""
+    import keras
+
+    from keras_se import data
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _trainer(
+            os.path.join(tmp, "loop"),
+            steps_per_epoch=steps,
+            image_size=image_size,
+            batch_size=batch,
+        )
+        model = keras.models.clone_model(trainer.model)
+        model.compile(
+            optimizer=keras.optimizers.SGD(
+                trainer.config.peak_learning_rate(),
+                momentum=0.9,
+                weight_decay=trainer.config.weight_decay,
+            ),
+            loss="sparse_categorical_crossentropy",
+            jit_compile=False,
+        )
+        epoch = [0]
+
+        def fit():
+            ds = data.make_dataset(
+                trainer.info,
+                trainer.sources["train"],
+                training=True,
+                batch_size=batch,
+                seed=0,
+                epoch=epoch[0],
+            ).take(steps)
+            model.fit(ds, epochs=1, verbose=0)
+            epoch[0] += 1
+
+        a, b = interleave(_trainer_epochs(trainer), fit, repeats=repeats, warmup=1)
+    return Figure(
+        "loop_vs_fit",
+        f"keras-se train loop vs model.fit, SE-ResNet-18 {image_size}², b{batch}, per step",
+        "Trainer",
+        "model.fit",
+        [t / steps for t in a],
+        [t / steps for t in b],
+        backend="tensorflow",
+    )
+
+
+def bench_precision(*, steps, repeats, image_size=32, batch=64):
+    """The training loop in mixed bfloat16 vs float32 (CPUs with AVX512_BF16 / AMX gain)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bf16 = _trainer(
+            os.path.join(tmp, "bf16"),
+            steps_per_epoch=steps,
+            image_size=image_size,
+            batch_size=batch,
+            mixed_precision="bfloat16",
+        )
+        fp32 = _trainer(
+            os.path.join(tmp, "fp32"),
+            steps_per_epoch=steps,
+            image_size=image_size,
+            batch_size=batch,
+        )
+        a, b = interleave(_trainer_epochs(bf16), _trainer_epochs(fp32), repeats=repeats, warmup=1)
+    return Figure(
+        "bf16_vs_fp32",
+        f"training step, mixed bfloat16 vs float32, SE-ResNet-18 {image_size}², b{batch}",
+        "bfloat16",
+        "float32",
+        [t / steps for t in a],
+        [t / steps for t in b],
+        backend="tensorflow",
+    )
+
+
+# --------------------------------------------------------------------------- read volume
+GENERATED_TFDS = "keras_se_generated_images"
+
+
+def _generated_builder():
+    """A TFDS builder of random PNG images (registered on first use, not at import)."""
+    import tensorflow_datasets as tfds
+
+    registered = getattr(_generated_builder, "cls", None)
+    if registered is not None:
+        return registered
+
+    class KerasSeGeneratedImages(tfds.core.GeneratorBasedBuilder):
+        """Random 64x64 PNGs in 2 classes; ``images`` training examples, 1/8 as many for test."""
+
+        VERSION = tfds.core.Version("1.0.0")
+        images = 800
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Image(shape=(64, 64, 3)),
+                        "label": tfds.features.ClassLabel(num_classes=2),
+                    }
+                ),
+                supervised_keys=("image", "label"),
+            )
+
+        def _split_generators(self, dl_manager):
+            return {
+                "train": self._generate_examples(self.images, 0),
+                "test": self._generate_examples(max(self.images // 8, 2), 1),
+            }
+
+        def _generate_examples(self, count, seed):
+            rng = np.random.default_rng(seed)
+            for i in range(count):
+                yield (
+                    i,
+                    {"image": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "label": i % 2},
+                )
+
+    _generated_builder.cls = KerasSeGeneratedImages
+    return KerasSeGeneratedImages
+
+
+def write_tfds(data_dir, *, images=800, files=4):
+    """Prepares the generated TFDS dataset in ``data_dir``, each split in ``files`` files."""
+    import tensorflow_datasets as tfds
+
+    builder = _generated_builder()(data_dir=data_dir)
+    builder.images = images
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(num_shards=files))
+    return GENERATED_TFDS
+
+
+def _rchar():
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+def worker_read_bytes(data_dir, num_workers, worker, *, sharded=True, batch_size=32):
+    """Bytes read by worker ``worker`` of ``num_workers`` over one training epoch."""
+    from keras_se import data
+
+    _generated_builder()
+    info, sources = data.describe_dataset(GENERATED_TFDS, data_dir=data_dir)
+    source = sources["train"]
+    if not sharded:
+        source.file_lengths = None  # every worker reads every record and keeps its slice
+    ds = data.make_dataset(
+        info,
+        source,
+        training=True,
+        batch_size=batch_size,
+        num_input_pipelines=num_workers,
+        input_pipeline_id=worker,
+    )
+    before = _rchar()
+    images = sum(int(x.shape[0]) for x, _ in ds)
+    return {"bytes": _rchar() - before, "images": images}
+
+
+def bench_read_volume(*, images=800, workers=(1, 2, 4), timeout=600):
+    """Bytes read per worker for 1, 2, 4 workers (a fresh process each), against 1/N of one worker's."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tfds(tmp, images=images, files=max(workers))
+        for sharded in (True, False):
+            for n in workers:
+                for i in range(n):
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "keras_se.bench_training",
+                            "read-volume",
+                            tmp,
+                            str(n),
+                            str(i),
+                        ]
+                        + ([] if sharded else ["--unsharded"]),
+                        capture_output=True,
+                        text=True,
+                        timeout=timeout,
+                        check=True,
+                    )
+                    row = json.loads(out.stdout.strip().splitlines()[-1])
+                    rows.append(dict(row, workers=n, worker=i, sharded=sharded))
+    one = next(r["bytes"] for r in rows if r["workers"] == 1 and r["sharded"])
+    figures = []
+    for sharded in (True, False):
+        for n in workers[1:]:
+            per_worker = [r["bytes"] for r in rows if r["workers"] == n and r["sharded"] == sharded]
+            figures.append(
+                Figure(
+                    f"read_volume_{n}" if sharded else f"read_volume_{n}_unsharded",
+                    f"bytes read per worker of {n}, TFDS in {max(workers)} files"
+                    + ("" if sharded else ", unsharded (global slices)"),
+                    f"worker of {n}",
+                    f"1/{n} of 1 worker",
+                    per_worker,
+                    [one / n] * n,
+                    unit="B",
+                    backend="tensorflow",
+                )
+            )
+    return figures, rows
+
+
+def _main(argv):
+    if argv[:1] == ["read-volume"]:
+        root, n, i = argv[1], int(argv[2]), int(argv[3])
+        print(json.dumps(worker_read_bytes(root, n, i, sharded="--unsharded" not in argv)))
+        return 0
+    raise SystemExit(
+        f"usage: python -m keras_se.bench_training read-volume ROOT N I [--unsharded]; got {argv}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
