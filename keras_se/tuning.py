@@ -2,14 +2,22 @@
 
 The paper's central ablation varies r ∈ {2, 4, 8, 16, 32} on SE-ResNet-50: accuracy is
 about the same down to r = 16 and drops at 32, while parameters fall from 45.7M to
-26.8M. `search` runs the same study on any registry model and dataset, optionally
-with the other ablated dimensions (squeeze avg/max, gate sigmoid/hard_sigmoid,
-integration mode) and the learning rate.
+26.8M. Two ways to run the same study:
 
-Every trial trains through `keras_se.training.train` — the one training path, with
-its strategies, recipe, checkpoints and resume — in ``OUT/tuner/trial_<id>/run``.
-A killed search rerun with the same command keeps every completed trial, resumes the
-interrupted one from its last epoch, and runs only the rest.
+* **Hypermodels for your own search** (any keras-tuner tuner, any data, any Keras
+  backend): `HyperSEResNet`, `HyperSEInception` and `HyperRetrofit` are
+  ``keras_tuner.HyperModel`` s in the shape of ``keras_tuner.applications.HyperResNet``:
+  ``build(hp)`` returns a compiled model whose hyperparameter ``se_ratio`` (and,
+  optionally, ``squeeze``, ``gate``, ``se_mode``, ``learning_rate``; see `SearchSpace`)
+  the tuner chooses, and ``tuner.search(x, y, validation_data=..., epochs=...)`` trains it
+  with ``model.fit``.
+* **`search`** (behind ``keras-se tune``): every trial trains through
+  `keras_se.training.train` — the one training path, with its strategies, recipe,
+  checkpoints and resume — in ``OUT/tuner/trial_<id>/run``. A killed search rerun with
+  the same command keeps every completed trial, resumes the interrupted one from its
+  last checkpoint, and runs only the rest. `SETuner` keeps keras-tuner's contract:
+  ``get_best_models()`` loads the trials' saved models, and `load_tuner` reopens a
+  finished search directory.
 
 keras-tuner 1.4.8's ``GridSearchOracle`` loses its internal order on reload
 (keras-team/keras-tuner#1055: ``KeyError`` on the first trial after a resume);
@@ -20,6 +28,9 @@ serves distributed workers.
 Distributed tuning follows keras-tuner: one chief oracle and N workers, configured
 by ``KERASTUNER_TUNER_ID`` (``chief`` / ``tuner0``...), ``KERASTUNER_ORACLE_IP``
 and ``KERASTUNER_ORACLE_PORT``; `distributed_env` builds them (loopback by default).
+
+This module needs the ``tune`` extra (keras-tuner); `search` also needs TensorFlow
+(``pip install 'keras-se[tune]'`` installs both). The hypermodels need only Keras.
 """
 
 from __future__ import annotations
@@ -29,20 +40,26 @@ import dataclasses
 import itertools
 import json
 import os
-import shutil
 
-import keras_tuner
-from keras_tuner.engine.trial import TrialStatus
+import keras
 
-from keras_se import data as data_lib
-from keras_se import training
+from keras_se import models as models_lib
+from keras_se.extras import require
+from keras_se.retrofit import add_squeeze_excite
+from keras_se_core import fileio
+from keras_se_core.choices import ABLATION_RATIOS, GATES, ORACLES, SE_MODES, SQUEEZES
+from keras_se_core.errors import UsageError
+from keras_se_core.validation import check_choice, is_number
 
-DEFAULT_RATIOS = (2, 4, 8, 16, 32)
-ORACLES = ("grid", "random", "bayesian", "hyperband")
-SQUEEZES = ("avg", "max")
-GATES = ("sigmoid", "hard_sigmoid")
-SE_MODES = ("standard", "pre", "post", "identity")
+keras_tuner = require("keras_tuner", feature="keras_se.tuning", extra="tune")
+from keras_tuner.engine.trial import TrialStatus  # noqa: E402 (after the extra's check)
+
+#: Kept for callers of earlier versions; the facts live in keras_se_core.choices.
+DEFAULT_RATIOS = ABLATION_RATIOS
 OBJECTIVE = "val_accuracy"
+#: The search settings `search` records in its directory, for `load_tuner`.
+SEARCH_FILE = "search.json"
+PROJECT_NAME = "tuner"
 
 
 @dataclasses.dataclass
@@ -55,7 +72,7 @@ class SearchSpace:
         4
     """
 
-    ratios: tuple = DEFAULT_RATIOS
+    ratios: tuple = ABLATION_RATIOS
     squeeze: tuple | None = None
     gate: tuple | None = None
     se_mode: tuple | None = None
@@ -84,31 +101,55 @@ class SearchSpace:
         return n
 
     def declare(self, hp):
-        """Registers the space on a ``keras_tuner.HyperParameters``."""
-        for name, values in self.dimensions():
-            hp.Choice(name, list(values), default=values[0])
+        """Registers the space on a ``keras_tuner.HyperParameters``; returns the values.
+
+        Returns:
+            ``{name: value}`` for this trial (the first value of each dimension when
+            the tuner has not chosen one yet).
+        """
+        return {
+            name: hp.Choice(name, list(values), default=values[0])
+            for name, values in self.dimensions()
+        }
+
+    def to_dict(self):
+        return {k: None if v is None else list(v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, spec, *, source="space"):
+        if not isinstance(spec, dict):
+            raise UsageError(f"A search space must be a mapping. Received: {source}={spec!r}")
+        unknown = set(spec) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise UsageError(f"Unknown search-space keys {sorted(unknown)} in {source!r}.")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
 
     @classmethod
     def from_file(cls, path):
         """Reads ``{"ratios": [...], "squeeze": [...], ...}`` from JSON or YAML."""
-        with open(path) as f:
-            text = f.read()
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError as err:
+            raise UsageError(
+                f"`space` cannot be read ({err.strerror or err}). Received: space={path!r}"
+            ) from err
         if path.endswith((".yaml", ".yml")):
             try:
                 import yaml
             except ImportError as err:
-                raise ValueError(
+                raise UsageError(
                     f"Reading YAML needs PyYAML (pip install pyyaml). Received: space={path!r}"
                 ) from err
             spec = yaml.safe_load(text)
         else:
-            spec = json.loads(text)
-        if not isinstance(spec, dict):
-            raise ValueError(f"A search-space file must hold a mapping. Received: space={path!r}")
-        unknown = set(spec) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"Unknown search-space keys {sorted(unknown)} in {path!r}.")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+            try:
+                spec = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise UsageError(
+                    f"`space` is not valid JSON ({err}). Received: space={path!r}"
+                ) from err
+        return cls.from_dict(spec, source=path)
 
 
 def _check_values(name, values, *, allowed=None, number=False):
@@ -118,35 +159,269 @@ def _check_values(name, values, *, allowed=None, number=False):
         values = (values,)
     values = tuple(values)
     if not values:
-        raise ValueError(f"`{name}` must list at least one value. Received: {name}={values!r}")
+        raise UsageError(f"`{name}` must list at least one value. Received: {name}={values!r}")
     for value in values:
-        if number and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
-        ):
-            raise ValueError(f"`{name}` must hold positive numbers. Received: {name}={values!r}")
-        if allowed and value not in allowed:
-            raise ValueError(f"`{name}` values must be in {allowed}. Received: {name}={values!r}")
+        if number and not (is_number(value) and value > 0):
+            raise UsageError(f"`{name}` must hold positive numbers. Received: {name}={values!r}")
+        if allowed:
+            check_choice(name, value, allowed)
     if len(set(values)) != len(values):
-        raise ValueError(f"`{name}` has duplicate values. Received: {name}={values!r}")
+        raise UsageError(f"`{name}` has duplicate values. Received: {name}={values!r}")
     return values
 
 
-# --------------------------------------------------------------------------- hypermodel
+# --------------------------------------------------------------------------- hypermodels
+class _CompiledSEHyperModel(keras_tuner.HyperModel):
+    """What the public hypermodels share: the space, and compiling what they build."""
+
+    #: Space dimensions a subclass cannot use (e.g. ``se_mode`` outside SE-ResNets).
+    unsupported = ()
+
+    def __init__(
+        self,
+        *,
+        ratios,
+        squeeze,
+        gate,
+        se_mode,
+        learning_rate,
+        optimizer,
+        loss,
+        metrics,
+        name,
+        tunable,
+    ):
+        super().__init__(name=name, tunable=tunable)
+        self.space = SearchSpace(
+            ratios=ratios, squeeze=squeeze, gate=gate, se_mode=se_mode, learning_rate=learning_rate
+        )
+        for key in self.unsupported:
+            if getattr(self.space, key) is not None:
+                raise UsageError(
+                    f"`{key}` cannot be searched with {type(self).__name__}. "
+                    f"Received: {key}={getattr(self.space, key)!r}"
+                )
+        self.optimizer = optimizer
+        self.loss = loss
+        self.metrics = list(metrics)
+
+    def build(self, hp):
+        values = self.space.declare(hp)
+        se_kwargs = {k: values[k] for k in ("squeeze", "gate") if k in values}
+        model = self.build_model(values, se_kwargs)
+        optimizer = keras.optimizers.get(self.optimizer)
+        if "learning_rate" in values:
+            optimizer.learning_rate = values["learning_rate"]
+        model.compile(optimizer=optimizer, loss=self.loss, metrics=self.metrics)
+        return model
+
+    def build_model(self, values, se_kwargs):
+        raise NotImplementedError
+
+
+class HyperSEResNet(_CompiledSEHyperModel):
+    """An SE-ResNet/SE-ResNeXt hypermodel over the reduction ratio, for any keras-tuner tuner.
+
+    ``build(hp)`` declares ``se_ratio`` (and the other `SearchSpace` dimensions given)
+    and returns the registry model ``model`` for them, compiled with ``optimizer``
+    (its learning rate from ``learning_rate`` when that is searched), ``loss`` and
+    ``metrics``, like ``keras_tuner.applications.HyperResNet``. The data, epochs and
+    callbacks are the tuner's ``search(...)`` arguments (arrays or ``tf.data``).
+
+    Args:
+        model: an SE registry name outside the Inception family (see `model_names`),
+            e.g. ``"se_resnet18"``, ``"se_resnet50"``, ``"se_resnext50_32x4d"``,
+            ``"se_resnet20_cifar"``.
+        input_shape: ``(H, W, C)`` of the images.
+        classes: number of classes (the model ends in a softmax).
+        ratios: reduction ratios to search (the paper's 2, 4, 8, 16, 32 by default).
+        squeeze, gate, se_mode, learning_rate: optional values to search as well
+            (``("avg", "max")``, ``("sigmoid", "hard_sigmoid")``, SE modes, numbers).
+        optimizer: a Keras optimizer name or instance (default ``"adam"``).
+        loss: default ``"sparse_categorical_crossentropy"`` (integer labels).
+        metrics: default ``["accuracy"]`` (gives ``val_accuracy`` to the tuner).
+        model_kwargs: other builder arguments (e.g. ``{"include_top": True}``).
+        name, tunable: as ``keras_tuner.HyperModel``.
+
+    Example:
+        >>> import keras_tuner as kt
+        >>> tuner = kt.RandomSearch(HyperSEResNet("se_resnet18", input_shape=(32, 32, 3), classes=10,
+        ...                                       ratios=(4, 16)),
+        ...                         objective="val_accuracy", max_trials=2, directory="/tmp/kt")  # doctest: +SKIP
+        >>> tuner.search(x, y, validation_data=(x_val, y_val), epochs=1)  # doctest: +SKIP
+        >>> tuner.get_best_hyperparameters()[0]["se_ratio"]  # doctest: +SKIP
+        16
+    """
+
+    family = "resnet"
+
+    def __init__(
+        self,
+        model="se_resnet18",
+        *,
+        input_shape=(32, 32, 3),
+        classes=10,
+        ratios=ABLATION_RATIOS,
+        squeeze=None,
+        gate=None,
+        se_mode=None,
+        learning_rate=None,
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=("accuracy",),
+        model_kwargs=None,
+        name=None,
+        tunable=True,
+    ):
+        super().__init__(
+            ratios=ratios,
+            squeeze=squeeze,
+            gate=gate,
+            se_mode=se_mode,
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            name=name,
+            tunable=tunable,
+        )
+        check_choice("model", model, self.model_names())
+        self.model = model
+        self.input_shape = tuple(input_shape)
+        self.classes = classes
+        self.model_kwargs = dict(model_kwargs or {})
+
+    @classmethod
+    def model_names(cls):
+        """The registry names this hypermodel builds: the SE models of its family."""
+        import inspect
+
+        def is_se(name):  # an SE builder's se_ratio defaults to a number, a plain one's to None
+            parameter = inspect.signature(models_lib.builder(name)).parameters.get("se_ratio")
+            return parameter is not None and parameter.default is not None
+
+        inception = cls.family == "inception"
+        return tuple(n for n in models_lib.names() if is_se(n) and ("inception" in n) == inception)
+
+    def build_model(self, values, se_kwargs):
+        kwargs = dict(self.model_kwargs, input_shape=self.input_shape, classes=self.classes)
+        kwargs["se_ratio"] = values["se_ratio"]
+        if se_kwargs:
+            kwargs["se_kwargs"] = {**(kwargs.get("se_kwargs") or {}), **se_kwargs}
+        if "se_mode" in values:
+            kwargs["se_mode"] = values["se_mode"]
+        return models_lib.get(self.model, **kwargs)
+
+
+class HyperSEInception(HyperSEResNet):
+    """`HyperSEResNet` for the SE-Inception family (``"se_inception_v3"``,
+    ``"se_inception_resnet_v2"``; inputs of at least 75x75). No ``se_mode`` (the
+    paper puts the SE block on each Inception module's output).
+
+    Example:
+        >>> hypermodel = HyperSEInception(input_shape=(75, 75, 3), classes=5, ratios=(8, 16))
+        >>> hypermodel.build(keras_tuner.HyperParameters()).get_layer("mixed0_se").ratio  # doctest: +SKIP
+        8
+    """
+
+    family = "inception"
+    unsupported = ("se_mode",)
+
+    def __init__(
+        self, model="se_inception_v3", *, input_shape=(299, 299, 3), classes=1000, **kwargs
+    ):
+        super().__init__(model, input_shape=input_shape, classes=classes, **kwargs)
+
+
+class HyperRetrofit(_CompiledSEHyperModel):
+    """Retrofitting SE blocks into an existing model, the ratio chosen by the tuner.
+
+    ``build(hp)`` returns ``keras_se.add_squeeze_excite(base_model, where, ratio=hp...)``,
+    compiled. Each trial gets its own copy of ``base_model`` with its weights (the
+    retrofit copies every layer), so trials never share or change weights, and the base
+    model stays as it was.
+
+    Args:
+        base_model: a functional ``keras.Model`` (e.g. a keras.applications ResNet50
+            with your classifier), not modified.
+        where, pattern, gate_init: as `keras_se.add_squeeze_excite`.
+        ratios, squeeze, gate, learning_rate: as `HyperSEResNet` (no ``se_mode``).
+        optimizer, loss, metrics, name, tunable: as `HyperSEResNet`.
+        **se_kwargs: other `SqueezeExcite` arguments, fixed for every trial.
+
+    Example:
+        >>> base = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=5)
+        >>> hypermodel = HyperRetrofit(base, where="residual", ratios=(8, 16), gate_init="identity")
+        >>> model = hypermodel.build(keras_tuner.HyperParameters())  # doctest: +SKIP
+    """
+
+    unsupported = ("se_mode",)
+
+    def __init__(
+        self,
+        base_model,
+        where="residual",
+        *,
+        pattern=None,
+        gate_init=None,
+        ratios=ABLATION_RATIOS,
+        squeeze=None,
+        gate=None,
+        learning_rate=None,
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=("accuracy",),
+        name=None,
+        tunable=True,
+        **se_kwargs,
+    ):
+        if not isinstance(base_model, keras.Model):
+            raise TypeError(
+                f"`base_model` must be a keras.Model. Received: base_model={base_model!r}"
+            )
+        super().__init__(
+            ratios=ratios,
+            squeeze=squeeze,
+            gate=gate,
+            se_mode=None,
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            name=name,
+            tunable=tunable,
+        )
+        self.base_model = base_model
+        self.where = where
+        self.pattern = pattern
+        self.gate_init = gate_init
+        self.se_kwargs = se_kwargs
+
+    def build_model(self, values, se_kwargs):
+        return add_squeeze_excite(
+            self.base_model,
+            self.where,
+            pattern=self.pattern,
+            ratio=values["se_ratio"],
+            gate_init=self.gate_init,
+            **{**self.se_kwargs, **se_kwargs},
+        )
+
+
 class SEHyperModel(keras_tuner.HyperModel):
-    """A keras-tuner HyperModel over any registry model and the SE ablation dimensions.
+    """The hypermodel of `search`: any registry model, trained by `keras_se.training.train`.
 
-        ``build(hp)`` returns the Keras model for the hyperparameters; ``fit(hp, model, out=...)``
-        trains it with `keras_se.training.train` (the model is rebuilt inside the training
-        strategy's scope, so the ``model`` argument is not used) and returns the metrics.
+    ``build(hp)`` returns the Keras model for the hyperparameters; ``fit(hp, model, out=...)``
+    trains it with `keras_se.training.train` (the model is rebuilt inside the training
+    strategy's scope, so the ``model`` argument is not used) and returns the metrics.
+    Needs TensorFlow (the training path); for a search over your own data and any
+    backend use `HyperSEResNet`.
 
-        Example:
-            >>> import keras_tuner
-    from keras_tuner.engine.trial import TrialStatus
-            >>> hypermodel = SEHyperModel(training.TrainConfig(model="se_resnet18"), SearchSpace(ratios=(8, 16)))
-            >>> hp = keras_tuner.HyperParameters()
-            >>> hypermodel.declare_hyperparameters(hp)
-            >>> hypermodel.build(hp).get_layer("conv5_block2_se").ratio
-            8
+    Example:
+        >>> from keras_se.training import TrainConfig
+        >>> hypermodel = SEHyperModel(TrainConfig(model="se_resnet18"), SearchSpace(ratios=(8, 16)))
+        >>> hypermodel.build(keras_tuner.HyperParameters()).get_layer("conv5_block2_se").ratio  # doctest: +SKIP
+        8
     """
 
     def __init__(self, base_config, space=None, *, name="se_hypermodel"):
@@ -158,6 +433,8 @@ class SEHyperModel(keras_tuner.HyperModel):
     @property
     def info(self):
         if self._info is None:
+            from keras_se import data as data_lib
+
             self._info, _ = data_lib.describe_dataset(
                 self.base_config.dataset,
                 data_dir=self.base_config.data_dir,
@@ -193,10 +470,14 @@ class SEHyperModel(keras_tuner.HyperModel):
         return config
 
     def build(self, hp):
+        from keras_se import training
+
         self.space.declare(hp)
         return training.build_model(self.trial_config(hp, out=""), self.info)
 
     def fit(self, hp, model=None, *, out, verbose=0, **kwargs):
+        from keras_se import training
+
         summary = training.train(self.trial_config(hp, out=out), verbose=verbose)
         return {
             OBJECTIVE: summary["best_val_accuracy"],
@@ -248,8 +529,7 @@ class ResumableGridOracle(keras_tuner.Oracle):
 
 def make_oracle(name, space, *, max_trials=None, epochs=10, seed=0):
     """The keras-tuner oracle ``name`` over ``space`` (objective ``val_accuracy``)."""
-    if name not in ORACLES:
-        raise ValueError(f"`oracle` must be one of {ORACLES}. Received: oracle={name!r}")
+    check_choice("oracle", name, ORACLES)
     objective = keras_tuner.Objective(OBJECTIVE, direction="max")
     hp = keras_tuner.HyperParameters()
     space.declare(hp)
@@ -273,26 +553,67 @@ def make_oracle(name, space, *, max_trials=None, epochs=10, seed=0):
     return keras_tuner.oracles.HyperbandOracle(max_epochs=epochs, factor=3, **common)
 
 
+def trial_run_dir(project_dir, trial_id):
+    """The training run directory of one trial: ``<project>/trial_<id>/run``."""
+    return os.path.join(project_dir, f"trial_{trial_id}", "run")
+
+
+def trial_model_path(project_dir, trial_id):
+    """The trained model file of one trial: the run directory's own model file.
+
+    The one place that knows where a trial's model lies (`SETuner.save_model`,
+    `SETuner.load_model`, `search`'s best model).
+    """
+    from keras_se.rundir import RunDir
+
+    return RunDir(trial_run_dir(project_dir, trial_id)).model_path
+
+
 class SETuner(keras_tuner.Tuner):
-    """Runs each trial through `SEHyperModel.fit` in ``<project>/trial_<id>/run``."""
+    """Runs each trial through `SEHyperModel.fit` in ``<project>/trial_<id>/run``.
+
+    Keeps keras-tuner's ``Tuner`` contract: each trial's checkpoint is the model its
+    training run saved (`trial_model_path`), so the inherited ``get_best_models()``
+    returns trained models (the trial's final epoch, as ``keras-se train`` saves it)
+    and ``get_best_hyperparameters()``/``results_summary()`` work as for any tuner.
+    """
 
     def __init__(self, *args, verbose=0, **kwargs):
         self.trial_verbose = verbose
         super().__init__(*args, **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
-        out = os.path.join(self.get_trial_dir(trial.trial_id), "run")
+        out = trial_run_dir(self.project_dir, trial.trial_id)
         metrics = self.hypermodel.fit(
             trial.hyperparameters, None, out=out, verbose=self.trial_verbose
         )
         _write_hparams(self.project_dir, trial, metrics)
         return metrics
 
+    def save_model(self, trial_id, model, step=0):
+        """Saves ``model`` as the trial's checkpoint (the run writes it itself during `search`)."""
+        path = trial_model_path(self.project_dir, trial_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with fileio.atomic_path(path) as tmp:
+            model.save(tmp)
+
+    def load_model(self, trial):
+        """The trial's trained model, read from its run directory (compiled as saved)."""
+        path = trial_model_path(self.project_dir, trial.trial_id)
+        if not os.path.isfile(path):
+            raise UsageError(
+                f"Trial {trial.trial_id} has no saved model (status {trial.status}). "
+                f"Received: path={path!r}"
+            )
+        return keras.models.load_model(path, safe_mode=True)
+
 
 def _write_hparams(project_dir, trial, metrics):
     """TensorBoard HParams record of one trial (``<project>/hparams``)."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hparams_api
+    tf = require("tensorflow", feature="keras_se.tuning.search", extra="tune")
+    hparams_api = require(
+        "tensorboard.plugins.hparams.api", feature="keras_se.tuning.search", extra="tune"
+    )
 
     values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
     with tf.summary.create_file_writer(
@@ -307,8 +628,7 @@ def _write_hparams(project_dir, trial, metrics):
 # --------------------------------------------------------------------------- search
 def distributed_env(role, *, port, address="127.0.0.1", worker_index=0):
     """The ``KERASTUNER_*`` variables for a chief (``role="chief"``) or a worker."""
-    if role not in ("chief", "worker"):
-        raise ValueError(f"`role` must be 'chief' or 'worker'. Received: role={role!r}")
+    check_choice("role", role, ("chief", "worker"))
     return {
         "KERASTUNER_TUNER_ID": "chief" if role == "chief" else f"tuner{worker_index}",
         "KERASTUNER_ORACLE_IP": address,
@@ -320,6 +640,17 @@ def _is_distributed_worker():
     return (
         "KERASTUNER_ORACLE_IP" in os.environ
         and os.environ.get("KERASTUNER_TUNER_ID", "") != "chief"
+    )
+
+
+def _make_tuner(hypermodel, space, *, out, oracle, max_trials, epochs, seed, verbose):
+    return SETuner(
+        make_oracle(oracle, space, max_trials=max_trials, epochs=epochs, seed=seed),
+        hypermodel=hypermodel,
+        directory=out,
+        project_name=PROJECT_NAME,
+        overwrite=False,
+        verbose=verbose,
     )
 
 
@@ -339,7 +670,8 @@ def search(
         base_config: the `keras_se.training.TrainConfig` every trial starts from
             (model, dataset, epochs, strategy, ...); its ``out`` is ignored.
         space: a `SearchSpace` (default: r ∈ {2, 4, 8, 16, 32}).
-        out: the search directory; rerunning with the same ``out`` resumes.
+        out: the search directory; rerunning with the same ``out`` resumes, and
+            `load_tuner` reopens it.
         oracle: ``"grid"``, ``"random"``, ``"bayesian"`` or ``"hyperband"``.
         max_trials: cap on trials (default: the grid size).
         verbose: 1 prints progress per trial and the final table.
@@ -354,18 +686,28 @@ def search(
         >>> results = search(TrainConfig(model="se_resnet18", epochs=1, steps_per_epoch=2, image_size=16),
         ...                  SearchSpace(ratios=(8, 16)), out="/tmp/tune")       # doctest: +SKIP
     """
+    require("tensorflow", feature="keras_se.tuning.search", extra="tune")
     space = space or SearchSpace()
+    check_choice("oracle", oracle, ORACLES)
     base_config.validate()
+    check_choice("model", base_config.model, tuple(models_lib.names()))
     os.makedirs(out, exist_ok=True)
-    hypermodel = SEHyperModel(base_config, space)
-    tuner = SETuner(
-        make_oracle(
-            oracle, space, max_trials=max_trials, epochs=base_config.epochs, seed=base_config.seed
-        ),
-        hypermodel=hypermodel,
-        directory=out,
-        project_name="tuner",
-        overwrite=False,
+    if not _is_distributed_worker():
+        settings = {
+            "oracle": oracle,
+            "max_trials": max_trials,
+            "space": space.to_dict(),
+            "train": base_config.to_dict(),
+        }
+        fileio.write_json(os.path.join(out, SEARCH_FILE), settings)
+    tuner = _make_tuner(
+        SEHyperModel(base_config, space),
+        space,
+        out=out,
+        oracle=oracle,
+        max_trials=max_trials,
+        epochs=base_config.epochs,
+        seed=base_config.seed,
         verbose=verbose,
     )
     tuner.search(verbose=verbose)
@@ -377,8 +719,48 @@ def search(
         print(format_table(results))
     best = next((r for r in results if r["status"] == "COMPLETED"), None)
     if best is not None:
-        _save_best(best, out, export=export, verbose=verbose)
+        _save_best(tuner, best, out, export=export, verbose=verbose)
     return results
+
+
+def load_tuner(out):
+    """Reopens the search directory of a `search` (``keras-se tune --out OUT``).
+
+    Returns:
+        An `SETuner` with the recorded trials: ``get_best_models(1)[0]`` is the best
+        trial's trained model, ``get_best_hyperparameters(1)[0]["se_ratio"]`` its ratio,
+        and ``results_summary()`` prints the trials. Calling ``search()`` on it resumes
+        the search with the recorded settings.
+
+    Example:
+        >>> tuner = load_tuner("runs/tune")  # doctest: +SKIP
+        >>> tuner.get_best_hyperparameters(1)[0]["se_ratio"]  # doctest: +SKIP
+        16
+    """
+    from keras_se_core.configs import TrainConfig
+
+    out = os.fspath(out)
+    settings_path = os.path.join(out, SEARCH_FILE)
+    oracle_path = os.path.join(out, PROJECT_NAME, "oracle.json")
+    if not (os.path.isfile(settings_path) and os.path.isfile(oracle_path)):
+        raise UsageError(
+            f"`out` is not a search directory of keras_se.tuning.search (no {SEARCH_FILE} "
+            f"and {PROJECT_NAME}/oracle.json). Received: out={out!r}"
+        )
+    with open(settings_path) as f:
+        settings = json.load(f)
+    space = SearchSpace.from_dict(settings["space"], source=settings_path)
+    base_config = TrainConfig.from_dict(settings["train"])
+    return _make_tuner(
+        SEHyperModel(base_config, space),
+        space,
+        out=out,
+        oracle=settings["oracle"],
+        max_trials=settings.get("max_trials"),
+        epochs=base_config.epochs,
+        seed=base_config.seed,
+        verbose=0,
+    )
 
 
 def collect_results(oracle, out):
@@ -402,7 +784,7 @@ def collect_results(oracle, out):
                 "macs": int(metrics["macs"]) if "macs" in metrics else None,
                 "time_per_step_s": metrics.get("time_per_step_s"),
                 "status": str(trial.status),
-                "run_dir": os.path.join(out, "tuner", f"trial_{trial.trial_id}", "run"),
+                "run_dir": trial_run_dir(os.path.join(out, PROJECT_NAME), trial.trial_id),
             }
         )
     rows.sort(
@@ -417,9 +799,7 @@ def collect_results(oracle, out):
 
 def write_results(results, out):
     """``results.json``, ``results.csv`` and the trade-off figure (PNG + SVG) in ``out``."""
-    with open(os.path.join(out, "results.json.tmp"), "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(os.path.join(out, "results.json.tmp"), os.path.join(out, "results.json"))
+    fileio.write_json(os.path.join(out, "results.json"), results)
     hp_names = sorted({k for r in results for k in r["hyperparameters"]})
     fields = [
         "trial_id",
@@ -431,7 +811,7 @@ def write_results(results, out):
         "time_per_step_s",
         "status",
     ]
-    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+    with fileio.atomic_open(os.path.join(out, "results.csv"), newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for r in results:
@@ -461,11 +841,16 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def _save_best(best, out, *, export, verbose):
-    source = os.path.join(best["run_dir"], "model.keras")
+def _save_best(tuner, best, out, *, export, verbose):
+    """``best_model.keras`` (and its preprocessing sidecar) and, with ``export``, a SavedModel."""
+    import shutil
+
+    from keras_se import data as data_lib
+
+    source = trial_model_path(tuner.project_dir, best["trial_id"])
     target = os.path.join(out, "best_model.keras")
-    shutil.copyfile(source, target + ".tmp")
-    os.replace(target + ".tmp", target)
+    with fileio.atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
     preprocessing = data_lib.load_preprocessing(source)
     if preprocessing is not None:
         data_lib.save_preprocessing(target, preprocessing)

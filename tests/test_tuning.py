@@ -1,7 +1,9 @@
-"""keras-tuner search of the reduction ratio: results, resume after a kill, chief + 2 workers."""
+"""keras-tuner search of the reduction ratio: the hypermodels under stock tuners, `search`
+(results, the tuner contract, resume after a kill, chief + 2 workers)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -9,11 +11,15 @@ import subprocess
 import sys
 import time
 
+import keras
 import keras_tuner
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_se import tuning
 from keras_se.training import TrainConfig
+from keras_se_core.errors import MissingExtraError
 from tests.conftest import assert_usage_error, free_port, run_main
 
 TINY = dict(model="se_resnet18", epochs=1, steps_per_epoch=2, image_size=16, batch_size=16)
@@ -76,6 +82,139 @@ def test_search_space_and_hypermodel():
             tuning.SearchSpace(**bad)
 
 
+# --------------------------------------------------------------------------- hypermodels
+@pytest.fixture(scope="module")
+def digits16():
+    """200 scikit-learn digits as 16x16 RGB floats in [0, 1] (nearest 2x upsampling): 160 + 40."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.kron(digits.images[:200], np.ones((2, 2)))[..., None] / 16.0
+    x = np.repeat(images, 3, axis=-1).astype("float32")
+    y = digits.target[:200].astype("int64")
+    return (x[:160], y[:160]), (x[160:], y[160:])
+
+
+def _se_ratios(model):
+    """The reduction ratio of every SE layer (whatever its class) of ``model``."""
+    return {layer.ratio for layer in model.layers if hasattr(layer, "excitation")}
+
+
+@pytest.mark.parametrize("tuner_name", ["random", "bayesian"])
+def test_hyper_se_resnet_searches_under_stock_tuners(tuner_name, digits16, tmp_path):
+    (x, y), (xv, yv) = digits16
+    hypermodel = tuning.HyperSEResNet(
+        "se_resnet20_cifar", input_shape=(16, 16, 3), classes=10, ratios=(4, 16)
+    )
+    common = dict(objective="val_accuracy", max_trials=2, directory=str(tmp_path), seed=1)
+    if tuner_name == "random":
+        tuner = keras_tuner.RandomSearch(hypermodel, **common)
+        tuner.search(x, y, validation_data=(xv, yv), epochs=1, batch_size=32, verbose=0)
+    else:  # tf.data datasets instead of arrays
+        tuner = keras_tuner.BayesianOptimization(hypermodel, **common)
+        train = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+        val = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(32)
+        tuner.search(train, validation_data=val, epochs=1, verbose=0)
+
+    trials = tuner.oracle.get_best_trials(2)
+    assert sorted(t.hyperparameters["se_ratio"] for t in trials) == [4, 16]
+    best_hp = tuner.get_best_hyperparameters(1)[0]
+    assert best_hp["se_ratio"] == trials[0].hyperparameters["se_ratio"]
+    best = tuner.get_best_models(1)[0]
+    # The model built for the best ratio, holding the trained weights of the best trial:
+    # its accuracy on the validation images is the trial's score.
+    assert _se_ratios(best) == {best_hp["se_ratio"]}
+    probabilities = best.predict(xv, verbose=0)
+    assert probabilities.shape == (40, 10)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    accuracy = float(np.mean(probabilities.argmax(-1) == yv))
+    assert accuracy == pytest.approx(trials[0].score, abs=1e-6)
+    tuner.results_summary()
+
+
+def test_hypermodels_build_the_chosen_space_compiled():
+    hypermodel = tuning.HyperSEResNet(
+        "se_resnet20_cifar",
+        input_shape=(16, 16, 3),
+        classes=3,
+        ratios=(8, 2),
+        squeeze=("max",),
+        se_mode=("post",),
+        learning_rate=(0.05,),
+        optimizer="sgd",
+    )
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    # Every dimension is declared, the first value is the default.
+    assert hp.values == {"se_ratio": 8, "squeeze": "max", "se_mode": "post", "learning_rate": 0.05}
+    assert _se_ratios(model) == {8}
+    assert {layer.squeeze for layer in model.layers if hasattr(layer, "excitation")} == {"max"}
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+    assert model.output_shape == (None, 3)
+    hp.values["se_ratio"] = 2
+    assert _se_ratios(hypermodel.build(hp)) == {2}
+
+    for bad, needle in [
+        (dict(model="resnet18"), "model='resnet18'"),  # no SE blocks to tune
+        (dict(model="se_inception_v3"), "model='se_inception_v3'"),  # the other family
+        (dict(ratios=(0, 4)), "ratios"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            tuning.HyperSEResNet(**{"input_shape": (16, 16, 3), **bad})
+    with pytest.raises(ValueError, match="se_mode"):
+        tuning.HyperSEInception(input_shape=(75, 75, 3), se_mode=("post",))
+    assert tuning.HyperSEInception.model_names() == ("se_inception_resnet_v2", "se_inception_v3")
+
+
+def _tiny_residual_model():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    y = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="branch_a")(x)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="branch_b")(y)
+    x = keras.layers.Add(name="add")([x, y])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x), name="tiny")
+
+
+def test_hyper_retrofit_trials_start_from_the_base_weights_and_never_share_them(digits16, tmp_path):
+    (x, y), (xv, yv) = digits16
+    base = _tiny_residual_model()
+    before = [w.copy() for w in base.get_weights()]
+    hypermodel = tuning.HyperRetrofit(base, "residual", ratios=(2, 4), learning_rate=(0.01,))
+
+    # Each build is a new copy holding the base's weights, sharing no variable with it.
+    hp = keras_tuner.HyperParameters()
+    first, second = hypermodel.build(hp), hypermodel.build(hp)
+    base_ids = {id(v) for v in base.weights}
+    assert not base_ids & {id(v) for v in first.weights}
+    assert not {id(v) for v in first.weights} & {id(v) for v in second.weights}
+    np.testing.assert_array_equal(
+        first.get_layer("branch_b").get_weights()[0], base.get_layer("branch_b").get_weights()[0]
+    )
+    assert _se_ratios(first) == {2}
+
+    tuner = keras_tuner.GridSearch(
+        hypermodel, objective="val_accuracy", max_trials=2, directory=str(tmp_path)
+    )
+    tuner.search(x, y, validation_data=(xv, yv), epochs=1, batch_size=32, verbose=0)
+    assert sorted(t.hyperparameters["se_ratio"] for t in tuner.oracle.trials.values()) == [2, 4]
+    for kept, now in zip(before, base.get_weights()):  # training a trial left the base alone
+        np.testing.assert_array_equal(kept, now)
+    best = tuner.get_best_models(1)[0]
+    assert _se_ratios(best) == {tuner.get_best_hyperparameters(1)[0]["se_ratio"]}
+    assert best.predict(xv[:4], verbose=0).shape == (4, 10)
+
+
+def test_tuning_without_keras_tuner_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "keras_tuner", None)  # "not installed"
+    monkeypatch.delitem(sys.modules, "keras_se.tuning")
+    with pytest.raises(MissingExtraError, match=r"pip install 'keras-se\[tune\]'") as info:
+        importlib.import_module("keras_se.tuning")
+    assert (info.value.extra, info.value.module) == ("tune", "keras_tuner")
+
+
+# --------------------------------------------------------------------------- search
 def test_space_file(tmp_path):
     path = tmp_path / "space.json"
     path.write_text(json.dumps({"ratios": [8, 32], "se_mode": ["standard", "post"]}))
@@ -142,6 +281,22 @@ def test_search_on_digits_writes_results_figure_and_best_model(tmp_path):
     assert os.path.exists(os.path.join(out, "best_model.keras"))
     assert os.path.exists(os.path.join(out, "serving", "best", "1", "saved_model.pb"))
     assert os.listdir(os.path.join(out, "tuner", "hparams"))
+
+    # keras-tuner's contract on a reopened search directory: the best trial's trained model
+    # (the one its run saved, compared with the file read by Keras directly) and its ratio.
+    tuner = tuning.load_tuner(out)
+    best_ratio = results[0]["hyperparameters"]["se_ratio"]
+    assert tuner.get_best_hyperparameters(1)[0]["se_ratio"] == best_ratio
+    best = tuner.get_best_models(1)[0]
+    assert _se_ratios(best) == {best_ratio}
+    reference = keras.models.load_model(os.path.join(results[0]["run_dir"], "model.keras"))
+    images = np.random.default_rng(0).normal(size=(3, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(
+        best.predict(images, verbose=0), reference.predict(images, verbose=0), atol=1e-6
+    )
+    tuner.results_summary()
+    with pytest.raises(ValueError, match="not a search directory"):
+        tuning.load_tuner(str(tmp_path))
     # Rerunning a finished search trains nothing and returns the same table.
     again = tuning.search(
         TrainConfig(**TINY), tuning.SearchSpace(ratios=(8, 16)), out=out, verbose=0
@@ -151,6 +306,7 @@ def test_search_on_digits_writes_results_figure_and_best_model(tmp_path):
     ]
 
 
+@pytest.mark.integration
 def test_killed_grid_search_resumes_without_rerunning_completed_trials(tmp_path):
     out = str(tmp_path / "tune")
     cmd = [
@@ -192,6 +348,7 @@ def test_killed_grid_search_resumes_without_rerunning_completed_trials(tmp_path)
     assert len(json.load(open(os.path.join(out, "results.json")))) == 3
 
 
+@pytest.mark.integration
 def test_chief_and_two_workers_run_each_trial_once(tmp_path):
     out = str(tmp_path / "tune")
     port = str(free_port())
