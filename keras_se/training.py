@@ -322,7 +322,7 @@ class Trainer:
             correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1), labels), tf.float32))
             # Each worker's SIGTERM flag rides on the step; summed over all replicas, a
             # positive value stops every worker at this same step boundary.
-            return tf.reduce_sum(per_example), correct, stop
+            return tf.reduce_sum(per_example), correct, tf.identity(stop)  # a per-replica value
 
         @tf.function(jit_compile=config.jit_compile or None)
         def train_step(batch, stop):
