@@ -185,9 +185,16 @@ def test_sequential_functional_fit_and_serialization(tmp_path):
         assert_layer_roundtrip(lambda kw=kwargs: SqueezeExcite(**kw), x[:2] * 1.0, tmp_path)
 
 
-def test_config_mirrors_constructor():
-    layer = SqueezeExcite(
-        8,
+@pytest.mark.parametrize(
+    "layer_class, extra",
+    [
+        (SqueezeExcite, {}),
+        (BatchNormSqueezeExcite, dict(epsilon=1e-5, momentum=0.9, synchronized=True)),
+    ],
+)
+def test_config_mirrors_constructor(layer_class, extra):
+    arguments = dict(
+        ratio=8,
         units=None,
         min_units=2,
         divisor=4,
@@ -196,21 +203,12 @@ def test_config_mirrors_constructor():
         gate="hard_sigmoid",
         use_bias=False,
         data_format="channels_first",
-        name="se",
+        **extra,
     )
+    layer = layer_class(**arguments, name="se")
     config = layer.get_config()
-    for key, value in dict(
-        ratio=8,
-        min_units=2,
-        divisor=4,
-        squeeze="max",
-        activation="gelu",
-        gate="hard_sigmoid",
-        use_bias=False,
-        data_format="channels_first",
-    ).items():
-        assert config[key] == value
-    assert SqueezeExcite.from_config(config).get_config() == config
+    assert {key: config[key] for key in arguments} == arguments
+    assert layer_class.from_config(config).get_config() == config
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
