@@ -20,6 +20,7 @@ from keras_se.models.cifar import (
     WideResNet16_8,
     build_cifar_resnet,
 )
+from keras_se.models.imagenet import decode_predictions, preprocess_input
 from keras_se.models.inception import (
     BUILDERS as _INCEPTION_BUILDERS,
 )
@@ -81,6 +82,8 @@ __all__ = [
     "build_resnet",
     "pretrained",
     "Preprocessing",
+    "preprocess_input",
+    "decode_predictions",
     "SEResNeXt26",
     "SEResNeXt101_32x8d",
     "SEResNeXt101_64x4d",
