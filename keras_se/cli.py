@@ -1,9 +1,9 @@
-"""The ``keras-se`` commands: one library call per subcommand.
+"""The ``keras-se`` commands: one library call per subcommand, ``cmd_<name>(args)``.
 
-Parsing lives in `keras_se_core.cli` (standard library only, so ``--help`` is
-instant); `main` is re-exported here, so ``python -m keras_se.cli`` still works.
-User mistakes raise `keras_se_core.UsageError` (one ``error:`` line, exit 2); any
-other exception is a bug and keeps its traceback.
+Parsing lives in `keras_se_core.cli` (standard library only, so ``--help`` is instant),
+which imports this module only to run a command (``python -m keras_se_core.cli`` is the
+same as ``keras-se``). User mistakes raise `keras_se_core.errors.UsageError` (one
+``error:`` line, exit 2); any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from keras_se_core.cli import EXIT_PREEMPTED, config_from_args, main
-from keras_se_core.errors import UsageError
-
-__all__ = ["main", "UsageError"]
+from keras_se_core.configs import TrainConfig
+from keras_se_core.errors import EXIT_PREEMPTED, UsageError
 
 
 def _verbose(args):
@@ -48,7 +46,7 @@ def cmd_train(args):
     from keras_se import training
 
     try:
-        summary = training.train(config_from_args(args), verbose=_verbose(args))
+        summary = training.train(TrainConfig.from_args(args), verbose=_verbose(args))
     except training.Preempted as stop:
         print(f"keras-se train: {stop}", file=sys.stderr)
         return EXIT_PREEMPTED
@@ -83,7 +81,7 @@ def cmd_tune(args):
             learning_rate=args.lrs,
         )
     tuning.search(
-        config_from_args(args),
+        TrainConfig.from_args(args),
         space,
         out=args.out,
         oracle=args.oracle,
@@ -156,5 +154,7 @@ def cmd_visualize(args):
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # ``python -m keras_se.cli``, as in keras_se 0.1: run the launcher
+    import runpy
+
+    runpy.run_module("keras_se_core.cli", run_name="__main__", alter_sys=True)

@@ -18,12 +18,7 @@ import sys
 from keras_se_core import choices
 from keras_se_core import validation as v
 from keras_se_core.configs import GROUPS, TrainConfig
-from keras_se_core.errors import UsageError
-
-#: Exit code of a run stopped by SIGTERM (preemption) after its checkpoint was saved.
-EXIT_PREEMPTED = 3
-#: Exit code of user mistakes (argparse's own convention).
-EXIT_USAGE = 2
+from keras_se_core.errors import EXIT_PREEMPTED, EXIT_USAGE, UsageError
 
 #: Optional packages → the pip extra that installs them (setup.cfg's extras_require).
 EXTRAS = {
@@ -93,13 +88,6 @@ def add_config_arguments(parser, config_class=TrainConfig, *, defaults=None):
         if default is not None:
             help_text += "; default %(default)s"
         target.add_argument(flag, help=help_text, **kwargs)
-
-
-def config_from_args(args, config_class=TrainConfig):
-    """The config whose CLI fields come from parsed ``args`` (the rest keep defaults)."""
-    values = {f.name: getattr(args, f.name) for f in config_class.cli_fields()}
-    values["out"] = args.out
-    return config_class(**values)
 
 
 def _positive_list(text):
@@ -378,3 +366,7 @@ def main(argv=None):
     except UsageError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -214,3 +214,8 @@ class TrainConfig:
     def cli_fields(cls):
         """The fields that are command-line flags, in declaration order."""
         return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+
+    @classmethod
+    def from_args(cls, args):
+        """The config whose CLI fields come from parsed ``keras-se train``/``tune`` flags."""
+        return cls(**{f.name: getattr(args, f.name) for f in cls.cli_fields()}, out=args.out)

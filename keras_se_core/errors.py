@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+#: Exit code of user mistakes (argparse's own convention): one ``error:`` line.
+EXIT_USAGE = 2
+#: Exit code of a run stopped by SIGTERM (preemption) after its checkpoint was saved.
+EXIT_PREEMPTED = 3
+
 
 class UsageError(ValueError):
     """A user mistake: a bad argument, an unusable path, a wrong run directory.

@@ -100,10 +100,10 @@ def free_port():
 
 
 def run_cli(*args, timeout=600, env=None):
-    """Runs ``python -m keras_se.cli ARGS`` in a subprocess; returns CompletedProcess."""
+    """Runs ``python -m keras_se_core.cli ARGS`` (= ``keras-se``) in a subprocess."""
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "keras_se.cli", *args],
+        [sys.executable, "-m", "keras_se_core.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -119,8 +119,8 @@ class CliResult:
 
 
 def run_main(capsys, *args):
-    """Runs ``keras_se.cli.main(args)`` in-process (fast); returns a `CliResult`."""
-    from keras_se.cli import main
+    """Runs ``keras_se_core.cli.main(args)`` in-process (fast); returns a `CliResult`."""
+    from keras_se_core.cli import main
 
     capsys.readouterr()
     code = main(list(args))

@@ -52,7 +52,7 @@ def test_every_subcommand_has_help_and_a_command():
 def test_train_flags_are_the_config_fields():
     """Each CLI field of TrainConfig is a flag whose parsed default equals the field default."""
     args = launcher.build_parser().parse_args(["train"])
-    config = launcher.config_from_args(args)
+    config = TrainConfig.from_args(args)
     assert config == TrainConfig(out="runs/train")
     args = launcher.build_parser().parse_args(
         [
@@ -66,7 +66,7 @@ def test_train_flags_are_the_config_fields():
             "bfloat16",
         ]
     )
-    config = launcher.config_from_args(args)
+    config = TrainConfig.from_args(args)
     assert (config.learning_rate, config.sync_bn, config.checkpoint_every) == (0.1, True, 5)
     assert config.mixed_precision == "bfloat16"
 

@@ -44,7 +44,7 @@ TINY = [
 
 
 def _cli(*args, env=None):
-    return [sys.executable, "-m", "keras_se.cli", *args], dict(os.environ, **(env or {}))
+    return [sys.executable, "-m", "keras_se_core.cli", *args], dict(os.environ, **(env or {}))
 
 
 def _final_weights(run_dir):
