@@ -21,13 +21,13 @@ paths; the matching ``*_figure`` function returns the ``matplotlib.figure.Figure
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 
 import numpy as np
 
 from keras_se import analysis as analysis_lib
+from keras_se.rundir import RunDir
 from keras_se_core.errors import UsageError
 from keras_se_core.fileio import atomic_path
 from keras_se_core.validation import check_choice, check_int
@@ -462,11 +462,8 @@ def _load_model(source):
     # Only a saved spec overrides the dataset's own preprocessing (not export's ImageNet default).
     preprocessing = data_lib.load_preprocessing(src.path) if src.path else None
     run_dataset = None
-    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
-        config_path = os.path.join(source, "config.json")
-        if os.path.isfile(config_path):
-            with open(config_path) as f:
-                run_dataset = (json.load(f).get("train") or {}).get("dataset")
+    if isinstance(source, (str, os.PathLike)) and RunDir.is_run_dir(source):
+        run_dataset = (RunDir(source).read_config().get("train") or {}).get("dataset")
     return src.model, src.class_names, preprocessing, run_dataset, False
 
 
