@@ -1,0 +1,104 @@
+"""scripts/: thin runnable scripts over the library (each has --help and works)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = sorted(n for n in os.listdir(os.path.join(ROOT, "scripts")) if n.endswith(".py"))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, "scripts", name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_has_help(name, capsys):
+    with pytest.raises(SystemExit) as stop:
+        _load(name).main(["--help"])
+    assert stop.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_serve_prints_the_tensorflow_serving_command(tmp_path, capsys):
+    serve = _load("serve_tf_serving.py")
+    with pytest.raises(SystemExit, match="models.config does not exist"):
+        serve.main([str(tmp_path)])
+    (tmp_path / "models.config").write_text("model_config_list {}")
+    assert serve.main([str(tmp_path), "--rest-port", "9001"]) == 0
+    command = capsys.readouterr().out.split()
+    assert (
+        command[:2] == ["docker", "run"]
+        and "9001:8501" in command
+        and "tensorflow/serving" in command
+    )
+    assert f"type=bind,source={tmp_path},target=/models" in command
+    assert "--model_config_file=/models/models.config" in command
+
+
+def test_launcher_builds_one_tf_config_per_worker(capsys):
+    launcher = _load("launch_multiworker.py")
+    assert (
+        launcher.main(["--hosts", "a:1,b:2", "--index", "1", "--dry-run", "--", "--epochs", "1"])
+        == 0
+    )
+    line = capsys.readouterr().out.strip()
+    config = json.loads(line.split("'")[1])
+    assert config == {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
+    assert line.endswith("train --strategy multi-worker --epochs 1")
+    with pytest.raises(SystemExit, match="--index must be in"):
+        launcher.main(["--hosts", "a:1", "--index", "3", "--dry-run"])
+
+
+@pytest.mark.integration
+def test_launcher_runs_two_local_workers(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "launch_multiworker.py"),
+            "--local",
+            "2",
+            "--",
+            "--image-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--steps-per-epoch",
+            "2",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.load(open(out / "summary.json"))
+    assert summary["strategy"] == "multi-worker" and summary["replicas"] == 2
+    assert free_port()  # the workers released their ports
+
+
+def test_ablation_table_of_a_finished_search(tmp_path):
+    rows = [
+        {"hyperparameters": {"se_ratio": 16}, "params": 11_263_042, "best_val_accuracy": 0.9583},
+        {"hyperparameters": {"se_ratio": 2}, "params": 11_873_162, "best_val_accuracy": 0.9722},
+        {"hyperparameters": {"se_ratio": 32}, "params": None, "best_val_accuracy": None},
+    ]
+    (tmp_path / "results.json").write_text(json.dumps(rows))
+    table = _load("ratio_ablation.py").format_table(str(tmp_path / "results.json")).splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["2", "16", "32"]
+    assert table[1].split() == ["2", "11,873,162", "0.9722"] and table[3].split()[-1] == "n/a"
