@@ -533,6 +533,10 @@ class Trainer:
 
     def checkpoint(self, epoch, step, sums=(0.0, 0.0, 0.0)):
         """Saves model, optimizer and position (every worker; only the chief's is kept)."""
+        if step:
+            # Replicas hold different BN moving statistics until the epoch end; the checkpoint
+            # keeps one copy, so average first (EMAs are linear: the epoch-end average is the same).
+            self.sync_batchnorm()
         self.epoch_var.assign(epoch)
         self.step_var.assign(step)
         self.sums_var.assign(tf.constant(sums, tf.float64))
