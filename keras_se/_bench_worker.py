@@ -3,8 +3,8 @@
 `keras_se.bench` runs some figures in a fresh process, where nothing else has touched
 the heap (peak memory of training steps) or where another Keras backend is active (the
 JAX figures, with ``KERAS_BACKEND=jax`` set by the parent). Each command prints one
-line ``JSON<result>`` on stdout, which `read_result` parses; everything else a child
-prints (TensorFlow's start-up lines, progress) is ignored.
+line ``JSON<result>`` on stdout, which `keras_se.bench.read_worker_result` parses;
+everything else a child prints (TensorFlow's start-up lines, progress) is ignored.
 
 Commands:
     ``memory MODEL SIZE BATCH``: the resident memory before and the peak during the
@@ -22,8 +22,7 @@ import os
 import threading
 import time
 
-#: Prefix of the one result line a command prints.
-RESULT_PREFIX = "JSON"
+from keras_se import bench
 
 
 def rss_mib():
@@ -46,10 +45,9 @@ def train_memory(name, size, batch, *, steps=3, classes=1000):
     import numpy as np
 
     from keras_se import models
-    from keras_se.bench import compiled_train_step
 
     model = models.get(name, input_shape=(size, size, 3), classes=classes)
-    step = compiled_train_step(model)
+    step = bench.compiled_train_step(model)
     x = np.random.default_rng(0).random((batch, size, size, 3)).astype("float32")
     y = np.zeros((batch,), "int64")
     gc.collect()
@@ -74,8 +72,6 @@ def train_memory(name, size, batch, *, steps=3, classes=1000):
 
 def figures(mode):
     """The SE-layer and model figures (`bench_se_layer`, `bench_models`) as dicts."""
-    from keras_se import bench
-
     settings = bench.SETTINGS[mode]
     result = bench.bench_se_layer(
         shape=settings["layer_shape"], repeats=settings["repeats"] * 2
@@ -83,14 +79,6 @@ def figures(mode):
         size=settings["size"], batch=settings["batch"], repeats=settings["repeats"]
     )
     return [figure.as_dict() for figure in result]
-
-
-def read_result(stdout):
-    """The result a command printed (its ``JSON...`` line) from the child's stdout."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    raise ValueError(f"No {RESULT_PREFIX} result line in the worker's output: {stdout[-500:]!r}")
 
 
 def main(argv=None):
@@ -107,7 +95,7 @@ def main(argv=None):
         result = train_memory(args.model, args.size, args.batch)
     else:
         result = figures(args.mode)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    print(bench.WORKER_RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
 
 

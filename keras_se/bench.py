@@ -15,6 +15,7 @@ can repeat the layer and model figures under the JAX backend in a subprocess.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import statistics
@@ -25,7 +26,7 @@ import time
 import keras
 import numpy as np
 
-from keras_se import _bench_worker, models
+from keras_se import models
 from keras_se.layers import SqueezeExcite
 from keras_se_core.errors import UsageError
 from keras_se_core.fileio import write_json, write_text
@@ -354,6 +355,20 @@ def bench_input_pipeline(*, repeats, batch=64):
     ]
 
 
+#: Prefix of the one result line a `keras_se._bench_worker` command prints.
+WORKER_RESULT_PREFIX = "JSON"
+
+
+def read_worker_result(stdout):
+    """The result a worker printed (its ``JSON...`` line), from the child's stdout."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(WORKER_RESULT_PREFIX):
+            return json.loads(line[len(WORKER_RESULT_PREFIX) :])
+    raise ValueError(
+        f"No {WORKER_RESULT_PREFIX} result line in the worker's output: {stdout[-500:]!r}"
+    )
+
+
 def _run_worker(*args, env=None, timeout, check=True):
     """Runs ``python -m keras_se._bench_worker ARGS`` (a fresh process); its CompletedProcess."""
     return subprocess.run(
@@ -373,7 +388,7 @@ def bench_memory(*, size, batch, repeats):
         order = ("se_resnet50", "resnet50") if rep % 2 == 0 else ("resnet50", "se_resnet50")
         for name in order:
             result = _run_worker("memory", name, size, batch, timeout=900)
-            info = _bench_worker.read_result(result.stdout)
+            info = read_worker_result(result.stdout)
             # The steps' memory: the RSS peak sampled during the first 3 steps (tracing included)
             # minus the RSS before them (runtime and weights).
             peaks[name].append(max(info["peak_mib"] - info["base_mib"], 1e-3))
@@ -556,7 +571,7 @@ def _jax_figures(*, quick, log):
             f"JAX figures failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}"
         )
         return []
-    return _bench_worker.read_result(result.stdout)
+    return read_worker_result(result.stdout)
 
 
 def format_markdown(report, *, command):

@@ -107,21 +107,17 @@ def test_worker_train_memory_samples_the_training_steps():
 
 
 def test_worker_result_line_is_found_among_other_output():
-    from keras_se import _bench_worker
-
     stdout = 'I0000 tensorflow start-up\n{"not": "it"}\nJSON[{"name": "x"}]\nbye\n'
-    assert _bench_worker.read_result(stdout) == [{"name": "x"}]
+    assert bench.read_worker_result(stdout) == [{"name": "x"}]
     with pytest.raises(ValueError, match="No JSON result line"):
-        _bench_worker.read_result("nothing here\n")
+        bench.read_worker_result("nothing here\n")
 
 
 @pytest.mark.integration
 def test_worker_runs_as_a_module_in_a_child_process():
     """What `bench_memory` runs: ``python -m keras_se._bench_worker memory ...``."""
-    from keras_se import _bench_worker
-
     result = bench._run_worker("memory", "se_resnet18", 32, 2, timeout=300)
-    info = _bench_worker.read_result(result.stdout)
+    info = bench.read_worker_result(result.stdout)
     assert 0 < info["base_mib"] <= info["peak_mib"]
     with pytest.raises(subprocess.CalledProcessError):
         bench._run_worker("figures", "medium", timeout=300)
