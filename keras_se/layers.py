@@ -139,7 +139,7 @@ class Squeeze(keras.layers.Layer):
 
     Example:
         >>> import numpy as np
-        >>> Squeeze()(np.ones((2, 5, 5, 8), "float32")).shape
+        >>> tuple(Squeeze()(np.ones((2, 5, 5, 8), "float32")).shape)
         (2, 1, 1, 8)
     """
 
@@ -175,7 +175,7 @@ class PointwiseConv2D(keras.layers.Conv2D):
     Example:
         >>> import numpy as np
         >>> conv = PointwiseConv2D(8, use_bias=False)
-        >>> conv(np.ones((2, 1, 1, 4), "float32")).shape
+        >>> tuple(conv(np.ones((2, 1, 1, 4), "float32")).shape)
         (2, 1, 1, 8)
     """
 
@@ -571,7 +571,7 @@ class BatchNormSqueezeExcite(SEGate):
         >>> from keras_se import BatchNormSqueezeExcite
         >>> x = np.random.rand(2, 8, 8, 32).astype("float32")
         >>> fused = BatchNormSqueezeExcite(ratio=4)
-        >>> fused(x).shape
+        >>> tuple(fused(x).shape)
         (2, 8, 8, 32)
         >>> fused.count_params()  # SE: 2*32*8 + 8 + 32, BatchNorm: 4*32
         680
