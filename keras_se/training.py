@@ -88,7 +88,7 @@ def check_config(config):
 
 
 def learning_rate_schedule(config, steps_per_epoch):
-    """The paper's step decay or cosine (with linear warm-up), in optimizer steps."""
+    """The paper's step decay, cosine (with linear warm-up) or CIFAR multistep, in optimizer steps."""
     peak = config.peak_learning_rate()
     total = config.epochs * steps_per_epoch
     if config.schedule == "cosine":
@@ -99,9 +99,11 @@ def learning_rate_schedule(config, steps_per_epoch):
             warmup_target=peak if warmup else None,
             warmup_steps=warmup,
         )
-    boundaries = [
-        e * steps_per_epoch for e in range(config.step_epochs, config.epochs, config.step_epochs)
-    ]
+    if config.schedule == "multistep":
+        epochs = sorted({int(config.epochs * m) for m in choices.MULTISTEP_MILESTONES} - {0})
+    else:
+        epochs = range(config.step_epochs, config.epochs, config.step_epochs)
+    boundaries = [e * steps_per_epoch for e in epochs]
     if not boundaries:
         return peak
     values = [peak * (0.1**i) for i in range(len(boundaries) + 1)]

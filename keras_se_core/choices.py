@@ -21,8 +21,11 @@ ABLATION_RATIOS = (2, 4, 8, 16, 32)
 
 #: tf.distribute strategies of `keras-se train` ("auto" picks one from the hardware).
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
-#: Learning-rate schedules: the paper's step decay, or cosine with warm-up.
-SCHEDULES = ("step", "cosine")
+#: Learning-rate schedules: the paper's step decay (x0.1 every ``step_epochs``), cosine with
+#: warm-up, or He et al.'s CIFAR multistep (x0.1 at 50 % and 75 % of the epochs).
+SCHEDULES = ("step", "cosine", "multistep")
+#: Fractions of the epochs where the multistep schedule divides the learning rate by 10.
+MULTISTEP_MILESTONES = (0.5, 0.75)
 #: Mixed-precision policies (the classifier head stays float32).
 PRECISIONS = ("float16", "bfloat16")
 #: keras-tuner oracles of `keras-se tune`.
@@ -32,3 +35,20 @@ REFERENCE_BATCH, REFERENCE_LR = 1024, 0.6
 
 #: Data formats of Keras image layers.
 DATA_FORMATS = ("channels_last", "channels_first")
+
+#: Training recipes (``keras-se train --recipe NAME``): settings applied before the flags,
+#: so an explicit flag still wins. "imagenet" is the paper's (the `TrainConfig` defaults);
+#: "cifar" is He et al.'s CIFAR recipe used by the paper's CIFAR experiments: SGD momentum
+#: 0.9, lr 0.1, weight decay 1e-4, batch 128, x0.1 at 50 % and 75 % of 164 epochs (the
+#: pad-4 random crop + horizontal flip is what keras_se.data does for 32-pixel images).
+RECIPES = {
+    "imagenet": {},
+    "cifar": dict(
+        learning_rate=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=128,
+        epochs=164,
+        schedule="multistep",
+    ),
+}

@@ -159,6 +159,13 @@ def _train(sub):
 
 
 def _training_flags(p, *, out):
+    p.add_argument(
+        "--recipe",
+        choices=sorted(choices.RECIPES),
+        help="start from a recipe's settings (explicit flags still win): imagenet = the paper's "
+        "(the defaults); cifar = He et al.'s CIFAR recipe (lr 0.1, batch 128, 164 epochs, x0.1 at "
+        "50 %% and 75 %%, momentum 0.9, weight decay 1e-4)",
+    )
     add_config_arguments(p)
     p.add_argument(
         "--out",
@@ -337,7 +344,19 @@ def build_parser():
     sub.required = True
     for add in SUBCOMMANDS:
         add(sub)
+    parser.subcommands = sub.choices
     return parser
+
+
+def parse_args(argv=None):
+    """Parses ``argv``; a ``--recipe`` becomes the defaults of a second parse (flags win)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    recipe = getattr(args, "recipe", None)
+    if recipe:
+        parser.subcommands[args.command].set_defaults(**choices.RECIPES[recipe])
+        args = parser.parse_args(argv)
+    return args
 
 
 def _missing_extra(err):
@@ -353,7 +372,7 @@ def _missing_extra(err):
 def main(argv=None):
     """Entry point of the ``keras-se`` console script; returns the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
         try:
             from keras_se import cli as commands  # Keras (and often TensorFlow) from here on
 

@@ -118,7 +118,8 @@ class TrainConfig:
     )
     schedule: str = _setting(
         "step",
-        "step: x0.1 every --step-epochs; cosine: with --warmup-epochs",
+        "step: x0.1 every --step-epochs; cosine: with --warmup-epochs; multistep: x0.1 at 50 %% "
+        "and 75 %% of the epochs (CIFAR)",
         group=_RECIPE,
         check=_choice(choices.SCHEDULES),
     )

@@ -321,3 +321,32 @@ def test_tfds_files_are_sharded_per_input_pipeline(tmp_path):
         )
     )
     assert x.shape == (4, 64, 64, 3)  # its half of each global batch
+
+
+def test_small_image_augmentation_is_pad_4_random_crop_and_flip():
+    """32x32 training images (CIFAR recipe): a 32x32 window of the image zero-padded by 4,
+    horizontally flipped about half the time; every output is one of those 81 x 2 candidates."""
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.integers(1, 255, size=(32, 32, 3)), tf.uint8)
+    padded = np.pad(image.numpy(), ((4, 4), (4, 4), (0, 0)))
+    candidates = {}
+    for dy in range(9):
+        for dx in range(9):
+            crop = padded[dy : dy + 32, dx : dx + 32]
+            candidates[crop.tobytes()] = (dy, dx, False)
+            candidates[crop[:, ::-1].tobytes()] = (dy, dx, True)
+    seen = [
+        candidates[
+            data._augment(image, tf.constant([s, 7], tf.int64), 32, flip=True).numpy().tobytes()
+        ]
+        for s in range(40)
+    ]
+    assert len({(dy, dx) for dy, dx, _ in seen}) > 10  # the offset varies
+    assert 8 <= sum(flipped for *_, flipped in seen) <= 32  # about half are flipped
+    unflipped = [
+        candidates[
+            data._augment(image, tf.constant([s, 7], tf.int64), 32, flip=False).numpy().tobytes()
+        ]
+        for s in range(10)
+    ]
+    assert not any(flipped for *_, flipped in unflipped)

@@ -549,3 +549,30 @@ def test_format_1_run_directory_resumes_and_newer_versions_are_refused(tmp_path)
     json.dump({**saved, "format_version": 99}, open(run.config_path, "w"))
     with pytest.raises(ValueError, match="format version 99"):
         train(config, verbose=0)
+
+
+def test_cifar_recipe_schedule_divides_at_half_and_three_quarters():
+    """--recipe cifar: lr 0.1, batch 128, 164 epochs, x0.1 at epochs 82 and 123 (He et al.)."""
+    from keras_se_core.cli import parse_args
+
+    config = TrainConfig.from_args(
+        parse_args(["train", "--recipe", "cifar", "--model", "se_resnet18"])
+    )
+    assert (config.learning_rate, config.batch_size, config.epochs, config.schedule) == (
+        0.1,
+        128,
+        164,
+        "multistep",
+    )
+    assert (config.momentum, config.weight_decay) == (0.9, 1e-4)
+    schedule = learning_rate_schedule(config, steps_per_epoch=10)
+    lr = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    assert [
+        lr(s) for s in (0, 820, 821, 1230, 1231, 1639)
+    ] == pytest.approx(  # boundaries inclusive
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    )
+    override = TrainConfig.from_args(
+        parse_args(["train", "--recipe", "cifar", "--lr", "0.05", "--epochs", "4"])
+    )
+    assert (override.learning_rate, override.epochs, override.batch_size) == (0.05, 4, 128)
