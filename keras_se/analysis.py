@@ -637,6 +637,38 @@ def analyze_excitations(
     )
 
 
+def analyze_gates(model_name, blocks, gates, labels, *, class_names):
+    """The `ExcitationAnalysis` of excitations already computed, one ``(N, C)`` array per block.
+
+    For callers that run the `excitation_model` themselves and keep the gates (e.g. to
+    draw their histograms, as `keras_se.excitation_log` does during training): the same
+    statistics as `analyze_excitations` on the same images, without a second pass.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(16, 16, 3), classes=3)
+        >>> blocks = find_se_blocks(model)
+        >>> x, y = np.random.rand(6, 16, 16, 3).astype("float32"), np.arange(6) % 3
+        >>> gates = excitation_model(model, blocks).predict_on_batch(x)
+        >>> analyze_gates(model.name, blocks, gates, y, class_names=["a", "b", "c"]).num_images
+        6
+    """
+    labels = _labels_to_indices(labels)
+    stats = []
+    for block, gate in zip(blocks, gates):
+        moments = _ClassMoments(block.channels, len(class_names))
+        moments.update(np.asarray(gate), labels)
+        stats.append(_finalize(block, moments, len(class_names)))
+    return ExcitationAnalysis(
+        model_name=model_name,
+        class_names=list(class_names),
+        class_counts=stats[0].class_counts,
+        num_images=len(labels),
+        blocks=stats,
+    )
+
+
 # --------------------------------------------------------------------------- one image
 @dataclasses.dataclass
 class Walkthrough:

@@ -115,14 +115,15 @@ def cmd_quickstart(args):
 
 
 def cmd_convert(args):
-    from keras_se import data, weights
+    from keras_se import data
+    from keras_se.models import pretrained
 
     if not args.out.endswith(".keras"):
         raise UsageError(f"--out must be a .keras file. Received: --out {args.out!r}")
-    if args.model is None and not weights.is_named_source(args.source):
+    if args.model is None and not pretrained.is_named_source(args.source):
         raise UsageError(f"a weights file needs --model (e.g. --model se_resnet50): {args.source}")
     try:
-        model = weights.load_reference_model(
+        model = pretrained.load_reference_model(
             args.source, model=args.model, include_top=not args.no_top
         )
     except (ImportError, ConnectionError) as err:  # optional extra missing, or no network

@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from keras_se import data as data_lib
 from keras_se import distribute, models
+from keras_se.excitation_log import ExcitationLog
 from keras_se.layers import BatchNormSqueezeExcite
 from keras_se.rundir import RunDir
 from keras_se.utils import model_stats
@@ -210,6 +211,8 @@ class Trainer:
             raise
         if self.chief:
             self.run_dir.write_config(self.config, self.info.to_dict())
+        if self.excitations and self.position[1] == 0:
+            self.excitations.catch_up(self.position[0], self.writer)
         with _sigterm_flag() as self.sigterm:
             for epoch in range(self.position[0], self.config.epochs):
                 self.train_epoch(epoch)
@@ -217,6 +220,8 @@ class Trainer:
                 row = self.evaluate(epoch)
                 self.log(row)
                 self.checkpoint(epoch + 1, 0)
+                if self.excitations and self.excitations.due(epoch + 1):
+                    self.excitations.log(epoch + 1, self.writer)  # after the checkpoint: once
         return self.finalize()
 
     def setup(self):
@@ -255,6 +260,16 @@ class Trainer:
         self.steps_per_epoch = min(full_steps, config.steps_per_epoch or full_steps)
         self._build_model()
         self._build_steps()
+        self.excitations = None
+        if config.log_excitations and self.chief:
+            self.excitations = ExcitationLog(
+                self.model,
+                self.run_dir,
+                self.info,
+                self.sources["validation"],
+                every=config.log_excitations,
+                epochs=config.epochs,
+            )
 
     def _check_resumable(self):
         """A directory holding a different run is an error (a changed command never mixes runs)."""

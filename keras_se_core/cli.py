@@ -81,6 +81,8 @@ def add_config_arguments(parser, config_class=TrainConfig, *, defaults=None):
         check = meta.get("check")
         options = getattr(check, "keywords", {}).get("choices")
         kwargs = dict(dest=field.name, default=default, metavar=meta.get("metavar"))
+        if meta.get("const") is not None:
+            kwargs.update(nargs="?", const=meta["const"])
         if options:
             kwargs["choices"] = [o for o in options if o is not None]
         else:

@@ -28,18 +28,28 @@ from keras_se_core import choices
 from keras_se_core import validation as v
 
 #: Flag groups of ``keras-se train`` / ``tune``, in help order.
-GROUPS = ("model and data", "recipe (defaults follow the paper)", "checkpoints", "hardware")
+GROUPS = (
+    "model and data",
+    "recipe (defaults follow the paper)",
+    "checkpoints and logs",
+    "hardware",
+)
 _DATA, _RECIPE, _CKPT, _HW = GROUPS
 
 #: Settings that may change between a run and its resume (they do not change what is computed).
-RESUMABLE_CHANGES = ("out", "epochs", "checkpoint_every", "keep_checkpoints")
+RESUMABLE_CHANGES = ("out", "epochs", "checkpoint_every", "keep_checkpoints", "log_excitations")
 
 
-def _setting(default, help, *, group, check=None, flag=None, metavar=None, cli=True):
-    """A dataclass field with its help text, flag group, check and optional flag name."""
+def _setting(default, help, *, group, check=None, flag=None, metavar=None, cli=True, const=None):
+    """A dataclass field with its help text, flag group, check and optional flag name.
+
+    ``const``: the flag's value may be omitted (``--flag`` alone means ``const``).
+    """
     return dataclasses.field(
         default=default,
-        metadata=dict(help=help, group=group, check=check, flag=flag, metavar=metavar, cli=cli),
+        metadata=dict(
+            help=help, group=group, check=check, flag=flag, metavar=metavar, cli=cli, const=const
+        ),
     )
 
 
@@ -149,6 +159,16 @@ class TrainConfig:
     )
     keep_checkpoints: int = _setting(
         3, "step checkpoints kept (the oldest are deleted)", group=_CKPT, check=_positive_int
+    )
+    log_excitations: int | None = _setting(
+        None,
+        "analyse the SE blocks after every N-th epoch (N=1 without a value) on a fixed validation "
+        "sample (50 images per class): TensorBoard histograms, scalars and figures, and "
+        "excitations/epoch_K.json",
+        group=_CKPT,
+        check=_positive_int,
+        metavar="N",
+        const=1,
     )
 
     strategy: str = _setting(

@@ -28,9 +28,16 @@ LAYERS = [
     ["keras_se.blocks", "keras_se.weights", "keras_se.utils", "keras_se.extras"],
     ["keras_se.models.*", "keras_se.models"],
     ["keras_se.retrofit", "keras_se.data", "keras_se.rundir", "keras_se.distribute", "keras_se"],
-    ["keras_se.training", "keras_se.tuning", "keras_se.export", "keras_se.analysis"],
+    # the analysis and its figures sit beside training, which logs both to TensorBoard
     [
+        "keras_se.training",
+        "keras_se.tuning",
+        "keras_se.export",
+        "keras_se.analysis",
         "keras_se.visualize",
+        "keras_se.excitation_log",
+    ],
+    [
         "keras_se._bench_worker",
         "keras_se.bench",
         "keras_se.bench_training",
@@ -69,7 +76,11 @@ def _imports(module, path, known):
                 parts = parts if is_package else parts[:-1]
                 parts = parts[: len(parts) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
-            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            # `from pkg import module` depends on the module; `from module import name` on it
+            names = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                for alias in node.names
+            ]
         for name in names:
             while name and name not in known:
                 name = name.rpartition(".")[0]
