@@ -79,15 +79,16 @@ class ExcitationLog:
         info, source: the `DatasetInfo` and the validation source the sample comes from.
         every: analyse after every N-th epoch (and after the last).
         epochs: the run's number of epochs.
+        sample: ``(images, labels)`` to analyse instead of `fixed_sample` of ``source``.
     """
 
-    def __init__(self, model, run_dir, info, source, *, every, epochs):
+    def __init__(self, model, run_dir, info, source, *, every, epochs, sample=None):
         self.run_dir, self.every, self.epochs = run_dir, every, epochs
         self.class_names = list(info.class_names)
         self.blocks = analysis_lib.find_se_blocks(model)
         self.probe = analysis_lib.excitation_model(model, self.blocks)
         self.model_name = model.name
-        self.images, self.labels = fixed_sample(info, source)
+        self.images, self.labels = sample if sample is not None else fixed_sample(info, source)
 
     def due(self, epoch):
         """True when epoch ``epoch`` (1-based) is analysed."""
