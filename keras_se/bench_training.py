@@ -123,6 +123,44 @@ def bench_precision(*, steps, repeats, image_size=32, batch=64):
     )
 
 
+def bench_excitation_log(*, repeats, model="se_resnet18", image_size=32, batch=64):
+    """The cost of ``--log-excitations``: a training epoch plus one analysis vs the epoch alone.
+
+    The quickstart's setting (digits, 1,437 training images; the analysis sample is the
+    whole 360-image validation split, at most 50 per class). A = epoch + log, B = epoch.
+    """
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _trainer(
+            os.path.join(tmp, "run"),
+            model=model,
+            image_size=image_size,
+            batch_size=batch,
+            log_excitations=1,
+        )
+        writer = tf.summary.create_file_writer(os.path.join(tmp, "logs"))
+        epoch = _trainer_epochs(trainer)
+        logged = [0]
+
+        def epoch_and_log():
+            epoch()
+            logged[0] += 1
+            trainer.excitations.log(logged[0], writer)
+
+        a, b = interleave(epoch_and_log, epoch, repeats=repeats, warmup=1)
+    return Figure(
+        "excitation_log_overhead",
+        f"training epoch + --log-excitations analysis vs the epoch alone ({model}, digits {image_size}², "
+        f"b{batch}, {len(trainer.excitations.labels)} images analysed)",
+        "epoch + log",
+        "epoch",
+        a,
+        b,
+        backend="tensorflow",
+    )
+
+
 # --------------------------------------------------------------------------- read volume
 GENERATED_TFDS = "keras_se_generated_images"
 
