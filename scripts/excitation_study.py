@@ -61,9 +61,8 @@ def table(out, seeds, at):
                 values = []
                 for seed in seeds:
                     block = load(seed, epoch)["blocks"][i]
-                    values.append(
-                        block[key] if key == "specificity" else float(np.mean(block["mean"]))
-                    )
+                    value = block[key] if key == "specificity" else float(np.mean(block["mean"]))
+                    values.append(np.nan if value is None else value)
                 values = np.array(values, "float64")
                 cells.append(f"{np.nanmean(values):.2f} ± {np.nanstd(values):.2f}")
             lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
