@@ -12,13 +12,17 @@ import time
 
 from keras_se.training import TrainConfig, format_summary, train
 
-#: The quickstart recipe: He et al.'s CIFAR SE-ResNet-20 (0.27M parameters, 40x fewer
+#: The quickstart recipe: He et al.'s CIFAR SE-ResNet-20 (0.28M parameters, 40x fewer
 #: than the SE-ResNet-18 used before, 14x fewer MACs per image) on 16x16 digits (the
 #: digits are 8x8: 16x16 loses nothing, and is 4x cheaper than 32x32), with the paper's SGD
-#: (momentum 0.9, weight decay 1e-4) and a short cosine schedule. See the README,
-#: "Quickstart", for the measured time and accuracy.
+#: (momentum 0.9, weight decay 1e-4) and a 6-epoch cosine schedule. se_ratio 4, not the
+#: paper's 16: the first stage has 16 channels, and 16 / 16 = one hidden unit, whose ReLU
+#: died in our run (a constant gate, no class-specificity to measure); the paper's ratio
+#: ablation finds little accuracy difference between r = 4 and 16. Measured (README,
+#: "Measured: the digits quickstart model"): 99.2 % validation accuracy.
 QUICKSTART = dict(
     model="se_resnet20_cifar",
+    se_ratio=4,
     dataset="digits",
     image_size=16,
     epochs=6,
