@@ -455,6 +455,32 @@ def _augment(image, seed, image_size, *, flip):
     return image
 
 
+def _indexed_elements(source, num_pipelines, pipeline_id):
+    """``(index, raw, label)`` elements of a pipeline, before shuffling.
+
+    Sharded (TFDS files): this pipeline reads only its files and forms its own part of
+    each global batch. Otherwise every pipeline forms the same global batches and keeps
+    its slice (decoding only its slice: image folders read 1/n of the files this way too).
+
+    Returns:
+        ``(dataset, sharded, size, count)``: ``count`` elements, padded for evaluation to
+        whole batches of ``size`` (every sharded pipeline pads to the largest shard).
+    """
+    import tensorflow as tf
+
+    if source.shardable(num_pipelines):
+        ds = source.read_files(num_pipelines, pipeline_id).enumerate()
+        ds = ds.map(lambda i, el: (i * num_pipelines + pipeline_id, el[0], el[1]))
+        size = max(source.shard_size(num_pipelines, i) for i in range(num_pipelines))
+        return ds, True, size, source.shard_size(num_pipelines, pipeline_id)
+    if isinstance(source.raw, tf.data.Dataset):
+        ds = source.raw.enumerate().map(lambda i, el: (i, el[0], el[1]))
+    else:
+        indices = np.arange(source.size, dtype="int64")
+        ds = tf.data.Dataset.from_tensor_slices((indices, source.raw, source.labels))
+    return ds, False, source.size, source.size
+
+
 def make_dataset(
     info,
     source,
@@ -509,28 +535,8 @@ def make_dataset(
     autotune = tf.data.AUTOTUNE
     image_size = info.image_shape[0]
     per_pipeline = batch_size // num_input_pipelines
-    # Sharded (TFDS files): this pipeline reads only its files and forms its own part of each
-    # global batch. Otherwise every pipeline forms the same global batches and keeps its slice
-    # (decoding only its slice: image folders read 1/n of the files this way too).
-    sharded = source.shardable(num_input_pipelines)
-    if sharded:
-        ds = source.read_files(num_input_pipelines, input_pipeline_id).enumerate()
-        ds = ds.map(lambda i, el: (i * num_input_pipelines + input_pipeline_id, el[0], el[1]))
-        count = source.shard_size(num_input_pipelines, input_pipeline_id)
-        # every pipeline pads to the same number of batches (the largest shard's)
-        size = max(source.shard_size(num_input_pipelines, i) for i in range(num_input_pipelines))
-        group = per_pipeline
-    elif isinstance(source.raw, tf.data.Dataset):
-        ds = source.raw.enumerate()
-        ds = ds.map(lambda i, el: (i, el[0], el[1]))
-        size = count = source.size
-        group = batch_size
-    else:
-        ds = tf.data.Dataset.from_tensor_slices(
-            (np.arange(source.size, dtype="int64"), source.raw, source.labels)
-        )
-        size = count = source.size
-        group = batch_size
+    ds, sharded, size, count = _indexed_elements(source, num_input_pipelines, input_pipeline_id)
+    group = per_pipeline if sharded else batch_size  # the images this pipeline batches at once
     raw_bytes = source.raw.nbytes if isinstance(source.raw, np.ndarray) else source.size * 50_000
     if raw_bytes < CACHE_LIMIT_BYTES:
         ds = ds.cache()

@@ -193,52 +193,49 @@ def _image_ids(ds, info, *, weighted=False):
     return ids, weights
 
 
-def test_sharded_folder_pipelines_read_disjoint_files_and_cover_the_split(tmp_path):
-    """With 2 input pipelines each reads only its half of the files; evaluation pads with weight-0
-    images so both run the same number of batches and every image counts exactly once."""
+def test_folder_pipelines_decode_disjoint_slices_and_cover_the_split(tmp_path):
+    """With 2 input pipelines each decodes only its slice of every global batch (so reads only
+    those files); evaluation pads with weight-0 images so both run the same number of batches
+    and every image counts exactly once; training is reproducible for a seed."""
     _indexed_images(str(tmp_path))
     info, sources = data.describe_dataset(str(tmp_path))
-    assert sources["train"].shardable(2) and not sources["train"].shardable(1)
+    assert not sources["train"].shardable(2)  # no files to shard by: global slices
     kwargs = dict(batch_size=4, num_input_pipelines=2)
-    val = [
-        data.make_dataset(
+    parts = [
+        _image_ids(
+            data.make_dataset(
+                info,
+                sources["validation"],
+                training=False,
+                weighted=True,
+                input_pipeline_id=i,
+                **kwargs,
+            ),
             info,
-            sources["validation"],
-            training=False,
             weighted=True,
-            input_pipeline_id=i,
-            **kwargs,
         )
         for i in range(2)
     ]
-    parts = [_image_ids(ds, info, weighted=True) for ds in val]
     assert len(parts[0][0]) == len(parts[1][0])  # same number of evaluation batches
     counted = sorted(i for ids, w in parts for i, wi in zip(ids, w) if wi == 1.0)
     assert counted == list(range(20))  # 20 images, each once
-    train = [
-        sorted(
-            _image_ids(
-                data.make_dataset(
-                    info, sources["train"], training=True, seed=3, input_pipeline_id=i, **kwargs
-                ),
-                info,
-            )[0]
+
+    def train_ids(pipeline):
+        ds = data.make_dataset(
+            info, sources["train"], training=True, seed=3, input_pipeline_id=pipeline, **kwargs
         )
-        for i in range(2)
-    ]
-    paths = sources["train"].raw
-    files = [set(sources["train"].shard(2, i)[0]) for i in range(2)]
-    assert files[0].isdisjoint(files[1]) and files[0] | files[1] == set(paths)
-    assert set(train[0]).isdisjoint(train[1])  # each pipeline trains on its own files
-    again = sorted(
+        return _image_ids(ds, info)[0]
+
+    halves = [train_ids(0), train_ids(1)]
+    assert set(halves[0]).isdisjoint(
+        halves[1]
+    )  # each pipeline trains on (and reads) its own images
+    assert sorted(halves[0] + halves[1]) == sorted(
         _image_ids(
-            data.make_dataset(
-                info, sources["train"], training=True, seed=3, input_pipeline_id=0, **kwargs
-            ),
-            info,
+            data.make_dataset(info, sources["train"], training=True, seed=3, batch_size=4), info
         )[0]
     )
-    assert again == train[0]  # reproducible for a topology and seed
+    assert train_ids(0) == halves[0]  # reproducible for a seed
 
 
 def test_weighted_evaluation_of_in_memory_data_counts_each_image_once():
