@@ -7,13 +7,14 @@ registry; it configures no logging and touches no devices.
 __version__ = "0.1.0"
 
 from keras_se import models
-from keras_se.layers import BatchNormSqueezeExcite, SqueezeExcite, se_units
+from keras_se.layers import BatchNormSqueezeExcite, SEGate, SqueezeExcite, se_units
 from keras_se.retrofit import add_squeeze_excite
 from keras_se_core.errors import UsageError
 
 __all__ = [
     "SqueezeExcite",
     "BatchNormSqueezeExcite",
+    "SEGate",
     "se_units",
     "add_squeeze_excite",
     "UsageError",
