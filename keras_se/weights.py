@@ -571,18 +571,3 @@ def save_reference_weights(model, path, *, layout=None):
         raise ValueError(f"`path` must end with .safetensors. Received: path={path!r}")
     save_file(reference_state_dict(model, layout=layout), path, metadata={"format": "pt"})
     return path
-
-
-# TEMPORARY, until keras_se/cli.py (`keras-se convert`) calls keras_se.models.pretrained:
-# the named-source functions moved there (models resolve their own pretrained
-# configurations; this module only maps keys and reads files). This forward is the one
-# upward import left in keras_se.weights; delete it with the cli change.
-_MOVED_TO_PRETRAINED = ("is_named_source", "load_reference_model", "get_source", "SOURCES")
-
-
-def __getattr__(name):
-    if name in _MOVED_TO_PRETRAINED:
-        from keras_se.models import pretrained
-
-        return getattr(pretrained, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -208,6 +208,11 @@ def test_cifar_recipe_is_he_et_al():
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
     )
     assert r.as_dict()["decay_at"] == (0.5, 0.75)
+    # `keras-se train --recipe cifar` applies the same numbers (keras_se_core.choices.RECIPES).
+    from keras_se_core.choices import RECIPES
+
+    shared = {k: v for k, v in RECIPES["cifar"].items() if k != "schedule"}
+    assert shared == {k: r.as_dict()[k] for k in shared}
 
 
 def test_small_inputs_and_headless():

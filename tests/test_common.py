@@ -69,9 +69,6 @@ ALLOWED = {
 }
 MODELS_ALLOWED = ("keras_se.models", "keras_se.blocks", "keras_se.layers", "keras_se.weights",
                   "keras_se_core")  # fmt: skip
-#: TEMPORARY: keras_se.weights forwards the moved named-source functions to
-#: keras_se.models.pretrained until keras_se/cli.py calls the latter (see weights.py's end).
-EXEMPT = {("keras_se/weights.py", "keras_se.models")}
 
 
 def _imports(path):
@@ -95,6 +92,6 @@ def test_lower_modules_never_import_higher_ones():
         for module in _imports(ROOT / rel):
             if not module.startswith("keras_se") or module == "keras_se":
                 continue
-            if not module.startswith(allowed) and (rel, module) not in EXEMPT:
+            if not module.startswith(allowed):
                 wrong.append(f"{rel} imports {module}")
     assert not wrong, wrong

@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from keras_se import BatchNormSqueezeExcite, cli, models
+from keras_se import BatchNormSqueezeExcite, models
 from keras_se import weights as reference
 from keras_se.data import load_preprocessing
 from keras_se.models import pretrained
 from keras_se.models.resnet import build_resnet
+from keras_se_core.cli import main
 from tests.conftest import assert_usage_error, run_cli
 
 TINY = dict(input_shape=(64, 64, 3), classes=5)  # 64x64: the ImageNet stem, fast
@@ -369,7 +370,7 @@ def test_builder_reads_the_layout_from_a_file(tmp_path):
 def test_convert_cli(tmp_path, capsys):
     path, state = write_state(tmp_path, timm_shapes((2, 2, 2, 2), block="basic"))
     out = str(tmp_path / "converted.keras")
-    assert cli.main(["convert", path, "--model", "se_resnet18", "--out", out]) == 0
+    assert main(["convert", path, "--model", "se_resnet18", "--out", out]) == 0
     assert "converted.keras" in capsys.readouterr().out
     model = keras.models.load_model(out)
     np.testing.assert_array_equal(
@@ -379,9 +380,9 @@ def test_convert_cli(tmp_path, capsys):
     with open(out[: -len(".keras")] + ".preprocessing.json") as f:
         assert json.load(f)["crop_pct"] == 0.875
 
-    assert cli.main(["convert", path, "--out", out]) == 2  # a file needs --model
+    assert main(["convert", path, "--out", out]) == 2  # a file needs --model
     assert "needs --model" in capsys.readouterr().err
-    assert cli.main(["convert", path, "--model", "se_resnet18", "--out", "x.h5"]) == 2
+    assert main(["convert", path, "--model", "se_resnet18", "--out", "x.h5"]) == 2
     assert "--out" in capsys.readouterr().err
 
 
