@@ -431,6 +431,61 @@ def plot_ratio_tradeoff(results, out_path_without_ext):
     return save_figure(ratio_tradeoff_figure(results), out_path_without_ext)
 
 
+def specificity_by_ratio_figure(results):
+    """Specificity by depth, one line per trial's reduction ratio (see `plot_specificity_by_ratio`)."""
+    if isinstance(results, dict) and "trials" in results:
+        results = results["trials"]
+    trials = [
+        t for t in results if t.get("specificity") and t.get("status", "COMPLETED") == "COMPLETED"
+    ]
+    if not trials:
+        raise UsageError(
+            "`results` holds no completed trial with per-block specificity (tuning records it "
+            f"from the trial's last-epoch excitation analysis). Received: {len(results)} trials"
+        )
+    fig = _figure(max(5.5, 0.4 * len(trials[0]["specificity"]) + 2.5), 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+
+    def ratio(trial):
+        return (trial.get("hyperparameters") or {}).get("se_ratio") or 0
+
+    for trial in sorted(trials, key=ratio):
+        values = [np.nan if v is None else v for v in trial["specificity"]]
+        ax.plot(range(len(values)), values, marker="o", lw=1.2, label=f"r={ratio(trial):g}")
+    blocks = trials[0].get("blocks") or [str(i + 1) for i in range(len(trials[0]["specificity"]))]
+    ax.set_xticks(range(len(blocks)))
+    ax.set_xticklabels(blocks, rotation=90, fontsize=7)
+    ax.set_xlabel("SE block (network order)")
+    ax.set_ylabel("class-specificity η²")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, title="reduction ratio", title_fontsize=8)
+    ax.set_title("What each ratio learned: specificity by depth after training", fontsize=10)
+    return fig
+
+
+def plot_specificity_by_ratio(results, out_path_without_ext):
+    """Specificity by depth of each trial of a ratio search, one line per ``se_ratio``.
+
+    Args:
+        results: the parsed ``results.json`` of `keras_se.tuning`: trial dicts with
+            ``"hyperparameters"`` (``"se_ratio"``), ``"specificity"`` (one value per SE block,
+            from the trial's last-epoch excitation analysis), ``"blocks"`` (their labels) and
+            ``"status"``.
+        out_path_without_ext: where to write ``.png`` and ``.svg``.
+
+    Returns:
+        ``(png_path, svg_path)``.
+
+    Example:
+        >>> trials = [{"hyperparameters": {"se_ratio": r}, "specificity": s,
+        ...            "blocks": ["SE_2_1", "SE_3_1"], "status": "COMPLETED"}
+        ...           for r, s in [(4, [0.3, 0.6]), (16, [0.35, 0.55])]]
+        >>> plot_specificity_by_ratio(trials, "figs/specificity_by_ratio")  # doctest: +SKIP
+        ('figs/specificity_by_ratio.png', 'figs/specificity_by_ratio.svg')
+    """
+    return save_figure(specificity_by_ratio_figure(results), out_path_without_ext)
+
+
 # --------------------------------------------------------------------------- everything
 @dataclasses.dataclass
 class VisualizeResult:

@@ -203,3 +203,27 @@ def test_cli_visualize_user_errors(capsys, tmp_path, quickstart_run, args, needl
     args = [quickstart_run["run_dir"] if a == "RUN" else a for a in args]
     result = run_main(capsys, "visualize", *args, "--out", str(tmp_path), "--quiet")
     assert_usage_error(result, *needles)
+
+
+def test_specificity_by_ratio_draws_one_line_per_ratio(tmp_path):
+    trials = [
+        {
+            "hyperparameters": {"se_ratio": r},
+            "specificity": s,
+            "blocks": ["SE_2_1", "SE_3_1", "SE_4_1"],
+            "status": "COMPLETED",
+        }
+        for r, s in [(16, [0.3, None, 0.7]), (4, [0.35, 0.5, 0.8])]
+    ] + [{"hyperparameters": {"se_ratio": 8}, "status": "FAILED"}]
+    fig = vz.specificity_by_ratio_figure(trials)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == [
+        "r=4",
+        "r=16",
+    ]  # sorted, failed left out
+    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [0.3, np.nan, 0.7])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["SE_2_1", "SE_3_1", "SE_4_1"]
+    png, svg = vz.plot_specificity_by_ratio(trials, str(tmp_path / "specificity_by_ratio"))
+    assert os.path.getsize(png) > 0 and os.path.getsize(svg) > 0
+    with pytest.raises(ValueError, match="no completed trial with per-block specificity"):
+        vz.specificity_by_ratio_figure([{"hyperparameters": {"se_ratio": 4}}])
