@@ -420,7 +420,8 @@ class Trainer:
                 f"`epochs` is smaller than the {self.position[0]} epochs this run has done; rerun "
                 f"with --epochs >= {self.position[0]} or use a new --out. Received: epochs={self.config.epochs}"
             )
-        self.run_dir.remove_partial_checkpoints()
+        if self.chief:  # what a failed save left behind (the chief owns checkpoints/)
+            self.run_dir.remove_partial_checkpoints()
         ckpt_dir = self.run_dir.checkpoint_dir
         if not self.chief:  # non-chief workers write to a scratch directory (the MWMS pattern)
             ckpt_dir = self.run_dir.worker_checkpoint_dir(distribute.worker_index(self.strategy))
