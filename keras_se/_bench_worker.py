@@ -11,14 +11,21 @@ Commands:
     first three training steps of registry model ``MODEL`` (`train_memory`).
     ``figures MODE``: the layer and model figures of `keras_se.bench` on the active
     backend, with the settings ``MODE`` (``quick`` or ``full``) (`figures`).
+    ``training MODE``: the training-loop figures of `keras_se.bench_training` (`training`;
+    in a fresh process because the Trainer sets global Keras state such as the dtype policy).
+    ``serve SIDE --threads N``: a live worker of the peer comparison (`keras_se.bench.serve`):
+    ``keras`` (keras_se) or ``torch`` (timm), one JSON request per line on stdin, one
+    ``JSON`` reply line each on stdout; anything else the libraries print goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
+import sys
 import threading
 import time
 
@@ -81,6 +88,33 @@ def figures(mode):
     return [figure.as_dict() for figure in result]
 
 
+def training(mode):
+    """The training-loop figures (`keras_se.bench_training`) with the settings of ``MODE``.
+
+    Returns:
+        ``{"figures": [Figure fields, ...], "read_volume": [row, ...]}``.
+    """
+    from keras_se import bench_training
+
+    settings = bench.SETTINGS[mode]["training"]
+    figures = [
+        bench_training.bench_loop_vs_fit(**settings["loop"]),
+        bench_training.bench_precision(**settings["precision"]),
+    ]
+    read_figures, rows = bench_training.bench_read_volume(**settings["read_volume"])
+    figures += read_figures
+    figures.append(bench_training.bench_excitation_log(**settings["excitation_log"]))
+    return {"figures": [dataclasses.asdict(f) for f in figures], "read_volume": rows}
+
+
+def serve(side, threads, device):
+    """`keras_se.bench.serve` with the replies on the real stdout and all other output on stderr."""
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # C++ and Python prints of the libraries: stderr
+    sys.stdout = sys.stderr
+    return bench.serve(side, threads=threads, device=device, stdout=replies)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m keras_se._bench_worker")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,9 +124,19 @@ def main(argv=None):
     memory.add_argument("batch", type=int)
     figure = commands.add_parser("figures", help="the layer and model figures")
     figure.add_argument("mode", choices=("quick", "full"))
+    train = commands.add_parser("training", help="the training-loop figures")
+    train.add_argument("mode", choices=("quick", "full"))
+    live = commands.add_parser("serve", help="a live worker of the peer comparison")
+    live.add_argument("side", choices=("keras", "torch"))
+    live.add_argument("--threads", type=int, required=True)
+    live.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args.side, args.threads, args.device)
     if args.command == "memory":
         result = train_memory(args.model, args.size, args.batch)
+    elif args.command == "training":
+        result = training(args.mode)
     else:
         result = figures(args.mode)
     print(bench.WORKER_RESULT_PREFIX + json.dumps(result), flush=True)

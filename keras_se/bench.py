@@ -15,12 +15,14 @@ can repeat the layer and model figures under the JAX backend in a subprocess.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -43,7 +45,20 @@ GOALS = {
     "train_peak_memory": ("<=", 1.10),
     "device_inference": ("<=", 1.02),
     "device_train_step": ("<=", 1.10),  # the paper's GPU training figure (190 -> 209 ms)
+    # keras_se against what users would pick instead (timm on PyTorch, its faster layout)
+    "peer_inference": ("<=", 0.95),
+    "peer_train_step": ("<=", 0.95),
+    # the training loop (keras_se.bench_training)
+    "loop_vs_fit": ("<=", 1.02),
+    "read_volume_2": ("<=", 1.05),
+    "read_volume_4": ("<=", 1.05),
+    "excitation_log_overhead": ("<=", 1.05),
 }
+
+#: The figure groups ``run_benchmarks(only=...)`` (``keras-se bench --only``) selects from.
+GROUPS = ("layer", "models", "pipeline", "memory", "training", "jax", "peer")
+#: The groups a plain ``keras-se bench`` runs (the peer comparison is opt-in: ``--peer timm``).
+DEFAULT_GROUPS = ("layer", "models", "pipeline", "memory", "training", "jax")
 
 
 @dataclasses.dataclass
@@ -109,23 +124,34 @@ def interleave(fn_a, fn_b, *, repeats, warmup=2, inner=1):
     """Times ``fn_a`` and ``fn_b`` alternately; returns two lists of seconds per call.
 
     Each repetition times ``inner`` calls of A then ``inner`` calls of B (the order
-    alternates every repetition so neither always runs first).
+    alternates every repetition so neither always runs first). Python's garbage collector
+    is off while a call is timed and runs between repetitions, so a collection of the
+    framework's many small objects never lands inside one side's time.
     """
     for _ in range(warmup):
         fn_a()
         fn_b()
     times_a, times_b = [], []
-    for rep in range(repeats):
-        order = (
-            ((fn_a, times_a), (fn_b, times_b))
-            if rep % 2 == 0
-            else ((fn_b, times_b), (fn_a, times_a))
-        )
-        for fn, times in order:
-            start = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times.append((time.perf_counter() - start) / inner)
+    enabled = gc.isenabled()
+    try:
+        for rep in range(repeats):
+            order = (
+                ((fn_a, times_a), (fn_b, times_b))
+                if rep % 2 == 0
+                else ((fn_b, times_b), (fn_a, times_a))
+            )
+            gc.collect()
+            gc.disable()
+            for fn, times in order:
+                start = time.perf_counter()
+                for _ in range(inner):
+                    fn()
+                times.append((time.perf_counter() - start) / inner)
+            if enabled:
+                gc.enable()
+    finally:
+        if enabled:
+            gc.enable()
     return times_a, times_b
 
 
@@ -168,13 +194,18 @@ def compiled_forward(model):
 
 
 def compiled_train_step(model, *, learning_rate=0.01):
-    """A compiled SGD step (forward, backward, update) on ``(x, y)``."""
+    """A compiled SGD step (forward, backward, update) on ``(x, y)``.
+
+    TensorFlow: a ``tf.function`` (no XLA: slower on CPU). JAX: Keras's ``jax.jit`` train
+    step (``jit_compile=True``; with ``False`` Keras runs the JAX step op by op, eagerly,
+    which is what the JAX training rows measured before: 2.5x TensorFlow's time and +-20 %).
+    """
+    backend = keras.backend.backend()
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
         loss="sparse_categorical_crossentropy",
-        jit_compile=False,
+        jit_compile=backend == "jax",
     )
-    backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -461,6 +492,561 @@ def bench_device(*, size, batch, repeats, policy="mixed_bfloat16"):
         keras.config.set_dtype_policy(previous)
 
 
+# --------------------------------------------------------------------------- peer: timm on PyTorch
+#: Peers ``keras-se bench --peer`` knows.
+PEERS = ("timm",)
+#: keras_se registry name -> the timm model with the same architecture (the Caffe port
+#: whose keys `keras_se.weights.load_reference_weights` maps).
+PEER_MODELS = {
+    "se_resnet50": "legacy_seresnet50",
+    "se_resnext50_32x4d": "legacy_seresnext50_32x4d",
+}
+PEER_INSTALL = "pip install torch timm"
+#: PyTorch memory layouts timed for the peer (NCHW is PyTorch's default).
+TORCH_LAYOUTS = ("nchw", "channels_last")
+#: max |logit diff| / max |logit| allowed between keras_se and timm (float32, same weights).
+PEER_TOLERANCE = 1e-3
+
+
+def find_peer_python(python=None):
+    """The Python that runs the PyTorch side: ``python``, else this one, else ``$KERAS_SE_PEER_PYTHON``.
+
+    Raises:
+        UsageError: none of them imports ``torch`` and ``timm``.
+    """
+    candidates = [python] if python else [sys.executable, os.environ.get("KERAS_SE_PEER_PYTHON")]
+    for candidate in filter(None, candidates):
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", "import torch, timm"], capture_output=True, timeout=600
+            )
+        except OSError:
+            continue
+        if probe.returncode == 0:
+            return candidate
+    raise UsageError(
+        f"--peer timm needs PyTorch and timm: {PEER_INSTALL} (or pip install 'keras-se[torch]' timm), "
+        "or name a Python that has them with --peer-python or $KERAS_SE_PEER_PYTHON. "
+        f"Received: peer_python={python or sys.executable!r}"
+    )
+
+
+class LiveWorker:
+    """A child process (``python -m keras_se._bench_worker serve SIDE``) answering one request per line.
+
+    Requests and replies are JSON objects; a reply is the child's ``JSON...`` line (other
+    output is skipped), ``{"error": ...}`` raises here. The child's stderr goes to a
+    temporary file whose tail is shown when it dies.
+    """
+
+    def __init__(self, python, side, *, threads, device="cpu", env=None):
+        self.side = side
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            [python, "-m", "keras_se._bench_worker", "serve", side, "--threads", str(threads)]
+            + ["--device", device],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env=env,
+            bufsize=1,
+        )
+
+    def ask(self, op, **request):
+        try:
+            self.process.stdin.write(json.dumps(dict(request, op=op)) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the child died: read why below
+        for line in self.process.stdout:
+            if line.startswith(WORKER_RESULT_PREFIX):
+                reply = json.loads(line[len(WORKER_RESULT_PREFIX) :])
+                if "error" in reply:
+                    raise RuntimeError(f"the {self.side} worker failed on {op!r}: {reply['error']}")
+                return reply
+        self.stderr.seek(0)
+        tail = self.stderr.read()[-2000:]
+        raise RuntimeError(
+            f"the {self.side} worker exited ({self.process.wait()}) during {op!r}: {tail}"
+        )
+
+    def timed(self, key):
+        """A callable: one timed step of prepared ``key``; the child's seconds."""
+        return lambda: self.ask("time", key=key)["seconds"]
+
+    def close(self):
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def interleave_parties(parties, *, repeats, warmup=2):
+    """Times several step callables (each returns its own seconds) in rotating order.
+
+    Repetition ``r`` runs the parties in the ``r``-th of their permutations (cycling), so
+    with two parties the order is A B, B A, A B, ... and with three every party is first,
+    middle and last equally often. Returns one list of seconds per party.
+    """
+    import itertools
+
+    orders = list(itertools.permutations(range(len(parties))))
+    for _ in range(warmup):
+        for party in parties:
+            party()
+    times = [[] for _ in parties]
+    for rep in range(repeats):
+        for index in orders[rep % len(orders)]:
+            times[index].append(parties[index]())
+    return times
+
+
+def _peer_figures(model, precision, train, times, *, batch, size, threads, timm_name):
+    """The rows of one configuration: keras_se vs each timm layout, and vs the faster one."""
+    mode = "train_step" if train else "inference"
+    keras_times, layout_times = times[0], dict(zip(TORCH_LAYOUTS, times[1:]))
+    what = "training step (SGD momentum)" if train else "compiled inference"
+    description = (
+        f"{model}, {what}, {precision}, batch {batch}, {size}x{size}, {threads} threads "
+        f"(keras_se TensorFlow vs timm {timm_name} PyTorch)"
+    )
+    suffix = "" if precision == "float32" else f"_{precision}"
+    label = f"keras_se {'tf.function' if not train else 'tf.function step'}"
+    figures = [
+        Figure(
+            f"peer_{mode}{suffix}_{layout}",
+            description,
+            label,
+            f"timm {layout}",
+            keras_times,
+            layout_times[layout],
+            backend="tensorflow",
+        )
+        for layout in TORCH_LAYOUTS
+    ]
+    best = min(TORCH_LAYOUTS, key=lambda layout: statistics.median(layout_times[layout]))
+    figures.append(
+        Figure(
+            f"peer_{mode}{suffix}",
+            description,
+            label,
+            f"timm, best layout ({best})",
+            keras_times,
+            layout_times[best],
+            backend="tensorflow",
+        )
+    )
+    return figures
+
+
+def _logit_check(keras_worker, torch_worker, keys, tmp, *, precision):
+    """max |logit diff| / max |logit| of keras_se against each timm layout (same weights, same input)."""
+    paths = {}
+    for worker, key in [(keras_worker, "keras")] + [(torch_worker, k) for k in keys]:
+        paths[key] = os.path.join(tmp, f"logits_{key}.npy")
+        worker.ask("logits", key=key, path=paths[key])
+    ours = np.load(paths["keras"]).astype("float64")
+    result = {}
+    for key in keys:
+        theirs = np.load(paths[key]).astype("float64")
+        result[key] = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-12))
+    if precision == "float32" and max(result.values()) > PEER_TOLERANCE:
+        raise RuntimeError(
+            f"keras_se and timm disagree with the same weights: max |logit diff| / max |logit| = "
+            f"{result} > {PEER_TOLERANCE}; the timings would compare different functions."
+        )
+    return result
+
+
+def bench_peer(
+    *,
+    python,
+    models=tuple(PEER_MODELS),
+    size,
+    batch,
+    repeats,
+    train_repeats,
+    threads=None,
+    precisions=("float32", "bfloat16"),
+    learning_rate=0.01,
+    log=print,
+):
+    """keras_se (TensorFlow) against timm (PyTorch, both memory layouts), two live processes.
+
+    One worker process per framework, both kept alive; the parent asks them in turn
+    (`interleave_parties`) for one timed step each, so the two frameworks never compete
+    for the cores and see the same machine state. Both use ``threads`` intra-op (and
+    inter-op) threads. The weights are timm's random initialisation with seed 0 (BatchNorm
+    statistics and affine parameters randomised too), written once by the PyTorch side and
+    loaded into keras_se with `keras_se.models.pretrained.load_reference_model`; before any
+    timing the float32 logits must agree within `PEER_TOLERANCE` (relative).
+
+    Returns:
+        ``{"figures": [Figure, ...], "versions": {...}, "threads": n, "logit_diff": {...}}``.
+    """
+    threads = threads or os.cpu_count()
+    figures, diffs = [], {}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LiveWorker(sys.executable, "keras", threads=threads, env=_tensorflow_env()) as ours,
+        LiveWorker(
+            python, "torch", threads=threads, env=dict(os.environ, KERAS_BACKEND="torch")
+        ) as theirs,
+    ):
+        rng = np.random.default_rng(0)
+        inputs, labels = os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")
+        np.save(inputs, rng.standard_normal((batch, size, size, 3)).astype("float32"))
+        np.save(labels, rng.integers(0, 1000, size=(batch,)).astype("int64"))
+        versions = theirs.ask("versions")
+        versions.update(ours.ask("versions"))
+        for model in models:
+            timm_name = PEER_MODELS[model]
+            weights = os.path.join(tmp, f"{timm_name}.safetensors")
+            theirs.ask("write_weights", timm_name=timm_name, path=weights, seed=0)
+            for precision in precisions:
+                for train in (False, True):
+                    what = "training step" if train else "inference"
+                    log(f"  {model} vs timm {timm_name}, {precision}, {what} ...")
+                    common = dict(
+                        weights=weights,
+                        inputs=inputs,
+                        labels=labels,
+                        precision=precision,
+                        train=train,
+                        learning_rate=learning_rate,
+                    )
+                    ours.ask("prepare", key="keras", model=model, **common)
+                    for layout in TORCH_LAYOUTS:
+                        theirs.ask("prepare", key=layout, model=timm_name, layout=layout, **common)
+                    if not train:
+                        diffs[f"{model}/{precision}"] = _logit_check(
+                            ours, theirs, TORCH_LAYOUTS, tmp, precision=precision
+                        )
+                    parties = [ours.timed("keras")] + [theirs.timed(k) for k in TORCH_LAYOUTS]
+                    times = interleave_parties(parties, repeats=train_repeats if train else repeats)
+                    figures += _peer_figures(
+                        model,
+                        precision,
+                        train,
+                        times,
+                        batch=batch,
+                        size=size,
+                        threads=threads,
+                        timm_name=timm_name,
+                    )
+                    ours.ask("drop")
+                    theirs.ask("drop")
+    return {"figures": figures, "versions": versions, "threads": threads, "logit_diff": diffs}
+
+
+class KerasSide:
+    """The keras_se side of the peer comparison (runs in a `LiveWorker` child, or in-process)."""
+
+    def __init__(self, threads, device="cpu"):
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:  # TensorFlow already initialised (in-process use): keep its pools
+                pass
+        self.steps = {}
+
+    def versions(self):
+        return {"keras": keras.__version__, "keras_backend": keras.backend.backend()}
+
+    def prepare(self, key, *, model, weights, inputs, labels, precision, train, learning_rate, **_):
+        from keras_se.models import pretrained
+
+        x, y = np.load(inputs), np.load(labels)
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+        try:
+            built = pretrained.load_reference_model(
+                weights,
+                model=model,
+                input_shape=x.shape[1:],
+                # logits, as timm's; training uses the softmax + cross-entropy of the SE-cost figures
+                classifier_activation="softmax" if train else None,
+            )
+        finally:
+            keras.config.set_dtype_policy(previous)
+        if train:
+            step = compiled_train_step(built, learning_rate=learning_rate)
+            self.steps[key] = lambda: step(x, y)
+        else:
+            forward = compiled_forward(built)
+            self.steps[key] = lambda: forward(x)
+        return {}
+
+    def logits(self, key, path):
+        np.save(path, np.asarray(self.steps[key](), dtype="float32"))
+        return {}
+
+    def time(self, key):
+        start = time.perf_counter()
+        self.steps[key]()
+        return {"seconds": time.perf_counter() - start}
+
+    def drop(self):
+        self.steps.clear()
+        gc.collect()
+        return {}
+
+
+class TorchSide:
+    """The timm side of the peer comparison (a `LiveWorker` child under a Python with torch + timm)."""
+
+    def __init__(self, threads, device="cpu"):
+        import torch
+
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:  # already set (only possible before any parallel work)
+            pass
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.torch, self.device, self.steps = torch, device, {}
+
+    def versions(self):
+        import timm
+
+        return {
+            "torch": self.torch.__version__,
+            "timm": timm.__version__,
+            "torch_threads": self.torch.get_num_threads(),
+            "device": self.device,
+        }
+
+    def write_weights(self, timm_name, path, seed=0):
+        """timm's random initialisation (seed ``seed``), BatchNorm statistics randomised, as safetensors."""
+        import timm
+        from safetensors.torch import save_file
+
+        torch = self.torch
+        torch.manual_seed(seed)
+        model = timm.create_model(timm_name, pretrained=False)
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.running_mean.normal_(0.0, 0.1)
+                    module.running_var.uniform_(0.5, 1.5)
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.normal_(0.0, 0.1)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+        return {"parameters": sum(p.numel() for p in model.parameters())}
+
+    def prepare(
+        self,
+        key,
+        *,
+        model,
+        weights,
+        inputs,
+        labels,
+        precision,
+        train,
+        learning_rate,
+        layout="nchw",
+        compile=False,
+    ):
+        import contextlib
+
+        import timm
+        from safetensors.torch import load_file
+
+        torch = self.torch
+        net = timm.create_model(model, pretrained=False)
+        net.load_state_dict(load_file(weights))
+        x = torch.from_numpy(np.load(inputs)).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+        y = torch.from_numpy(np.load(labels))
+        net, x, y = net.to(self.device), x.to(self.device), y.to(self.device)
+        if layout == "channels_last":
+            net = net.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        if compile:
+            net = torch.compile(net)
+
+        def autocast():
+            if precision == "bfloat16":
+                return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+            return contextlib.nullcontext()
+
+        if train:
+            net.train()
+            optimizer = torch.optim.SGD(net.parameters(), lr=learning_rate, momentum=0.9)
+
+            def step():
+                optimizer.zero_grad(set_to_none=True)
+                with autocast():
+                    loss = torch.nn.functional.cross_entropy(net(x), y)
+                loss.backward()
+                optimizer.step()
+                return loss.item()
+
+        else:
+            net.eval()
+
+            def step():
+                with torch.inference_mode(), autocast():
+                    return net(x).float().cpu().numpy()
+
+        self.steps[key] = step
+        return {}
+
+    def logits(self, key, path):
+        np.save(path, self.steps[key]())
+        return {}
+
+    def time(self, key):
+        start = time.perf_counter()
+        self.steps[key]()
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize()
+        return {"seconds": time.perf_counter() - start}
+
+    def drop(self):
+        self.steps.clear()
+        gc.collect()
+        return {}
+
+
+def serve(side, *, threads, device="cpu", stdin=None, stdout=None):
+    """The loop of a `LiveWorker` child: one JSON request per line in, one ``JSON`` reply line out."""
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    server = (KerasSide if side == "keras" else TorchSide)(threads, device)
+    for line in stdin:
+        request = json.loads(line)
+        op = request.pop("op")
+        if op == "quit":
+            break
+        try:
+            reply = getattr(server, op)(**request)
+        except Exception as err:  # noqa: BLE001 - reported to the parent, which raises
+            reply = {"error": f"{type(err).__name__}: {err}"}
+        stdout.write(WORKER_RESULT_PREFIX + json.dumps(reply) + "\n")
+        stdout.flush()
+    return 0
+
+
+def run_device_benchmarks(*, quick, log, peer_python=None):
+    """``keras-se bench --device gpu``: `bench_device`, then keras_se vs timm on the same device.
+
+    The timm rows need a Python with torch and timm (this one, ``peer_python`` or
+    ``$KERAS_SE_PEER_PYTHON``); without one they are skipped with a message.
+    """
+    settings = SETTINGS["quick" if quick else "full"]
+    size, batch = (32, 2) if quick else (224, 64)
+    log("SE-ResNet-50 vs ResNet-50, mixed precision + XLA ...")
+    figures = bench_device(size=size, batch=batch, repeats=settings["repeats"])
+    report = {"machine": machine_info(), "mode": ("quick" if quick else "full") + "-gpu"}
+    try:
+        python = find_peer_python(peer_python)
+    except UsageError as err:
+        log(f"no timm comparison: {err}")
+        python = None
+    if python:
+        log(f"keras_se ({keras.backend.backend()}) vs timm (PyTorch) on the same device ...")
+        peer = bench_device_peer(
+            python=python, size=size, batch=batch, repeats=settings["repeats"], log=log
+        )
+        figures += peer.pop("figures")
+        report["peer"] = peer
+    report["figures"] = [f.as_dict() for f in figures]
+    return report
+
+
+def bench_device_peer(
+    *, python, size, batch, repeats, model="se_resnet50", precision="bfloat16", log=print
+):
+    """keras_se on the active backend (in this process) vs timm channels_last on PyTorch (a live worker).
+
+    Mixed ``precision`` on both sides (Keras's ``mixed_bfloat16`` policy, XLA on JAX;
+    ``torch.autocast``), same weights (timm's seed-0 initialisation), images/s in the
+    descriptions. The float32 logit difference is reported, not asserted (GPUs run float32
+    convolutions in TF32 on both sides).
+    """
+    timm_name = PEER_MODELS[model]
+    ours = KerasSide(os.cpu_count())
+    figures = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LiveWorker(
+            python,
+            "torch",
+            threads=os.cpu_count(),
+            device="auto",
+            env=dict(os.environ, KERAS_BACKEND="torch"),
+        ) as theirs,
+    ):
+        rng = np.random.default_rng(0)
+        inputs, labels = os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")
+        np.save(inputs, rng.standard_normal((batch, size, size, 3)).astype("float32"))
+        np.save(labels, rng.integers(0, 1000, size=(batch,)).astype("int64"))
+        versions = theirs.ask("versions")
+        weights = os.path.join(tmp, f"{timm_name}.safetensors")
+        theirs.ask("write_weights", timm_name=timm_name, path=weights, seed=0)
+        common = dict(weights=weights, inputs=inputs, labels=labels, learning_rate=0.01)
+        ours.prepare("check", model=model, precision="float32", train=False, **common)
+        theirs.ask(
+            "prepare", key="check", model=timm_name, precision="float32", train=False, **common
+        )
+        ours.logits("check", os.path.join(tmp, "ours.npy"))
+        theirs.ask("logits", key="check", path=os.path.join(tmp, "theirs.npy"))
+        a, b = np.load(os.path.join(tmp, "ours.npy")), np.load(os.path.join(tmp, "theirs.npy"))
+        diff = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+        ours.drop()
+        theirs.ask("drop")
+        for train in (False, True):
+            name = "device_peer_train_step" if train else "device_peer_inference"
+            log(f"  {model} vs timm {timm_name}, {precision}, {name} ...")
+            ours.prepare("keras", model=model, precision=precision, train=train, **common)
+            theirs.ask(
+                "prepare",
+                key="timm",
+                model=timm_name,
+                layout="channels_last",
+                precision=precision,
+                train=train,
+                **common,
+            )
+            a_times, b_times = interleave_parties(
+                [lambda: ours.time("keras")["seconds"], theirs.timed("timm")],
+                repeats=repeats,
+                warmup=3,
+            )
+            figure = Figure(
+                name,
+                f"{model}, {'training step' if train else 'inference'}, {precision}, batch {batch}, "
+                f"{size}x{size}: keras_se on {keras.backend.backend()} vs timm {timm_name} "
+                f"channels_last on PyTorch {versions.get('device')} "
+                f"({batch / statistics.median(a_times):.0f} vs {batch / statistics.median(b_times):.0f} images/s)",
+                "keras_se",
+                "timm",
+                a_times,
+                b_times,
+                backend=keras.backend.backend(),
+            )
+            figures.append(figure)
+            ours.drop()
+            theirs.ask("drop")
+    return {"figures": figures, "versions": versions, "logit_diff_float32": diff}
+
+
 # --------------------------------------------------------------------------- report
 def machine_info():
     import importlib
@@ -498,7 +1084,21 @@ def machine_info():
 
 SETTINGS = {
     "quick": dict(
-        size=64, batch=2, repeats=3, layer_shape=(2, 28, 28, 64), pipeline_repeats=1, memory=False
+        size=64,
+        batch=2,
+        repeats=3,
+        layer_shape=(2, 28, 28, 64),
+        pipeline_repeats=1,
+        memory_repeats=1,
+        # the training-loop figures (keras_se.bench_training), one tiny call of each
+        training=dict(
+            loop=dict(steps=2, repeats=1, image_size=16, batch=8),
+            precision=dict(steps=2, repeats=1, image_size=16, batch=8),
+            read_volume=dict(images=16, workers=(1, 2)),
+            excitation_log=dict(repeats=1, model="se_resnet20_cifar", image_size=16),
+        ),
+        # keras_se vs timm: one model, tiny inputs
+        peer=dict(models=("se_resnet50",), size=64, batch=2, repeats=2, train_repeats=2),
     ),
     "full": dict(
         size=224,
@@ -506,54 +1106,150 @@ SETTINGS = {
         repeats=31,
         layer_shape=(16, 56, 56, 256),
         pipeline_repeats=3,
-        memory=True,
+        memory_repeats=3,
+        # about 9 minutes on 2 idle cores (SE-ResNet-18 at 32x32, batch 64: ~1.2 s a step)
+        training=dict(
+            loop=dict(steps=10, repeats=7),
+            precision=dict(steps=5, repeats=5),
+            read_volume=dict(),
+            excitation_log=dict(repeats=3),
+        ),
+        # about 12 minutes on 2 idle cores (4 configurations x 2 models, 3 processes' steps each)
+        peer=dict(
+            models=tuple(PEER_MODELS),
+            size=224,
+            batch=8,
+            repeats=15,
+            train_repeats=7,
+        ),
     ),
 }
 
 
-def run_benchmarks(*, quick=False, jax=True, verbose=1, device="cpu"):
-    """Runs every figure on this backend (and the layer/model figures under JAX); returns the report.
+def select_groups(only=None, *, jax=True, peer=None):
+    """The figure groups to run: ``only`` (names of `GROUPS`), else `DEFAULT_GROUPS`.
 
-    ``device="gpu"``: the accelerator figures instead (`bench_device`: mixed precision + XLA at
-    batch 64, or tiny sizes with ``quick``), on the active backend only.
+    ``peer`` (``"timm"``) alone selects the peer comparison only; ``jax=False`` drops
+    the JAX group.
+    """
+    if peer is not None and peer not in PEERS:
+        raise UsageError(f"Unknown peer. Known: {', '.join(PEERS)}. Received: peer={peer!r}")
+    if only is None:
+        groups = ["peer"] if peer else list(DEFAULT_GROUPS)
+    else:
+        parts = [only] if isinstance(only, str) else list(only)
+        groups = [g.strip() for part in parts for g in part.split(",") if g.strip()]
+        unknown = [g for g in groups if g not in GROUPS]
+        if unknown or not groups:
+            raise UsageError(
+                f"`only` takes comma-separated groups of {', '.join(GROUPS)}. Received: only={only!r}"
+            )
+        if peer:
+            groups.append("peer")
+    if not jax:
+        groups = [g for g in groups if g != "jax"]
+    return [g for g in GROUPS if g in groups]
+
+
+def run_benchmarks(
+    *,
+    quick=False,
+    jax=True,
+    verbose=1,
+    device="cpu",
+    only=None,
+    peer=None,
+    peer_python=None,
+    threads=None,
+):
+    """Runs the selected figure groups; returns the report.
+
+    Args:
+        quick: tiny sizes and few repetitions (a smoke test of the structure).
+        jax: False drops the JAX group (the layer/model figures under ``KERAS_BACKEND=jax``
+            in a child process).
+        verbose: 0 for no progress lines.
+        device: ``"gpu"``: the accelerator figures instead (`bench_device`: mixed precision
+            + XLA at batch 64, with the timm comparison when torch and timm are there),
+            on the active backend only.
+        only: groups to run (`GROUPS`, a list or a comma-separated string); default
+            `DEFAULT_GROUPS`.
+        peer: ``"timm"``: keras_se vs timm on PyTorch (`bench_peer`); without ``only``,
+            that comparison alone.
+        peer_python: the Python that runs the PyTorch side (default: this one, else
+            ``$KERAS_SE_PEER_PYTHON``).
+        threads: intra-op threads on both sides of the peer comparison (default: all CPUs).
     """
     settings = SETTINGS["quick" if quick else "full"]
-    figures = []
+    mode = "quick" if quick else "full"
 
     def log(message):
         if verbose:
             print(message, flush=True)
 
     if device == "gpu":
-        log("SE-ResNet-50 vs ResNet-50, mixed precision + XLA ...")
-        size, batch = (32, 2) if quick else (224, 64)
-        figures = bench_device(size=size, batch=batch, repeats=settings["repeats"])
-        return {
-            "machine": machine_info(),
-            "mode": ("quick" if quick else "full") + "-gpu",
-            "figures": [f.as_dict() for f in figures],
-        }
+        return run_device_benchmarks(quick=quick, log=log, peer_python=peer_python)
 
-    log("SE layer vs naive block and memory floor ...")
-    figures += bench_se_layer(shape=settings["layer_shape"], repeats=settings["repeats"] * 2)
-    log("SE-ResNet-50 vs ResNet-50 (inference, eager, training step, keras.applications) ...")
-    figures += bench_models(
-        size=settings["size"], batch=settings["batch"], repeats=settings["repeats"]
-    )
-    if keras.backend.backend() == "tensorflow":
+    groups = select_groups(only, jax=jax, peer=peer)
+    if "peer" in groups:
+        peer_python = find_peer_python(peer_python)  # fails fast, before any figure
+    figures, extra = [], {}
+    if "layer" in groups:
+        log("SE layer vs naive block and memory floor ...")
+        figures += bench_se_layer(shape=settings["layer_shape"], repeats=settings["repeats"] * 2)
+    if "models" in groups:
+        log("SE-ResNet-50 vs ResNet-50 (inference, eager, training step, keras.applications) ...")
+        figures += bench_models(
+            size=settings["size"], batch=settings["batch"], repeats=settings["repeats"]
+        )
+    tensorflow = keras.backend.backend() == "tensorflow"
+    if "pipeline" in groups and tensorflow:
         log("input pipeline vs training ...")
         figures += bench_input_pipeline(repeats=settings["pipeline_repeats"])
-        if settings["memory"]:
-            log("peak memory of a training step (fresh processes) ...")
-            figures += bench_memory(size=settings["size"], batch=settings["batch"], repeats=3)
+    if "memory" in groups and tensorflow:
+        log("peak memory of a training step (fresh processes) ...")
+        figures += bench_memory(
+            size=settings["size"], batch=settings["batch"], repeats=settings["memory_repeats"]
+        )
+    if "training" in groups and tensorflow:
+        log("the training loop: Trainer vs fit, bfloat16, read volume, excitation logging ...")
+        result = read_worker_result(
+            _run_worker("training", mode, env=_tensorflow_env(), timeout=3600).stdout
+        )
+        figures += [Figure(**f) for f in result["figures"]]
+        extra["read_volume"] = result["read_volume"]
     report = {
         "machine": machine_info(),
-        "mode": "quick" if quick else "full",
+        "mode": mode,
+        "groups": groups,
         "figures": [f.as_dict() for f in figures],
+        **extra,
     }
-    if jax and keras.backend.backend() != "jax":
+    if "jax" in groups and keras.backend.backend() != "jax":
         report["figures"] += _jax_figures(quick=quick, log=log)
+    if "peer" in groups:
+        log(f"keras_se (TensorFlow) vs timm (PyTorch, {peer_python}) ...")
+        peer_report = bench_peer(python=peer_python, threads=threads, log=log, **settings["peer"])
+        report["figures"] += [f.as_dict() for f in peer_report["figures"]]
+        report["peer"] = {k: v for k, v in peer_report.items() if k != "figures"}
     return report
+
+
+def _tensorflow_env():
+    return dict(os.environ, KERAS_BACKEND="tensorflow")
+
+
+#: Environment of the JAX child process. XLA's CPU runtime sizes its thread pools from the
+#: cores it sees and glibc returns every buffer over the (dynamic) mmap threshold to the
+#: kernel after each call, so every step page-faults its activations in again: the main
+#: sources of the +-20 % spread of the JAX rows. A fixed threshold keeps the buffers in the
+#: heap (the next step reuses them without page faults); see BENCHMARKS.md.
+JAX_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),  # glibc's maximum: fixed, no more mmap per buffer
+    "MALLOC_TRIM_THRESHOLD_": str(2**36),  # never hand the freed heap top back to the kernel
+    "MALLOC_TOP_PAD_": str(256 * 2**20),
+    "MALLOC_ARENA_MAX": "2",
+}
 
 
 def _jax_figures(*, quick, log):
@@ -563,7 +1259,12 @@ def _jax_figures(*, quick, log):
         log("JAX not installed: skipping the JAX figures.")
         return []
     log("the same layer/model figures under the JAX backend (subprocess) ...")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", ""))
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
+        **{k: os.environ.get(k, v) for k, v in JAX_ENV.items()},
+    )
     mode = "quick" if quick else "full"
     result = _run_worker("figures", mode, env=env, timeout=3600, check=False)
     if result.returncode != 0:
@@ -581,6 +1282,17 @@ def format_markdown(report, *, command):
         f"Command: `{command}`  ",
         f"Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, Keras {m['keras']}, "
         f"TensorFlow {m['tensorflow']}, JAX {m['jax']}; mode: {report['mode']}.",
+    ]
+    peer = report.get("peer")
+    if peer:
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(peer.get("versions", {}).items()))
+        diffs = peer.get("logit_diff", peer.get("logit_diff_float32"))
+        lines[-1] += "  "
+        lines.append(
+            f"Peer: {versions}; {peer.get('threads', '')} threads; max |logit diff| / max |logit|, "
+            f"same weights: {json.dumps(diffs)}."
+        )
+    lines += [
         "",
         "| backend | figure | A | B | A median (min–max) | B median (min–max) | A/B median (min–max) | goal | status |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -603,13 +1315,26 @@ def format_markdown(report, *, command):
     return "\n".join(lines)
 
 
-def write_report(report, *, out=None, markdown=None, command="keras-se bench"):
-    """Writes the JSON report and, optionally, the table into a markdown file between markers."""
+def report_section(report):
+    """The BENCHMARKS.md section a report belongs in: ``"gpu"``, ``"peer"`` or ``""`` (the main table)."""
+    if report["mode"].endswith("-gpu"):
+        return "gpu"
+    return "peer" if report.get("groups") == ["peer"] else ""
+
+
+def write_report(report, *, out=None, markdown=None, command="keras-se bench", section=""):
+    """Writes the JSON report and, optionally, the table into a markdown file between markers.
+
+    The markers are ``<!-- bench:begin -->``/``<!-- bench:end -->``, or
+    ``<!-- bench-SECTION:begin -->``... for a ``section`` (`report_section`), so the peer
+    and GPU tables live beside the main one.
+    """
     if out:
         write_json(out, report, indent=2)
     if markdown:
         table = format_markdown(report, command=command)
-        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        tag = f"bench-{section}" if section else "bench"
+        begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
         text = (
             open(markdown).read()
             if os.path.exists(markdown)

@@ -96,13 +96,29 @@ def cmd_bench(args):
     from keras_se import bench
 
     report = bench.run_benchmarks(
-        quick=args.quick, jax=not args.no_jax, verbose=_verbose(args), device=args.device
+        quick=args.quick,
+        jax=not args.no_jax,
+        verbose=_verbose(args),
+        device=args.device,
+        only=args.only,
+        peer=args.peer,
+        peer_python=args.peer_python,
+        threads=args.threads,
     )
     command = "keras-se bench" + (" --quick" if args.quick else "")
     command += (" --no-jax" if args.no_jax else "") + (
         " --device gpu" if args.device == "gpu" else ""
     )
-    bench.write_report(report, out=args.out, markdown=args.markdown, command=command)
+    command += (f" --only {args.only}" if args.only else "") + (
+        f" --peer {args.peer}" if args.peer else ""
+    )
+    bench.write_report(
+        report,
+        out=args.out,
+        markdown=args.markdown,
+        command=command,
+        section=bench.report_section(report),
+    )
     print(bench.format_markdown(report, command=command))
     return 0
 

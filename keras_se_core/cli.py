@@ -242,6 +242,27 @@ def _bench(sub):
         help="gpu: mixed precision + XLA images/s, SE-ResNet-50 vs ResNet-50, batch 64, on the active "
         "backend (KERAS_BACKEND=jax works without TensorFlow)",
     )
+    p.add_argument(
+        "--only",
+        help="comma-separated figure groups: layer, models, pipeline, memory, training, jax, peer "
+        "(default: all but peer)",
+    )
+    p.add_argument(
+        "--peer",
+        choices=["timm"],
+        help="keras_se vs timm on PyTorch (needs torch and timm: pip install torch timm); alone, "
+        "that comparison only",
+    )
+    p.add_argument(
+        "--peer-python",
+        help="the Python with torch and timm that runs the PyTorch side; default this one, "
+        "else $KERAS_SE_PEER_PYTHON",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="intra-op threads on both sides of --peer; default all CPUs",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress messages")
 
 

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from keras_se import bench
+from keras_se_core.errors import UsageError
 from tests.conftest import run_main
 
 
@@ -42,7 +43,8 @@ def test_quick_cli_report_structure(tmp_path, capsys):
         capsys,
         "bench",
         "--quick",
-        "--no-jax",
+        "--only",
+        "layer,models,pipeline,memory,training",
         "--quiet",
         "--out",
         str(out),
@@ -63,15 +65,24 @@ def test_quick_cli_report_structure(tmp_path, capsys):
         "inference_compiled_textbook",
         "train_step_textbook",
         "input_pipeline",
+        "train_peak_memory",
+        # the training loop (keras_se.bench_training, in a child process)
+        "loop_vs_fit",
+        "bf16_vs_fp32",
+        "read_volume_2",
+        "read_volume_2_unsharded",
+        "excitation_log_overhead",
     ):
         assert name in names
+    assert report["groups"] == ["layer", "models", "pipeline", "memory", "training"]
+    assert {row["workers"] for row in report["read_volume"]} == {1, 2}
     for f in report["figures"]:
         assert (
             f["a_min"] <= f["a_median"] <= f["a_max"] and f["b_min"] <= f["b_median"] <= f["b_max"]
         )
         assert f["ratio"] > 0
-        if f["name"].endswith("_textbook"):  # informational: what the fused SE tail saves
-            assert f["goal"] is None and f["passed"] is None
+        if f["name"].endswith(("_textbook", "_unsharded")) or f["name"] == "bf16_vs_fp32":
+            assert f["goal"] is None and f["passed"] is None  # informational rows
         else:
             assert isinstance(f["passed"], bool) and f["goal"]
     text = markdown.read_text()
@@ -92,8 +103,124 @@ def test_device_path_runs_on_whatever_device_is_there(capsys, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["mode"] == "quick-gpu"
-    assert [f["name"] for f in report["figures"]] == ["device_inference", "device_train_step"]
+    names = [f["name"] for f in report["figures"]]
+    peer = ["device_peer_inference", "device_peer_train_step"] if "peer" in report else []
+    assert names == ["device_inference", "device_train_step", *peer]
     assert all("images/s" in f["description"] and f["ratio"] > 0 for f in report["figures"])
+
+
+def test_select_groups():
+    assert (
+        bench.select_groups() == list(bench.DEFAULT_GROUPS) and "peer" not in bench.DEFAULT_GROUPS
+    )
+    assert bench.select_groups(jax=False) == [g for g in bench.DEFAULT_GROUPS if g != "jax"]
+    assert bench.select_groups(peer="timm") == ["peer"]  # --peer alone: that comparison only
+    assert bench.select_groups("training, layer", peer="timm") == ["layer", "training", "peer"]
+    assert bench.select_groups(["jax"], jax=False) == []
+    for only, peer in (("layer,bogus", None), (",", None), (None, "onnx")):
+        with pytest.raises(UsageError, match="bogus|only|peer='onnx'"):
+            bench.select_groups(only, peer=peer)
+
+
+def test_interleave_parties_rotates_every_order():
+    calls = []
+
+    def party(name):
+        return lambda: calls.append(name) or 0.5
+
+    times = bench.interleave_parties([party("k"), party("n"), party("c")], repeats=6, warmup=1)
+    assert times == [[0.5] * 6] * 3
+    reps = ["".join(calls[3 + 3 * r : 6 + 3 * r]) for r in range(6)]
+    assert calls[:3] == ["k", "n", "c"] and sorted(reps) == sorted(
+        ["knc", "kcn", "nkc", "nck", "ckn", "cnk"]
+    )
+
+
+def test_peer_figures_compare_with_the_faster_layout():
+    times = [[1.0, 1.0], [2.0, 2.0], [1.25, 1.0]]  # keras_se, timm NCHW, timm channels_last
+    figures = bench._peer_figures(
+        "se_resnet50", "float32", False, times, batch=2, size=64, threads=2, timm_name="t"
+    )
+    by_name = {f.name: f for f in figures}
+    assert set(by_name) == {"peer_inference", "peer_inference_nchw", "peer_inference_channels_last"}
+    assert by_name["peer_inference"].ratios == [0.8, 1.0] and "channels_last" in (
+        by_name["peer_inference"].b_label
+    )
+    assert by_name["peer_inference"].goal() == ("<=", 0.95)
+    assert (
+        by_name["peer_inference_nchw"].ratio == 0.5
+        and by_name["peer_inference_nchw"].goal() is None
+    )
+    bf16 = bench._peer_figures(
+        "se_resnet50", "bfloat16", True, times, batch=2, size=64, threads=2, timm_name="t"
+    )
+    assert {f.name for f in bf16} >= {"peer_train_step_bfloat16"} and all(
+        f.goal() is None for f in bf16
+    )
+
+
+def test_peer_without_torch_is_a_usage_error(capsys, tmp_path):
+    result = run_main(
+        capsys, "bench", "--peer", "timm", "--peer-python", str(tmp_path / "no-python")
+    )
+    assert result.returncode == 2 and "pip install torch timm" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_keras_side_serves_the_protocol(tmp_path):
+    """The loop of a live keras_se worker, in this process: prepare, logits, time, errors."""
+    import io
+
+    import numpy as np
+
+    from keras_se import models
+    from keras_se import weights as reference
+
+    model = models.SEResNet18(input_shape=(32, 32, 3), classifier_activation=None)
+    weights = reference.save_reference_weights(model, str(tmp_path / "w.safetensors"))
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.array([0, 1]))
+    common = dict(
+        model="se_resnet18",
+        weights=weights,
+        inputs=str(tmp_path / "x.npy"),
+        labels=str(tmp_path / "y.npy"),
+        precision="float32",
+        learning_rate=0.01,
+    )
+    requests = [
+        {"op": "prepare", "key": "i", "train": False, **common},
+        {"op": "prepare", "key": "t", "train": True, **common},
+        {"op": "logits", "key": "i", "path": str(tmp_path / "logits.npy")},
+        {"op": "time", "key": "t"},
+        {"op": "time", "key": "missing"},
+        {"op": "drop"},
+        {"op": "quit"},
+        {"op": "never read"},
+    ]
+    out = io.StringIO()
+    stdin = io.StringIO("".join(json.dumps(r) + "\n" for r in requests))
+    assert bench.serve("keras", threads=1, stdin=stdin, stdout=out) == 0
+    replies = [bench.read_worker_result(line) for line in out.getvalue().splitlines()]
+    assert len(replies) == 6 and replies[0] == replies[1] == {}
+    assert replies[3]["seconds"] > 0 and "KeyError" in replies[4]["error"]
+    # the worker's logits are the model's (the same weights went through the timm file)
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_write_report_keeps_sections_apart(tmp_path):
+    markdown = tmp_path / "B.md"
+    figure = bench.Figure("peer_inference", "d", "A", "B", [1.0], [2.0]).as_dict()
+    machine = bench.machine_info()
+    main = {"machine": machine, "mode": "quick", "groups": ["layer"], "figures": [figure]}
+    peer = dict(main, groups=["peer"], peer={"versions": {"torch": "x"}, "logit_diff": {}})
+    bench.write_report(main, markdown=str(markdown), section=bench.report_section(main))
+    bench.write_report(peer, markdown=str(markdown), section=bench.report_section(peer))
+    text = markdown.read_text()
+    assert bench.report_section(peer) == "peer" and bench.report_section(main) == ""
+    assert text.count("<!-- bench:begin -->") == 1 and text.count("<!-- bench-peer:begin -->") == 1
+    assert "Peer: torch x" in text.split("<!-- bench-peer:begin -->")[1]
 
 
 # --------------------------------------------------------------------------- child processes
@@ -121,3 +248,63 @@ def test_worker_runs_as_a_module_in_a_child_process():
     assert 0 < info["base_mib"] <= info["peak_mib"]
     with pytest.raises(subprocess.CalledProcessError):
         bench._run_worker("figures", "medium", timeout=300)
+
+
+@pytest.mark.integration
+def test_device_path_runs_under_jax_without_tensorflow_figures(tmp_path):
+    """What scripts/bench_gpu.sh runs (KERAS_BACKEND=jax), here on the CPU at tiny sizes."""
+    import os
+    import sys
+
+    out = tmp_path / "gpu.json"
+    blocker = tmp_path / "site" / "tensorflow"  # a machine without TensorFlow: importing it fails
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('no TensorFlow on this machine')\n")
+    path = os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=path,
+        KERAS_SE_PEER_PYTHON="",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_se_core.cli", "bench", "--device", "gpu", "--quick"]
+        + ["--quiet", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["backend"] == "jax"
+    assert {f["backend"] for f in report["figures"]} == {"jax"}
+
+
+def _peer_python_or_skip():
+    try:
+        return bench.find_peer_python()
+    except UsageError as err:
+        pytest.skip(f"no Python with torch and timm (set KERAS_SE_PEER_PYTHON): {err}")
+
+
+@pytest.mark.torch
+@pytest.mark.integration
+def test_peer_timm_quick(capsys, tmp_path):
+    """``keras-se bench --peer timm --quick``: two live workers, the same weights, every row."""
+    _peer_python_or_skip()
+    out = tmp_path / "peer.json"
+    result = run_main(capsys, "bench", "--peer", "timm", "--quick", "--quiet", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["groups"] == ["peer"] and report["peer"]["threads"] >= 1
+    assert {"torch", "timm", "keras"} <= set(report["peer"]["versions"])
+    assert report["peer"]["logit_diff"]["se_resnet50/float32"]["nchw"] < bench.PEER_TOLERANCE
+    names = [f["name"] for f in report["figures"]]
+    for mode in ("inference", "train_step"):
+        for suffix in ("", "_bfloat16"):
+            for layout in ("", "_nchw", "_channels_last"):
+                assert f"peer_{mode}{suffix}{layout}" in names
+    goals = {f["name"]: f["goal"] for f in report["figures"]}
+    assert goals["peer_inference"] == goals["peer_train_step"] == "<= 0.95"
