@@ -60,6 +60,7 @@ from keras_se.data import (
     resize_and_crop,
 )
 from keras_se.extras import require
+from keras_se.rundir import RunDir
 from keras_se_core import fileio
 from keras_se_core.errors import UsageError
 from keras_se_core.validation import check_int
@@ -71,8 +72,9 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 REQUEST_FILE = "request.json"
 METADATA_FILE = "keras_se_export.json"
 TMP_PREFIX = ".tmp-export-"
-RUN_MODEL_FILE = "model.keras"
-RUN_CONFIG_FILE = "config.json"
+#: The run directory's files, named by their one owner (`keras_se.rundir.RunDir`).
+RUN_MODEL_FILE = RunDir.MODEL
+RUN_CONFIG_FILE = RunDir.CONFIG
 
 SERVING_SIGNATURE = "serving_default"
 PREPROCESSED_SIGNATURE = "serving_preprocessed"

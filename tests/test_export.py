@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_se import SqueezeExcite, cli, export, models
+from keras_se import SqueezeExcite, export, models
 from keras_se.data import Preprocessing, save_preprocessing
-from tests.conftest import assert_usage_error, copy_textbook_weights
+from tests.conftest import assert_usage_error, copy_textbook_weights, run_main
 
 H, W, C = 32, 32, 3
 CLASSES = 4
@@ -516,9 +516,7 @@ def test_cli_killed_export_leaves_no_version_then_rerun_succeeds(exported, tmp_p
 
 
 def _cli(argv, capsys):
-    code = cli.main(argv)
-    captured = capsys.readouterr()
-    return types.SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+    return run_main(capsys, *argv)
 
 
 def _unwritable_base(tmp_path):
