@@ -222,3 +222,17 @@ def test_small_inputs_and_headless():
     assert model.output_shape == (None, 4, 4, 256)
     with pytest.raises(ValueError, match="at least 4x4"):
         models.SEResNet20(input_shape=(2, 2, 3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(stackwise_num_blocks=(1, 1, 1), dropout=0.3), "dropout=0.3"),
+        (dict(stackwise_num_blocks=(1, 1), stackwise_filters=(16, 32, 64)), "stackwise_filters"),
+        (dict(stackwise_num_blocks=(1, 1, 1), unit="mid"), "unit='mid'"),
+        (dict(stackwise_num_blocks=(1, 1, 1), shortcut="none"), "shortcut='none'"),
+    ],
+)
+def test_build_cifar_resnet_arguments(kwargs, needle):
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
+        cifar.build_cifar_resnet(**kwargs)

@@ -192,6 +192,17 @@ def build_cifar_resnet(
     se_kwargs = common.check_se_args(se_ratio, se_mode, se_kwargs)
     check_choice("unit", unit, UNITS)
     check_number("dropout", dropout, minimum=0, maximum=1, inclusive=(True, False))
+    if dropout and not (unit == "pre" and block == "basic"):
+        raise ValueError(
+            "`dropout` applies to pre-activation basic units (the wide ResNets) only. "
+            f"Received: dropout={dropout!r} with unit={unit!r}, block={block!r}"
+        )
+    if len(stackwise_filters) != len(stackwise_num_blocks):
+        raise ValueError(
+            "`stackwise_filters` needs one width per stage of `stackwise_num_blocks`. "
+            f"Received: stackwise_filters={stackwise_filters!r}, "
+            f"stackwise_num_blocks={stackwise_num_blocks!r}"
+        )
     input_shape = common.resolve_input_shape(
         input_shape, input_tensor, default_size=DEFAULT_INPUT_SIZE, include_top=include_top
     )
