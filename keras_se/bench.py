@@ -593,12 +593,14 @@ class LiveWorker:
         self.close()
 
 
-def interleave_parties(parties, *, repeats, warmup=2):
+def interleave_parties(parties, *, repeats, warmup=2, gap=0.05):
     """Times several step callables (each returns its own seconds) in rotating order.
 
     Repetition ``r`` runs the parties in the ``r``-th of their permutations (cycling), so
     with two parties the order is A B, B A, A B, ... and with three every party is first,
-    middle and last equally often. Returns one list of seconds per party.
+    middle and last equally often. ``gap`` seconds of idle time separate two steps, so the
+    previous process's thread pools (OpenMP and Eigen spin a while before sleeping) have
+    gone quiet when the next one starts. Returns one list of seconds per party.
     """
     import itertools
 
@@ -609,6 +611,7 @@ def interleave_parties(parties, *, repeats, warmup=2):
     times = [[] for _ in parties]
     for rep in range(repeats):
         for index in orders[rep % len(orders)]:
+            time.sleep(gap)
             times[index].append(parties[index]())
     return times
 
@@ -814,6 +817,9 @@ class TorchSide:
         import torch
 
         torch.set_num_threads(threads)
+        # TensorFlow flushes denormals to zero in its thread pools; PyTorch does not by default,
+        # and random weights make denormal activations (3.0 s vs 0.05 s a forward at 64x64).
+        torch.set_flush_denormal(True)
         try:
             torch.set_num_interop_threads(threads)
         except RuntimeError:  # already set (only possible before any parallel work)
@@ -1239,17 +1245,12 @@ def _tensorflow_env():
     return dict(os.environ, KERAS_BACKEND="tensorflow")
 
 
-#: Environment of the JAX child process. XLA's CPU runtime sizes its thread pools from the
-#: cores it sees and glibc returns every buffer over the (dynamic) mmap threshold to the
-#: kernel after each call, so every step page-faults its activations in again: the main
-#: sources of the +-20 % spread of the JAX rows. A fixed threshold keeps the buffers in the
-#: heap (the next step reuses them without page faults); see BENCHMARKS.md.
-JAX_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),  # glibc's maximum: fixed, no more mmap per buffer
-    "MALLOC_TRIM_THRESHOLD_": str(2**36),  # never hand the freed heap top back to the kernel
-    "MALLOC_TOP_PAD_": str(256 * 2**20),
-    "MALLOC_ARENA_MAX": "2",
-}
+#: What the JAX child measured per call (``getrusage`` minor faults, batch 8, 224x224, this
+#: 2-core VM): 27,500 page faults (107 MB) per compiled SE-ResNet-50 forward and 189,000
+#: (740 MB, 0.5 s of system time) per jitted training step, against 0-2,300 on TensorFlow:
+#: XLA's CPU runtime maps its temporary buffers afresh on every call. glibc's malloc
+#: tunables (MALLOC_MMAP_THRESHOLD_, MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_) do not
+#: change the count, so they are not set here; see BENCHMARKS.md.
 
 
 def _jax_figures(*, quick, log):
@@ -1260,10 +1261,7 @@ def _jax_figures(*, quick, log):
         return []
     log("the same layer/model figures under the JAX backend (subprocess) ...")
     env = dict(
-        os.environ,
-        KERAS_BACKEND="jax",
-        JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
-        **{k: os.environ.get(k, v) for k, v in JAX_ENV.items()},
+        os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu")
     )
     mode = "quick" if quick else "full"
     result = _run_worker("figures", mode, env=env, timeout=3600, check=False)
@@ -1346,3 +1344,33 @@ def write_report(report, *, out=None, markdown=None, command="keras-se bench", s
         tail = rest.split(end, 1)[1]
         write_text(markdown, f"{head}{begin}\n{table}\n{end}{tail}")
     return report
+
+
+def compare_reports(first, second):
+    """How far the medians of two reports of the same figures differ (run-to-run stability).
+
+    Args:
+        first, second: report dicts or JSON paths (e.g. two ``keras-se bench --only jax`` runs).
+
+    Returns:
+        One ``(backend, name, description, a_change, b_change, ratio_change)`` per figure present in
+        both, the changes relative to ``first`` (0.01 = +1 %).
+    """
+
+    def figures(report):
+        if not isinstance(report, dict):
+            with open(report) as f:
+                report = json.load(f)
+        return {(f["backend"], f["name"], f["description"]): f for f in report["figures"]}
+
+    a, b = figures(first), figures(second)
+    return [
+        (*key, *(b[key][k] / a[key][k] - 1 for k in ("a_median", "b_median", "ratio")))
+        for key in a
+        if key in b
+    ]
+
+
+if __name__ == "__main__":  # python -m keras_se.bench FIRST.json SECOND.json
+    for backend, name, _, da, db, dr in compare_reports(*sys.argv[1:3]):
+        print(f"{backend:10s} {name:32s} A {da:+.1%}  B {db:+.1%}  A/B {dr:+.1%}")

@@ -209,6 +209,15 @@ def test_keras_side_serves_the_protocol(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), model(x), rtol=1e-4, atol=1e-4)
 
 
+def test_compare_reports(tmp_path):
+    first = {"figures": [bench.Figure("x", "d", "A", "B", [1.0], [2.0]).as_dict()]}
+    second = {"figures": [bench.Figure("x", "d", "A", "B", [1.1], [2.0]).as_dict()]}
+    (tmp_path / "b.json").write_text(json.dumps(second))
+    [(backend, name, _, da, db, dr)] = bench.compare_reports(first, str(tmp_path / "b.json"))
+    assert (backend, name, db) == ("", "x", 0.0)
+    assert da == pytest.approx(0.1) and dr == pytest.approx(0.1)
+
+
 def test_write_report_keeps_sections_apart(tmp_path):
     markdown = tmp_path / "B.md"
     figure = bench.Figure("peer_inference", "d", "A", "B", [1.0], [2.0]).as_dict()
