@@ -60,6 +60,7 @@ from keras_se.data import (
     resize_and_crop,
 )
 from keras_se.extras import require
+from keras_se.layers import SEGate
 from keras_se.rundir import RunDir
 from keras_se_core import fileio
 from keras_se_core.errors import UsageError
@@ -848,9 +849,9 @@ def _plan(src, *, name, version, with_excitations, top_k, dynamic_size):
             f"The run's class_names has {len(src.class_names)} names for a model with "
             f"{classes} classes. Received: class_names={src.class_names!r}"
         )
-    # Every SE layer (SqueezeExcite, the fused BatchNormSqueezeExcite) gives its gate
-    # through `excitation(layer input)`: that interface is what the signature needs.
-    se_layers = [layer for layer in model.layers if callable(getattr(layer, "excitation", None))]
+    # Every SE layer (SqueezeExcite, the fused BatchNormSqueezeExcite) is an SEGate: its
+    # gate is `excitation(layer input)`, what the signature computes.
+    se_layers = [layer for layer in model.layers if isinstance(layer, SEGate)]
     if with_excitations and not se_layers:
         raise UsageError(
             "`with_excitations` needs a model with SqueezeExcite layers. "
