@@ -467,6 +467,8 @@ class SEHyperModel(keras_tuner.HyperModel):
         )
         if "tuner/epochs" in values:  # Hyperband's budget for this trial
             config.epochs = int(values["tuner/epochs"])
+        if config.log_excitations is None:  # what each ratio learned: analyse the last epoch
+            config.log_excitations = config.epochs
         return config
 
     def build(self, hp):
@@ -785,6 +787,7 @@ def collect_results(oracle, out):
                 "time_per_step_s": metrics.get("time_per_step_s"),
                 "status": str(trial.status),
                 "run_dir": trial_run_dir(os.path.join(out, PROJECT_NAME), trial.trial_id),
+                **_learned(trial_run_dir(os.path.join(out, PROJECT_NAME), trial.trial_id)),
             }
         )
     rows.sort(
@@ -795,6 +798,23 @@ def collect_results(oracle, out):
         )
     )
     return rows
+
+
+def _learned(run_dir):
+    """Per SE block: labels, class-specificity and mean gate of the run's last excitation analysis."""
+    from keras_se.rundir import RunDir
+
+    run = RunDir(run_dir)
+    epochs = run.excitation_epochs()
+    if not epochs:
+        return {}
+    with open(run.excitations_path(epochs[-1])) as f:
+        blocks = json.load(f)["blocks"]
+    return {
+        "blocks": [f"SE_{b['stage']}_{b['index']}" for b in blocks],
+        "specificity": [b["specificity"] for b in blocks],
+        "mean_gate": [round(sum(b["mean"]) / len(b["mean"]), 6) for b in blocks],
+    }
 
 
 def write_results(results, out):
@@ -810,6 +830,8 @@ def write_results(results, out):
         "macs",
         "time_per_step_s",
         "status",
+        "specificity",
+        "mean_gate",
     ]
     with fileio.atomic_open(os.path.join(out, "results.csv"), newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -817,11 +839,15 @@ def write_results(results, out):
         for r in results:
             row = {k: r.get(k) for k in fields if k not in hp_names}
             row.update({k: r["hyperparameters"].get(k) for k in hp_names})
+            for key in ("specificity", "mean_gate"):  # one value per SE block, in network order
+                row[key] = " ".join("nan" if v is None else f"{v:.4f}" for v in r.get(key) or [])
             writer.writerow(row)
     if any(r["status"] == "COMPLETED" for r in results):
-        from keras_se.visualize import plot_ratio_tradeoff
+        from keras_se.visualize import plot_ratio_tradeoff, plot_specificity_by_ratio
 
         plot_ratio_tradeoff(results, os.path.join(out, "ratio_tradeoff"))
+        if any(r.get("specificity") for r in results):
+            plot_specificity_by_ratio(results, os.path.join(out, "specificity_by_ratio"))
 
 
 def format_table(results):

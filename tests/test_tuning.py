@@ -278,6 +278,19 @@ def test_search_on_digits_writes_results_figure_and_best_model(tmp_path):
         assert column in header
     for ext in ("png", "svg"):
         assert os.path.getsize(os.path.join(out, f"ratio_tradeoff.{ext}")) > 1000
+        assert os.path.getsize(os.path.join(out, f"specificity_by_ratio.{ext}")) > 1000
+    # What each ratio learned: the last epoch's analysis of the trial's own run, per SE block.
+    for r in results:
+        logged = json.load(open(os.path.join(r["run_dir"], "excitations", "epoch_1.json")))
+        assert r["blocks"] == [f"SE_{b['stage']}_{b['index']}" for b in logged["blocks"]]
+        assert len(r["blocks"]) == 8 and r["specificity"] == [
+            b["specificity"] for b in logged["blocks"]
+        ]
+        assert r["mean_gate"] == pytest.approx(
+            [np.mean(b["mean"]) for b in logged["blocks"]], abs=1e-6
+        )
+        assert all(0.0 < g < 1.0 for g in r["mean_gate"])
+    assert "specificity" in header and "mean_gate" in header
     assert os.path.exists(os.path.join(out, "best_model.keras"))
     assert os.path.exists(os.path.join(out, "serving", "best", "1", "saved_model.pb"))
     assert os.listdir(os.path.join(out, "tuner", "hparams"))
