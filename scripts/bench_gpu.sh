@@ -21,6 +21,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45}"
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c "import jax; print('JAX', jax.__version__, jax.devices())"
-"$PYTHON" -c "import torch, timm; print('torch', torch.__version__, 'CUDA', torch.cuda.is_available(), 'timm', timm.__version__)" \
-  || echo "no torch/timm here: the keras_se-vs-timm rows will be skipped"
+# The PyTorch side may run under another Python (a venv): KERAS_SE_PEER_PYTHON.
+"${KERAS_SE_PEER_PYTHON:-$PYTHON}" -c "import torch, timm; print('torch', torch.__version__, 'CUDA', torch.cuda.is_available(), 'timm', timm.__version__)" \
+  || echo "no torch/timm in ${KERAS_SE_PEER_PYTHON:-$PYTHON}: the keras_se-vs-timm rows will be skipped"
 "$PYTHON" -m keras_se_core.cli bench --device gpu --out "$OUT/gpu.json" --markdown "$OUT/BENCHMARKS-gpu.md" "$@"
