@@ -199,22 +199,6 @@ def test_analysis_finds_the_stages():
     assert [b.channels for b in blocks] == [16] * 3 + [32] * 3 + [64] * 3
 
 
-def test_cifar_recipe_is_he_et_al():
-    r = cifar.CIFAR_RECIPE
-    assert (r.optimizer, r.momentum, r.learning_rate, r.weight_decay) == ("sgd", 0.9, 0.1, 1e-4)
-    assert (r.batch_size, r.epochs, r.pad, r.flip) == (128, 164, 4, True)
-    assert r.decay_epochs() == (82, 123)  # 50 % and 75 % of 164
-    assert [r.learning_rate_at(e) for e in (0, 81, 82, 122, 123, 163)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
-    )
-    assert r.as_dict()["decay_at"] == (0.5, 0.75)
-    # `keras-se train --recipe cifar` applies the same numbers (keras_se_core.choices.RECIPES).
-    from keras_se_core.choices import RECIPES
-
-    shared = {k: v for k, v in RECIPES["cifar"].items() if k != "schedule"}
-    assert shared == {k: r.as_dict()[k] for k in shared}
-
-
 def test_small_inputs_and_headless():
     model = models.SEResNet56(include_top=False, pooling="avg", input_shape=(8, 8, 3))
     assert model.output_shape == (None, 64)

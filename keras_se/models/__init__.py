@@ -5,7 +5,6 @@ from keras_se.models.cifar import (
     BUILDERS as _CIFAR_BUILDERS,
 )
 from keras_se.models.cifar import (
-    CIFAR_RECIPE,
     ResNet20,
     ResNet32,
     ResNet56,
@@ -91,7 +90,6 @@ __all__ = [
     "ResNeXt101_32x8d",
     "ResNeXt101_64x4d",
     "build_cifar_resnet",
-    "CIFAR_RECIPE",
     "SEResNet20",
     "SEResNet32",
     "SEResNet56",

@@ -28,7 +28,8 @@ where zero padding would leave most of the shortcut empty.
 fuses a bottleneck's last conv → BN → SE, and these units end with a basic unit's BN
 (never fused: the SE block follows a 3x3 conv) or with a pre-activation conv (no BN).
 
-``CIFAR_RECIPE`` is He et al.'s training recipe, as data for ``keras-se train``.
+He et al.'s CIFAR training recipe is ``keras-se train --recipe cifar``
+(`keras_se_core.choices.RECIPES`: models know nothing of training).
 
 Layer names: ``conv1_conv``/``_bn``/``_relu`` (stem), ``conv{stage}_block{i}_...``
 (stages 2, 3, 4 as in the ImageNet ResNets, so `keras_se.analysis` finds the stages),
@@ -38,7 +39,6 @@ and ``predictions``.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 from keras_se.blocks import batch_norm, conv2d, conv_bn, preact_unit, residual_unit
@@ -72,61 +72,6 @@ DEFAULT_INPUT_SIZE = 32
 MIN_INPUT_SIZE = 4
 
 
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """A training recipe (He et al., 2016, Section 4.2): what ``keras-se train`` needs.
-
-    Attributes:
-        optimizer: ``"sgd"``.
-        momentum: SGD momentum.
-        nesterov: Nesterov momentum (He et al.: no).
-        learning_rate: initial learning rate for ``batch_size``.
-        weight_decay: L2 weight decay (on the conv and dense kernels).
-        batch_size: global batch size.
-        epochs: training epochs.
-        schedule: ``"step"``: multiply the rate by ``decay_factor`` at each fraction of
-            ``epochs`` in ``decay_at``.
-        decay_at: fractions of training at which the rate drops.
-        decay_factor: the drop.
-        pad: pixels of zero padding before the random crop back to the input size.
-        flip: random horizontal flip.
-        normalize: per-channel mean/std normalization of the inputs.
-        dataset: the TFDS dataset of the paper's table.
-    """
-
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    nesterov: bool = False
-    learning_rate: float = 0.1
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    epochs: int = 164
-    schedule: str = "step"
-    decay_at: tuple = (0.5, 0.75)
-    decay_factor: float = 0.1
-    pad: int = 4
-    flip: bool = True
-    normalize: str = "per_channel"
-    dataset: str = "cifar10"
-
-    def decay_epochs(self):
-        """The epochs at which the rate drops: ``(82, 123)`` for 164 epochs."""
-        return tuple(int(round(f * self.epochs)) for f in self.decay_at)
-
-    def learning_rate_at(self, epoch):
-        """The learning rate during ``epoch`` (0-based)."""
-        drops = sum(epoch >= e for e in self.decay_epochs())
-        return self.learning_rate * self.decay_factor**drops
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-
-#: He et al.'s CIFAR recipe (164 epochs, as for ResNet-164; the paper's CIFAR table uses
-#: it for every network): SGD momentum 0.9, lr 0.1 for batch 128, x0.1 at 50 % and 75 %,
-#: weight decay 1e-4, 4-pixel padding + random 32x32 crop + horizontal flip,
-#: per-channel normalization.
-CIFAR_RECIPE = Recipe()
 
 
 def build_cifar_resnet(
