@@ -16,54 +16,15 @@ import warnings
 
 import numpy as np
 
+from keras_se.models.preprocessing import Preprocessing  # noqa: F401 (keras_se.data.Preprocessing)
 from keras_se_core.errors import UsageError
 from keras_se_core.fileio import write_json
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: load_digits pixels (0..16, rescaled to 0..1): mean and std over the whole set.
 DIGITS_MEAN = (0.3053, 0.3053, 0.3053)
 DIGITS_STD = (0.3760, 0.3760, 0.3760)
 
 PREPROCESSING_SUFFIX = ".preprocessing.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """How raw ``uint8`` images become model inputs.
-
-    Attributes:
-        mean, std: per-channel statistics applied after scaling to [0, 1].
-        scale: multiplier applied to the raw pixel values first (1/255 for uint8).
-        image_size: ``(height, width)`` the model expects, or None if any size works.
-        interpolation: resize method (``"bilinear"``, ``"bicubic"``, ...).
-        crop_pct: center-crop fraction at evaluation (timm convention; 1.0 = no crop).
-    """
-
-    mean: tuple = IMAGENET_MEAN
-    std: tuple = IMAGENET_STD
-    scale: float = 1.0 / 255.0
-    image_size: tuple | None = None
-    interpolation: str = "bilinear"
-    crop_pct: float = 1.0
-
-    def to_dict(self):
-        out = dataclasses.asdict(self)
-        out["mean"], out["std"] = list(self.mean), list(self.std)
-        out["image_size"] = None if self.image_size is None else list(self.image_size)
-        return out
-
-    @classmethod
-    def from_dict(cls, config):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(config) - known
-        if unknown:
-            raise UsageError(f"Unknown preprocessing keys {sorted(unknown)}. Received: {config!r}")
-        config = dict(config)
-        for key in ("mean", "std", "image_size"):
-            if config.get(key) is not None:
-                config[key] = tuple(config[key])
-        return cls(**config)
 
 
 def normalize(images, preprocessing=None):

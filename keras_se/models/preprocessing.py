@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from keras_se_core.errors import UsageError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -49,7 +51,7 @@ class Preprocessing:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(config) - known
         if unknown:
-            raise ValueError(f"Unknown preprocessing keys {sorted(unknown)}. Received: {config!r}")
+            raise UsageError(f"Unknown preprocessing keys {sorted(unknown)}. Received: {config!r}")
         config = dict(config)
         for key in ("mean", "std", "image_size"):
             if config.get(key) is not None:
