@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import difflib
 
+from keras_se_core.errors import UsageError
+
 _REGISTRY = {}
 
 
@@ -44,7 +46,7 @@ def builder(name):
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(
+        raise UsageError(
             f"Unknown model name.{hint} Known models: {', '.join(names())}. Received: name={name!r}"
         )
     return _REGISTRY[name]
