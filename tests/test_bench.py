@@ -169,9 +169,10 @@ def test_keras_side_serves_the_protocol(tmp_path):
     from keras_se import models
     from keras_se import weights as reference
 
-    model = models.SEResNet18(input_shape=(32, 32, 3), classifier_activation=None)
+    # 64x64: the ImageNet stem, which reference (timm) weights need
+    model = models.SEResNet18(input_shape=(64, 64, 3), classifier_activation=None)
     weights = reference.save_reference_weights(model, str(tmp_path / "w.safetensors"))
-    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    x = np.random.default_rng(0).random((2, 64, 64, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.array([0, 1]))
     common = dict(
