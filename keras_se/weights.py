@@ -46,6 +46,7 @@ import keras
 import numpy as np
 
 from keras_se.layers import BatchNormSqueezeExcite, SqueezeExcite
+from keras_se_core.errors import UsageError
 
 LAYOUTS = ("legacy", "timm")
 STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -70,7 +71,7 @@ def layout_architecture(layout, *, groups=1):
         return {"stride_in_1x1": groups == 1, "stem_pool": "caffe"}
     if layout == "timm":
         return {"stride_in_1x1": False, "stem_pool": "torch"}
-    raise ValueError(f"`layout` must be one of {LAYOUTS}. Received: layout={layout!r}")
+    raise UsageError(f"`layout` must be one of {LAYOUTS}. Received: layout={layout!r}")
 
 
 # ----------------------------------------------------------------------------- files
@@ -110,7 +111,7 @@ def read_state_dict(path):
     """
     path = os.fspath(path)
     if not path.endswith(STATE_DICT_SUFFIXES):
-        raise ValueError(
+        raise UsageError(
             f"A reference state dict must be one of {', '.join(STATE_DICT_SUFFIXES)}. "
             f"Received: source={path!r}"
         )
@@ -122,7 +123,7 @@ def read_state_dict(path):
         try:
             state = load_file(path)
         except Exception as err:  # corrupt header, bfloat16 (no NumPy dtype), ...
-            raise ValueError(
+            raise UsageError(
                 f"Cannot read the safetensors file ({_one_line(err)}). Received: source={path!r}"
             ) from err
     else:
@@ -132,7 +133,7 @@ def read_state_dict(path):
             if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
                 state = state[wrapper]
         if not isinstance(state, dict):
-            raise ValueError(
+            raise UsageError(
                 f"The file holds a {type(state).__name__}, not a state dict. Received: source={path!r}"
             )
         state = {
@@ -166,7 +167,7 @@ def detect_layout(keys):
     if "conv1.weight" in keys:
         return "timm"
     sample = ", ".join(sorted(keys)[:5]) or "no keys"
-    raise ValueError(
+    raise UsageError(
         "Not a timm SE-ResNet/ResNeXt state dict: it has neither 'layer0.conv1.weight' "
         f"(legacy_se*) nor 'conv1.weight' (seresnet*/seresnext*); first keys: {sample}."
     )
@@ -349,7 +350,7 @@ def _layer_tensors(layer, prefix):
         if layer.use_bias:
             out.append(_Tensor(f"{prefix}.bias", layer.bias, _identity, _identity))
         return out
-    raise ValueError(f"No reference mapping for layer {layer.name!r} ({type(layer).__name__}).")
+    raise UsageError(f"No reference mapping for layer {layer.name!r} ({type(layer).__name__}).")
 
 
 def _layer(model, name):
@@ -369,16 +370,16 @@ def _check_architecture(model, layout):
     conv1 = _layer(model, "conv1_conv")
     deep_stem = _layer(model, "conv1_3_conv") is not None
     if conv1 is None and not deep_stem:
-        raise ValueError(
+        raise UsageError(
             f"Reference weights fit keras_se ResNet/ResNeXt models only; model {model.name!r} "
             "has no 'conv1_conv' layer."
         )
     if deep_stem and layout != "legacy":
-        raise ValueError(
+        raise UsageError(
             "The 3-conv stem (SENet-154) exists in the legacy layout only (timm legacy_senet154)."
         )
     if not deep_stem and tuple(conv1.kernel_size) != (7, 7):
-        raise ValueError(
+        raise UsageError(
             "Reference ImageNet weights need the ImageNet stem (7x7 conv); the model has the "
             "CIFAR stem: build it with stem='imagenet' (or an input of at least 64x64)."
         )
@@ -391,14 +392,14 @@ def _check_architecture(model, layout):
         actual["stride_in_1x1"] = tuple(first.strides) == (2, 2)
     for option, value in actual.items():
         if value != expected[option]:
-            raise ValueError(
+            raise UsageError(
                 f"{layout!r}-layout weights need a model built with {option}="
                 f"{expected[option]!r}; this one has {option}={value!r}. Build it with "
                 f"{option}={expected[option]!r} (the builders do when given the weights)."
             )
     se_layers = [layer for layer in model.layers if isinstance(layer, SE_LAYERS)]
     if se_layers and not bottleneck and layout == "timm":
-        raise ValueError(
+        raise UsageError(
             "timm's non-legacy basic-block SE-ResNets (seresnet18/34) have no ReLU before their "
             "SE block and 8-unit SE layers; keras_se builds the legacy (Caffe) ones: use "
             "legacy_seresnet18/34 weights."
@@ -409,12 +410,12 @@ def _check_architecture(model, layout):
         part = "3_conv" if fused else ("3_bn" if bottleneck else "2_relu")
         source = _layer(model, f"{layer.name[: -len('_se')]}_{part}")
         if source is None or layer.feature_input is not source.output:
-            raise ValueError(
+            raise UsageError(
                 f"Reference weights need se_mode='standard' (SE after the last BN of the "
                 f"residual branch); layer {layer.name!r} is elsewhere."
             )
         if (config["squeeze"], config["activation"], config["gate"]) != ("avg", "relu", "sigmoid"):
-            raise ValueError(
+            raise UsageError(
                 "Reference weights need the paper's SE block (squeeze='avg', activation='relu', "
                 f"gate='sigmoid'). Received for {layer.name!r}: squeeze={config['squeeze']!r}, "
                 f"activation={config['activation']!r}, gate={config['gate']!r}"
@@ -423,7 +424,7 @@ def _check_architecture(model, layout):
         if isinstance(
             layer, keras.layers.BatchNormalization | BatchNormSqueezeExcite
         ) and not np.isclose(layer.epsilon, TORCH_BN_EPSILON, rtol=0, atol=1e-9):
-            raise ValueError(
+            raise UsageError(
                 f"Reference weights need BatchNorm epsilon={TORCH_BN_EPSILON} (PyTorch); layer "
                 f"{layer.name!r} has epsilon={layer.epsilon}."
             )
@@ -444,7 +445,7 @@ def _model_tensors(model, layout):
             prefix = (_torch_prefix(f"{layer.name[: -len('_se')]}_3_bn", layout), prefix)
         tensors.extend(_layer_tensors(layer, prefix))
     if unmapped:
-        raise ValueError(
+        raise UsageError(
             f"Layers without a reference twin: {', '.join(unmapped[:8])}"
             f"{' ...' if len(unmapped) > 8 else ''}. Reference weights fit the plain keras_se "
             "ResNet/ResNeXt graph only."
@@ -517,7 +518,7 @@ def load_reference_weights(model, path, *, source=None, hint=""):
             if any(m.startswith(_CLASSIFIER[layout] + ".") for m in mismatched)
             else ""
         )
-        raise ValueError(
+        raise UsageError(
             f"The {layout!r}-layout state dict does not fit model {model.name!r}{hint}: "
             f"{'; '.join(p for p in problems if p)}{top}. Nothing was loaded. Received: source={source!r}"
         )
@@ -568,6 +569,6 @@ def save_reference_weights(model, path, *, layout=None):
 
     path = os.fspath(path)
     if not path.endswith(".safetensors"):
-        raise ValueError(f"`path` must end with .safetensors. Received: path={path!r}")
+        raise UsageError(f"`path` must end with .safetensors. Received: path={path!r}")
     save_file(reference_state_dict(model, layout=layout), path, metadata={"format": "pt"})
     return path

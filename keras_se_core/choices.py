@@ -52,3 +52,17 @@ RECIPES = {
         schedule="multistep",
     ),
 }
+
+#: Optional packages → the pip extra that installs them (setup.cfg's extras_require): the one
+#: table the CLI and `keras_se.extras.require` name extras from.
+EXTRAS = {
+    "tensorflow": "tensorflow",
+    "tensorflow_datasets": "tensorflow",
+    "sklearn": "tensorflow",
+    "tensorboard": "tensorflow",
+    "keras_tuner": "tune",
+    "tensorflow_serving": "serve",
+    "matplotlib": "analysis",
+    "torch": "torch",
+    "huggingface_hub": "hub",
+}

@@ -20,19 +20,6 @@ from keras_se_core import validation as v
 from keras_se_core.configs import GROUPS, TrainConfig
 from keras_se_core.errors import EXIT_PREEMPTED, EXIT_USAGE, UsageError
 
-#: Optional packages → the pip extra that installs them (setup.cfg's extras_require).
-EXTRAS = {
-    "tensorflow": "tensorflow",
-    "tensorflow_datasets": "tensorflow",
-    "sklearn": "tensorflow",
-    "tensorboard": "tensorflow",
-    "keras_tuner": "tune",
-    "tensorflow_serving": "serve",
-    "matplotlib": "analysis",
-    "torch": "torch",
-    "huggingface_hub": "hub",
-}
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own errors: one line, exit 2
@@ -385,10 +372,10 @@ def parse_args(argv=None):
 def _missing_extra(err):
     """A `UsageError` for an optional package that is not installed, or None."""
     top = (getattr(err, "name", None) or "").split(".")[0]
-    if top not in EXTRAS:
+    if top not in choices.EXTRAS:
         return None
     return UsageError(
-        f"this command needs the `{top}` package: pip install 'keras-se[{EXTRAS[top]}]'"
+        f"this command needs the `{top}` package: pip install 'keras-se[{choices.EXTRAS[top]}]'"
     )
 
 

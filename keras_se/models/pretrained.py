@@ -23,6 +23,7 @@ import os
 from keras_se import weights as reference
 from keras_se.models import registry
 from keras_se.models.preprocessing import Preprocessing
+from keras_se_core.errors import UsageError
 
 #: Keras's own weights files: loaded with ``model.load_weights``.
 KERAS_SUFFIXES = (".weights.h5", ".keras", ".h5")
@@ -75,7 +76,7 @@ SOURCES = {}
 def register_source(source):
     """Adds a `ReferenceSource`; a name can be registered only once."""
     if source.name in SOURCES and SOURCES[source.name] != source:
-        raise ValueError(f"Reference source already registered: name={source.name!r}")
+        raise UsageError(f"Reference source already registered: name={source.name!r}")
     SOURCES[source.name] = source
     return source
 
@@ -100,7 +101,7 @@ def get_source(name):
     """The `ReferenceSource` for ``name``; a ValueError listing the known ones otherwise."""
     key = _source_name(name)
     if key is None:
-        raise ValueError(
+        raise UsageError(
             f"Unknown reference weights source. Known: {', '.join('timm/' + k for k in SOURCES)}. "
             f"Received: source={name!r}"
         )
@@ -183,7 +184,7 @@ def load_reference_model(source, *, model=None, **kwargs):
         built = registry.get(model or src.model, **src.build_options(), **kwargs)
     else:
         if model is None:
-            raise ValueError(
+            raise UsageError(
                 "A weights file needs the keras_se model name (e.g. model='se_resnet50'). "
                 f"Received: source={source!r}, model=None"
             )
