@@ -123,7 +123,7 @@ def bench_precision(*, steps, repeats, image_size=32, batch=64):
     )
 
 
-def bench_excitation_log(*, repeats, model="se_resnet18", image_size=32, batch=64):
+def bench_excitation_log(*, repeats, model="se_resnet18", image_size=32, batch=64, steps=None):
     """The cost of ``--log-excitations``: a training epoch plus one analysis vs the epoch alone.
 
     The quickstart's setting (digits, 1,437 training images; the analysis sample is the
@@ -138,6 +138,7 @@ def bench_excitation_log(*, repeats, model="se_resnet18", image_size=32, batch=6
             image_size=image_size,
             batch_size=batch,
             log_excitations=1,
+            steps_per_epoch=steps,
         )
         writer = tf.summary.create_file_writer(os.path.join(tmp, "logs"))
         epoch = _trainer_epochs(trainer)
