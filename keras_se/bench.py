@@ -1102,7 +1102,7 @@ SETTINGS = {
             loop=dict(steps=2, repeats=1, image_size=16, batch=8),
             precision=dict(steps=2, repeats=1, image_size=16, batch=8),
             read_volume=dict(images=16, workers=(1, 2)),
-            excitation_log=dict(repeats=1, model="se_resnet20_cifar", image_size=16),
+            excitation_log=dict(repeats=1, model="se_resnet20_cifar", image_size=16, steps=2),
         ),
         # keras_se vs timm: one model, tiny inputs
         peer=dict(models=("se_resnet50",), size=64, batch=2, repeats=2, train_repeats=2),
