@@ -13,6 +13,20 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+#: Tests measured at 2 s or more on 2 CPU cores (``pytest --durations=0``): marked ``slow`` so
+#: that ``-m "not slow and not integration"`` is the fast tier (README, Development). One node id
+#: per line; a test that no longer exists is ignored.
+SLOW_TESTS = os.path.join(os.path.dirname(__file__), "slow_tests.txt")
+
+
+def pytest_collection_modifyitems(config, items):
+    with open(SLOW_TESTS) as f:
+        slow = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+    for item in items:
+        if item.nodeid in slow:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _reset_keras_state():
     """Each test starts with float32 policy, channels_last and a fresh name scope."""
