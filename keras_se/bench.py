@@ -1099,8 +1099,8 @@ SETTINGS = {
         memory_repeats=0,  # fresh processes: skipped in the smoke test
         # the training-loop figures (keras_se.bench_training), one tiny call of each
         training=dict(
-            loop=dict(steps=2, repeats=1, image_size=16, batch=8),
-            precision=dict(steps=2, repeats=1, image_size=16, batch=8),
+            loop=dict(steps=2, repeats=1, image_size=16, batch=8, model="se_resnet20_cifar"),
+            precision=dict(steps=2, repeats=1, image_size=16, batch=8, model="se_resnet20_cifar"),
             read_volume=dict(images=16, workers=(1, 2)),
             excitation_log=dict(repeats=1, model="se_resnet20_cifar", image_size=16, steps=2),
         ),

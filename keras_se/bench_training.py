@@ -46,7 +46,7 @@ def _trainer_epochs(trainer):
     return run
 
 
-def bench_loop_vs_fit(*, steps, repeats, image_size=32, batch=64):
+def bench_loop_vs_fit(*, steps, repeats, image_size=32, batch=64, model="se_resnet18"):
     """``keras-se train``'s loop vs ``compile(); fit()`` of the same model, data and optimizer."""
     import keras
 
@@ -55,12 +55,13 @@ def bench_loop_vs_fit(*, steps, repeats, image_size=32, batch=64):
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer(
             os.path.join(tmp, "loop"),
+            model=model,
             steps_per_epoch=steps,
             image_size=image_size,
             batch_size=batch,
         )
-        model = keras.models.clone_model(trainer.model)
-        model.compile(
+        fit_model = keras.models.clone_model(trainer.model)
+        fit_model.compile(
             optimizer=keras.optimizers.SGD(
                 trainer.config.peak_learning_rate(),
                 momentum=0.9,
@@ -80,13 +81,13 @@ def bench_loop_vs_fit(*, steps, repeats, image_size=32, batch=64):
                 seed=0,
                 epoch=epoch[0],
             ).take(steps)
-            model.fit(ds, epochs=1, verbose=0)
+            fit_model.fit(ds, epochs=1, verbose=0)
             epoch[0] += 1
 
         a, b = interleave(_trainer_epochs(trainer), fit, repeats=repeats, warmup=1)
     return Figure(
         "loop_vs_fit",
-        f"keras-se train loop vs model.fit, SE-ResNet-18 {image_size}², b{batch}, per step",
+        f"keras-se train loop vs model.fit, {model} {image_size}², b{batch}, per step",
         "Trainer",
         "model.fit",
         [t / steps for t in a],
@@ -95,11 +96,12 @@ def bench_loop_vs_fit(*, steps, repeats, image_size=32, batch=64):
     )
 
 
-def bench_precision(*, steps, repeats, image_size=32, batch=64):
+def bench_precision(*, steps, repeats, image_size=32, batch=64, model="se_resnet18"):
     """The training loop in mixed bfloat16 vs float32 (CPUs with AVX512_BF16 / AMX gain)."""
     with tempfile.TemporaryDirectory() as tmp:
         bf16 = _trainer(
             os.path.join(tmp, "bf16"),
+            model=model,
             steps_per_epoch=steps,
             image_size=image_size,
             batch_size=batch,
@@ -107,6 +109,7 @@ def bench_precision(*, steps, repeats, image_size=32, batch=64):
         )
         fp32 = _trainer(
             os.path.join(tmp, "fp32"),
+            model=model,
             steps_per_epoch=steps,
             image_size=image_size,
             batch_size=batch,
@@ -114,7 +117,7 @@ def bench_precision(*, steps, repeats, image_size=32, batch=64):
         a, b = interleave(_trainer_epochs(bf16), _trainer_epochs(fp32), repeats=repeats, warmup=1)
     return Figure(
         "bf16_vs_fp32",
-        f"training step, mixed bfloat16 vs float32, SE-ResNet-18 {image_size}², b{batch}",
+        f"training step, mixed bfloat16 vs float32, {model} {image_size}², b{batch}",
         "bfloat16",
         "float32",
         [t / steps for t in a],

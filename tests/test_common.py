@@ -95,3 +95,108 @@ def test_lower_modules_never_import_higher_ones():
             if not module.startswith(allowed):
                 wrong.append(f"{rel} imports {module}")
     assert not wrong, wrong
+
+
+# ---------------------------------------------------------------- features_only
+#: name, builder kwargs, expected pyramid {key: (H, W, C)} (closed forms: stride 2**k,
+#: stage widths; Inception-v3 at 75x75 through its valid paddings 37→35→17→15 | 7 | 3 | 1),
+#: and the layer of the full model each level must equal.
+FEATURE_CASES = [
+    (
+        "se_resnet18",
+        dict(input_shape=(64, 64, 3)),
+        {"P2": (16, 16, 64), "P3": (8, 8, 128), "P4": (4, 4, 256), "P5": (2, 2, 512)},
+        {f"P{s}": f"conv{s}_block2_out" for s in range(2, 6)},
+    ),
+    (
+        "se_resnet18",  # the CIFAR stem keeps stride 1: levels 0-3
+        dict(input_shape=(32, 32, 3)),
+        {"P0": (32, 32, 64), "P1": (16, 16, 128), "P2": (8, 8, 256), "P3": (4, 4, 512)},
+        {f"P{s - 2}": f"conv{s}_block2_out" for s in range(2, 6)},
+    ),
+    (
+        "se_resnext26_32x4d",
+        dict(input_shape=(64, 64, 3)),
+        {"P2": (16, 16, 256), "P3": (8, 8, 512), "P4": (4, 4, 1024), "P5": (2, 2, 2048)},
+        {f"P{s}": f"conv{s}_block2_out" for s in range(2, 6)},
+    ),
+    (
+        "se_resnet20_cifar",
+        dict(input_shape=(32, 32, 3)),
+        {"P0": (32, 32, 16), "P1": (16, 16, 32), "P2": (8, 8, 64)},
+        {f"P{s - 2}": f"conv{s}_block3_out" for s in range(2, 5)},
+    ),
+    (
+        "se_wrn16_8",  # pre-activation: the last level is after post_bn's ReLU
+        dict(input_shape=(16, 16, 3)),
+        {"P0": (16, 16, 128), "P1": (8, 8, 256), "P2": (4, 4, 512)},
+        {"P0": "conv2_block2_out", "P1": "conv3_block2_out"},
+    ),
+    (
+        "se_inception_v3",
+        dict(input_shape=(75, 75, 3)),
+        {"P2": (15, 15, 192), "P3": (7, 7, 288), "P4": (3, 3, 768), "P5": (1, 1, 2048)},
+        {"P2": "activation_4", "P3": "mixed2_se", "P4": "mixed7_se", "P5": "mixed10_se"},
+    ),
+]
+
+
+def _shapes(model):
+    return {key: tuple(tensor.shape[1:]) for key, tensor in model.output.items()}
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, expected, layers",
+    FEATURE_CASES,
+    ids=[f"{c[0]}-{c[1]['input_shape'][0]}" for c in FEATURE_CASES],
+)
+def test_features_only_outputs_the_full_models_stage_maps(name, kwargs, expected, layers, tmp_path):
+    import keras
+    import numpy as np
+
+    full = models.get(name, classes=5, **kwargs)
+    path = str(tmp_path / "full.weights.h5")
+    full.save_weights(path)  # a file with the classifier: loads with include_top=True
+    backbone = models.get(name, classes=5, features_only=True, weights=path, **kwargs)
+    assert _shapes(backbone) == expected
+    assert list(backbone.output) == sorted(expected, key=lambda k: int(k[1:]))
+    assert not any(layer.name == "predictions" for layer in backbone.layers)
+
+    last = max(expected, key=lambda k: int(k[1:]))
+    reference = keras.Model(
+        full.input,
+        {**{k: full.get_layer(n).output for k, n in layers.items()},
+         last: full.get_layer("avg_pool").input},  # the map the classifier pools
+    )  # fmt: skip
+    x = np.random.default_rng(0).uniform(-1, 1, (2, *kwargs["input_shape"])).astype("float32")
+    got, want = backbone.predict(x, verbose=0), reference.predict(x, verbose=0)
+    assert set(got) == set(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_features_only_defaults_to_any_input_size_and_round_trips(tmp_path):
+    import keras
+    import numpy as np
+
+    backbone = models.SEResNet18(features_only=True)
+    assert backbone.input.shape == (None, None, None, 3)
+    for size in ((64, 64), (96, 64)):
+        out = backbone.predict(np.zeros((1, *size, 3), "float32"), verbose=0)
+        assert out["P5"].shape == (1, size[0] // 32, size[1] // 32, 512)
+        assert out["P2"].shape == (1, size[0] // 4, size[1] // 4, 64)
+    path = str(tmp_path / "backbone.keras")
+    backbone.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
+    want, got = backbone.predict(x, verbose=0), loaded.predict(x, verbose=0)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("builder", [models.SEResNet18, models.SEResNet20, models.SEInceptionV3])
+def test_features_only_bad_arguments_name_the_argument(builder):
+    with pytest.raises(ValueError, match=r"`pooling`.*pooling='avg'"):
+        builder(features_only=True, pooling="avg")
+    with pytest.raises((ValueError, TypeError), match=r"features_only='yes'"):
+        builder(features_only="yes")

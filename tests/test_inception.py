@@ -94,6 +94,37 @@ def test_plain_twin_is_keras_applications_model(arch, tmp_path):
     np.testing.assert_allclose(_numpy(loaded(x)), expected, rtol=1e-6, atol=1e-7)
 
 
+#: keras.applications' layers at strides 4, 8, 16 and 32 (the last of each resolution).
+PYRAMID_LAYERS = {
+    "inception_v3": {"P2": "activation_4", "P3": "mixed2", "P4": "mixed7", "P5": "mixed10"},
+    "inception_resnet_v2": {
+        "P2": "activation_4",
+        "P3": "block35_10_ac",
+        "P4": "block17_20_ac",
+        "P5": "conv_7b_ac",
+    },
+}
+
+
+@pytest.mark.parametrize("arch", sorted(KERAS_APPLICATIONS))
+def test_features_only_equals_keras_applications_intermediate_layers(arch):
+    reference = KERAS_APPLICATIONS[arch](weights=None, include_top=False, input_shape=(75, 75, 3))
+    ours = models.get(arch, features_only=True)
+    assert ours.input.shape == (None, None, None, 3)
+    for layer in reference.layers:
+        if layer.weights:
+            ours.get_layer(layer.name).set_weights(layer.get_weights())
+    pyramid = keras.Model(
+        reference.input,
+        {key: reference.get_layer(name).output for key, name in PYRAMID_LAYERS[arch].items()},
+    )
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 75, 75, 3)).astype("float32")
+    want, got = pyramid.predict(x, verbose=0), ours.predict(x, verbose=0)
+    assert list(got) == ["P2", "P3", "P4", "P5"]
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
 @pytest.mark.parametrize("arch", sorted(KERAS_APPLICATIONS))
 def test_se_overhead_is_the_closed_form_and_placement(arch, small_model):
     se, plain = small_model(f"se_{arch}"), small_model(arch)

@@ -11,7 +11,8 @@ import pytest
 from keras_se import BatchNormSqueezeExcite, SqueezeExcite, models
 
 ALL_NAMES = models.names()
-#: Over 80M parameters: a train step and a save take tens of seconds on a CPU.
+#: Over 80M parameters: a train step and a save take tens of seconds on a CPU, so these
+#: build and predict only.
 HEAVY = {"senet154", "se_resnext101_32x8d", "se_resnext101_64x4d", "resnext101_32x8d",
          "resnext101_64x4d"}  # fmt: skip
 
@@ -46,6 +47,12 @@ def test_every_model_builds_trains_and_round_trips(name, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((2, size, size, 3)).astype("float32")
     y = np.array([0, 2])
+    if name in HEAVY:
+        # Their layers are those of the smaller ResNeXt rows, which train and round-trip
+        # below; the train step and the 400 MB save of these took 40-60 s each.
+        out = keras.ops.convert_to_numpy(model(x, training=False))
+        assert out.shape == (2, 3) and np.isfinite(out).all()
+        return
     # Eager: tracing the train step of an 800-layer Inception graph costs more than running it.
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy", run_eagerly=True)
     loss = model.train_on_batch(x, y)

@@ -155,17 +155,28 @@ def _wait_for_step_checkpoint(proc, run_dir, steps_per_epoch, timeout=600):
 STEPPED = [*TINY[:-3], "--steps-per-epoch", "8", "--checkpoint-every", "2", "--quiet"]
 
 
+INTERRUPTED = [*STEPPED, "--epochs", "2", "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    """The run directory of `INTERRUPTED` run once without interruption (shared)."""
+    reference = str(tmp_path_factory.mktemp("uninterrupted") / "run")
+    cmd, env = _cli("train", *INTERRUPTED, "--out", reference)
+    subprocess.run(cmd, env=env, check=True, timeout=600, capture_output=True)
+    return reference
+
+
 @pytest.mark.integration
+@pytest.mark.xdist_group("uninterrupted_run")  # one worker runs both: the reference once
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
-def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, sig):
+def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(
+    tmp_path, sig, uninterrupted_run
+):
     """(a) SIGKILL / (b) SIGTERM mid-epoch after a step checkpoint, rerun the same command:
     every epoch once in the history, final weights equal the uninterrupted run's (1e-5).
     SIGTERM saves at the next step boundary and exits with code 3."""
-    args = [*STEPPED, "--epochs", "2", "--seed", "7"]
-    reference = str(tmp_path / "reference")
-    cmd, env = _cli("train", *args, "--out", reference)
-    subprocess.run(cmd, env=env, check=True, timeout=600, capture_output=True)
-
+    args, reference = INTERRUPTED, uninterrupted_run
     killed = str(tmp_path / "killed")
     cmd, env = _cli("train", *args, "--out", killed)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -93,6 +93,7 @@ def build_cifar_resnet(
     se_ratio=16,
     se_mode="standard",
     se_kwargs=None,
+    features_only=False,
 ):
     """Builds a CIFAR (SE-)ResNet or (SE-)WRN from its architecture description.
 
@@ -118,6 +119,12 @@ def build_cifar_resnet(
         se_ratio: SE reduction ratio ``r``; None builds the plain network.
         se_mode: ``"standard"``, ``"pre"``, ``"post"`` or ``"identity"`` (paper Fig. 5).
         se_kwargs: extra `SqueezeExcite` arguments (``squeeze``, ``gate``, ``use_bias``...).
+        features_only: return a feature extractor instead: a model over the same layers
+            whose output is a dict of the three stage outputs keyed by stride like
+            keras-hub's ``pyramid_outputs``: ``"P0"``, ``"P1"``, ``"P2"`` (strides 1, 2,
+            4; pre-activation models: the last after ``post_bn``). The input defaults to
+            ``(None, None, 3)``; ``pooling`` must be None; ``weights`` load first into
+            the model that ``include_top`` describes.
 
     Returns:
         A functional ``keras.Model``.
@@ -133,6 +140,7 @@ def build_cifar_resnet(
         pooling=pooling,
         classes=classes,
         classifier_activation=classifier_activation,
+        features_only=features_only,
     )
     se_kwargs = common.check_se_args(se_ratio, se_mode, se_kwargs)
     check_choice("unit", unit, UNITS)
@@ -149,7 +157,10 @@ def build_cifar_resnet(
             f"stackwise_num_blocks={stackwise_num_blocks!r}"
         )
     input_shape = common.resolve_input_shape(
-        input_shape, input_tensor, default_size=DEFAULT_INPUT_SIZE, include_top=include_top
+        input_shape,
+        input_tensor,
+        default_size=DEFAULT_INPUT_SIZE,
+        include_top=include_top and not features_only,
     )
     common.check_min_size(input_shape, MIN_INPUT_SIZE)
 
@@ -159,6 +170,7 @@ def build_cifar_resnet(
     else:
         x = conv_bn(img_input, STEM_FILTERS, 3, name="conv1")
     se = dict(se_ratio=se_ratio, se_mode=se_mode, se_kwargs=se_kwargs)
+    pyramid = {}  # keras-hub's pyramid_outputs: "P<k>" for the stage output at stride 2**k
     for stage, (num_blocks, filters) in enumerate(zip(stackwise_num_blocks, stackwise_filters)):
         for index in range(num_blocks):
             strides = 2 if (index == 0 and stage > 0) else 1
@@ -173,8 +185,10 @@ def build_cifar_resnet(
                     x, filters, name=unit_name, block=block, strides=strides,
                     dropout=dropout, **se,
                 )  # fmt: skip
+        pyramid[f"P{stage}"] = x
     if unit == "pre":
         x = batch_norm(x, name="post_bn", activation="relu")
+        pyramid[f"P{len(stackwise_num_blocks) - 1}"] = x
 
     return common.finish_model(
         x,
@@ -186,6 +200,8 @@ def build_cifar_resnet(
         classifier_activation=classifier_activation,
         weights=weights,
         name=name,
+        features_only=features_only,
+        pyramid=pyramid,
     )
 
 

@@ -51,9 +51,21 @@ def check_se_args(se_ratio, se_mode, se_kwargs):
     return dict(se_kwargs)
 
 
-def check_application_args(*, include_top, weights, pooling, classes, classifier_activation):
-    """The keras.applications argument checks (weights, pooling, classes, activation)."""
+def check_application_args(
+    *, include_top, weights, pooling, classes, classifier_activation, features_only=False
+):
+    """The keras.applications argument checks (weights, pooling, classes, activation).
+
+    ``features_only`` (the feature-pyramid option of every builder) must be a bool and
+    excludes ``pooling``: the pyramid is the unpooled stage outputs.
+    """
     check_bool("include_top", include_top)
+    check_bool("features_only", features_only)
+    if features_only and pooling is not None:
+        raise ValueError(
+            "`pooling` does not apply with `features_only=True` (the outputs are the unpooled "
+            f"stage maps); leave it None. Received: pooling={pooling!r}"
+        )
     if weights is not None and not (
         isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)
     ):
@@ -172,8 +184,17 @@ def finish_model(
     weights,
     name,
     dropout=0.0,
+    features_only=False,
+    pyramid=None,
 ):
-    """Head (``avg_pool`` [+ ``top_dropout``] + ``predictions``) or pooling, the Model, ``weights``."""
+    """Head (``avg_pool`` [+ ``top_dropout``] + ``predictions``) or pooling, the Model, ``weights``.
+
+    With ``features_only``, the returned model is the feature extractor over the same
+    layers: its output is ``pyramid``, a dict ``{"P<level>": stage output}`` (level =
+    log2 of the stride), recorded by the builder. ``weights`` are loaded into the model
+    the other arguments describe first (so a file with the classifier loads with
+    ``include_top=True``), then the head is left out.
+    """
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
@@ -187,6 +208,8 @@ def finish_model(
     model = keras.Model(inputs, x, name=name)
     if weights is not None:
         load_weights_file(model, weights)
+    if features_only:
+        return keras.Model(inputs, dict(pyramid), name=name)
     return model
 
 
@@ -243,6 +266,7 @@ def make_builder(build, *, public_name, model_name, se, options, doc, defaults_o
         classifier_activation="softmax",
         name=model_name,
         se_ratio=16 if se else None,
+        features_only=False,
         **options,
     )
     defaults.update(defaults_override or {})

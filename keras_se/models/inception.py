@@ -333,6 +333,31 @@ def inception_resnet_unit(
     return x
 
 
+class _Pyramid(dict):
+    """``{"P<level>": latest map at stride 2**level}`` while a model is built.
+
+    A module with a max-pool branch is a reduction (stride 2): it opens the next level.
+    """
+
+    def __init__(self, level):
+        super().__init__()
+        self.level = level
+
+    def record(self, x, branches=()):
+        if MAX_POOL in (step for branch in branches for step in branch):
+            self.level += 1
+        self[f"P{self.level}"] = x
+
+
+def _stem(img_input, *, names):
+    """The stem, and the pyramid with ``"P2"``: its last conv (stride 4, before the pool)."""
+    x = _sequence(img_input, STEM[:-1], names=names)
+    pyramid = _Pyramid(level=2)
+    pyramid.record(x)
+    pyramid.level += 1  # STEM[-1], the second 3x3/2 max pool
+    return _sequence(x, STEM[-1:], names=names), pyramid
+
+
 # ---------------------------------------------------------------- builders
 def _prepare(
     *,
@@ -345,6 +370,7 @@ def _prepare(
     classifier_activation,
     se_ratio,
     se_kwargs,
+    features_only,
 ):
     """Shared argument checks; returns the checked ``se_kwargs`` and the image input."""
     common.check_application_args(
@@ -353,10 +379,14 @@ def _prepare(
         pooling=pooling,
         classes=classes,
         classifier_activation=classifier_activation,
+        features_only=features_only,
     )
     se_kwargs = common.check_se_args(se_ratio, "standard", se_kwargs)
     input_shape = common.resolve_input_shape(
-        input_shape, input_tensor, default_size=DEFAULT_INPUT_SIZE, include_top=include_top
+        input_shape,
+        input_tensor,
+        default_size=DEFAULT_INPUT_SIZE,
+        include_top=include_top and not features_only,
     )
     common.check_min_size(input_shape, MIN_INPUT_SIZE)
     return se_kwargs, common.make_input(input_shape, input_tensor)
@@ -374,6 +404,7 @@ def build_inception_v3(
     name="inception_v3",
     se_ratio=16,
     se_kwargs=None,
+    features_only=False,
 ):
     """Builds (SE-)Inception-v3: keras.applications' InceptionV3 with an SE block per module.
 
@@ -390,9 +421,23 @@ def build_inception_v3(
         name: model name.
         se_ratio: SE reduction ratio ``r``; None builds the plain network.
         se_kwargs: extra `SqueezeExcite` arguments (``squeeze``, ``gate``, ``use_bias``...).
+        features_only: return a feature extractor instead: a model over the same layers
+            whose output is a dict keyed by stride like keras-hub's ``pyramid_outputs``:
+            ``"P2"`` the stem's last convolution (stride 4, before its second max pool),
+            ``"P3"`` ``mixed2`` (stride 8), ``"P4"`` ``mixed7`` (16), ``"P5"``
+            ``mixed10`` (32), each after its SE block (keras.applications' valid
+            paddings make the maps 71, 35, 17 and 8 pixels at 299x299). The input
+            defaults to ``(None, None, 3)``; ``pooling`` must be None; ``weights`` load
+            first into the model that ``include_top`` describes.
 
     Returns:
         A functional ``keras.Model``.
+
+    Example:
+        >>> from keras_se.models import SEInceptionV3
+        >>> backbone = SEInceptionV3(features_only=True, input_shape=(299, 299, 3))
+        >>> {key: tuple(t.shape) for key, t in backbone.output.items()}["P4"]
+        (None, 17, 17, 768)
     """
     se_kwargs, img_input = _prepare(
         include_top=include_top,
@@ -404,13 +449,15 @@ def build_inception_v3(
         classifier_activation=classifier_activation,
         se_ratio=se_ratio,
         se_kwargs=se_kwargs,
+        features_only=features_only,
     )
     names = AutoNames()
-    x = _sequence(img_input, STEM, names=names)
+    x, pyramid = _stem(img_input, names=names)
     for module_name, branches in INCEPTION_V3_MODULES:
         x = inception_module(
             x, branches, name=module_name, names=names, se_ratio=se_ratio, se_kwargs=se_kwargs
         )
+        pyramid.record(x, branches)
     model = common.finish_model(
         x,
         img_input,
@@ -421,6 +468,8 @@ def build_inception_v3(
         classifier_activation=classifier_activation,
         weights=weights,
         name=name,
+        features_only=features_only,
+        pyramid=pyramid,
     )
     names.reserve()
     return model
@@ -438,11 +487,15 @@ def build_inception_resnet_v2(
     name="inception_resnet_v2",
     se_ratio=16,
     se_kwargs=None,
+    features_only=False,
 ):
     """Builds (SE-)Inception-ResNet-v2: keras.applications' model, SE on each residual branch.
 
     Arguments as for `build_inception_v3`; ``weights`` may be a file saved from
-    ``keras.applications.InceptionResNetV2`` for the plain model.
+    ``keras.applications.InceptionResNetV2`` for the plain model. With
+    ``features_only``, the pyramid is ``"P2"`` the stem's last convolution (stride 4),
+    ``"P3"`` ``block35_10`` (8), ``"P4"`` ``block17_20`` (16) and ``"P5"`` ``conv_7b``
+    (32), outputs after activation.
 
     Returns:
         A functional ``keras.Model``.
@@ -457,13 +510,15 @@ def build_inception_resnet_v2(
         classifier_activation=classifier_activation,
         se_ratio=se_ratio,
         se_kwargs=se_kwargs,
+        features_only=features_only,
     )
     names = AutoNames()
-    x = _sequence(img_input, STEM, names=names)
+    x, pyramid = _stem(img_input, names=names)
     for stage in INCEPTION_RESNET_V2_STAGES:
         if not isinstance(stage, ResidualStage):
             module_name, branches = stage
             x = inception_module(x, branches, name=module_name, names=names)
+            pyramid.record(x, branches)
             continue
         for index in range(1, stage.repeats + 1):
             linear = stage.linear_last and index == stage.repeats
@@ -477,7 +532,9 @@ def build_inception_resnet_v2(
                 se_ratio=se_ratio,
                 se_kwargs=se_kwargs,
             )
+            pyramid.record(x)
     x = conv2d_bn(x, INCEPTION_RESNET_V2_TOP_CONV, names=names, name="conv_7b")
+    pyramid.record(x)
     model = common.finish_model(
         x,
         img_input,
@@ -488,6 +545,8 @@ def build_inception_resnet_v2(
         classifier_activation=classifier_activation,
         weights=weights,
         name=name,
+        features_only=features_only,
+        pyramid=pyramid,
     )
     names.reserve()
     return model

@@ -172,6 +172,7 @@ def build_resnet(
     se_fused=True,
     stem=None,
     stem_pool="caffe",
+    features_only=False,
 ):
     """Builds a (SE-)ResNet / (SE-)ResNeXt from its architecture description.
 
@@ -216,9 +217,22 @@ def build_resnet(
         stem_pool: max pool of the ImageNet stem: ``"caffe"`` (ceil mode without padding,
             the Caffe release and timm ``legacy_*``) or ``"torch"`` (padding 1, torchvision
             and timm ``seresnet50``/``seresnext*``); they differ on even input sizes.
+        features_only: return a feature extractor instead: a model over the same layers
+            whose output is a dict of the four stage outputs ``conv{2..5}_block{n}_out``
+            keyed by stride like keras-hub's ``pyramid_outputs``: ``"P2"`` ... ``"P5"``
+            (strides 4 to 32) with the ImageNet stem, ``"P0"`` ... ``"P3"`` (strides 1
+            to 8) with the CIFAR stem. The input defaults to ``(None, None, 3)``;
+            ``pooling`` must be None; ``weights`` load first into the model that
+            ``include_top`` describes (a file with the classifier: ``include_top=True``).
 
     Returns:
         A functional ``keras.Model``.
+
+    Example:
+        >>> from keras_se.models import SEResNet50
+        >>> backbone = SEResNet50(features_only=True)
+        >>> {k: v[1:] for k, v in backbone.output_shape.items()}["P5"]
+        (None, None, 2048)
     """
     common.check_application_args(
         include_top=include_top,
@@ -226,6 +240,7 @@ def build_resnet(
         pooling=pooling,
         classes=classes,
         classifier_activation=classifier_activation,
+        features_only=features_only,
     )
     se_kwargs = common.check_se_args(se_ratio, se_mode, se_kwargs)
     if stem is not None and stem not in STEMS:
@@ -235,7 +250,7 @@ def build_resnet(
             f"`stem_pool` must be one of {STEM_POOLS}. Received: stem_pool={stem_pool!r}"
         )
     input_shape = common.resolve_input_shape(
-        input_shape, input_tensor, default_size=224, include_top=include_top
+        input_shape, input_tensor, default_size=224, include_top=include_top and not features_only
     )
     if stem is None:
         size = common.spatial_size(input_shape)
@@ -265,6 +280,9 @@ def build_resnet(
     else:
         x = conv_bn(img_input, 64, 3, name="conv1")
 
+    # keras-hub's pyramid_outputs: "P<k>" for the stage output at stride 2**k.
+    first_level = 2 if stem == "imagenet" else 0
+    pyramid = {}
     for stage, num_blocks in enumerate(stackwise_num_blocks):
         for index in range(num_blocks):
             x = residual_unit(
@@ -283,6 +301,7 @@ def build_resnet(
                 se_kwargs=se_kwargs,
                 se_fused=se_fused,
             )
+        pyramid[f"P{first_level + stage}"] = x
 
     return common.finish_model(
         x,
@@ -295,6 +314,8 @@ def build_resnet(
         weights=weights,
         name=name,
         dropout=dropout,
+        features_only=features_only,
+        pyramid=pyramid,
     )
 
 
