@@ -24,7 +24,13 @@ from __future__ import annotations
 
 import keras
 
-from keras_se.layers import BatchNormSqueezeExcite, PointwiseConv2D, Squeeze, SqueezeExcite
+from keras_se.layers import (
+    BatchNormSqueezeExcite,
+    GroupedConv2D,
+    PointwiseConv2D,
+    Squeeze,
+    SqueezeExcite,
+)
 from keras_se_core.choices import SE_MODES
 from keras_se_core.validation import check_choice
 
@@ -60,7 +66,10 @@ def conv2d(x, filters, kernel_size, *, name, strides=1, groups=1):
         pad_name = name[: -len("_conv")] if name.endswith("_conv") else name
         x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{pad_name}_pad")(x)
         padding = "valid"
-    return keras.layers.Conv2D(
+    # GroupedConv2D: TensorFlow's grouped kernels instead of Keras's XLA path (57 s → 1.6 s
+    # per SE-ResNeXt-50 training step on a CPU); a plain Conv2D otherwise.
+    layer = GroupedConv2D if groups > 1 else keras.layers.Conv2D
+    return layer(
         filters,
         kernel_size,
         strides=strides,

@@ -678,3 +678,66 @@ def test_pointwise_conv_channels_first_descriptor():
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in layer.weights)
     expected = x[:, :, 0, 0] @ kernel[0, 0] + bias
     np.testing.assert_allclose(out, expected[:, :, None, None], rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- GroupedConv2D
+def _numpy_grouped_conv(x, kernel, groups, stride):
+    """NHWC, "valid" padding: each group's input channels convolved with its own kernels."""
+    n, h, w, c = x.shape
+    kh, kw, cin, cout = kernel.shape
+    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    per_group = cout // groups
+    out = np.zeros((n, oh, ow, cout))
+    for g in range(groups):
+        xs = x[..., g * cin : (g + 1) * cin]
+        ks = kernel[..., g * per_group : (g + 1) * per_group]
+        for i in range(oh):
+            for j in range(ow):
+                patch = xs[:, i * stride : i * stride + kh, j * stride : j * stride + kw, :]
+                out[:, i, j, g * per_group : (g + 1) * per_group] = np.einsum(
+                    "nhwc,hwco->no", patch, ks
+                )
+    return out
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_grouped_conv_equals_numpy_groups_and_keras_conv2d_with_gradients(strides, tmp_path):
+    """Same function and gradients as ``Conv2D(groups=G)`` (Keras's XLA path on TF)."""
+    from keras_se.layers import GroupedConv2D
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 9, 9, 8)).astype("float32")
+    layer = GroupedConv2D(12, 3, strides=strides, groups=4, use_bias=False)
+    reference = keras.layers.Conv2D(12, 3, strides=strides, groups=4, use_bias=False)
+    layer.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(layer.get_weights())
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    out = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(out, _numpy_grouped_conv(x, kernel, 4, strides), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out, keras.ops.convert_to_numpy(reference(x)), rtol=1e-5, atol=1e-5)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        grads = []
+        for conv in (layer, reference):
+            xv = tf.constant(x)
+            with tf.GradientTape() as tape:
+                tape.watch(xv)
+                loss = tf.reduce_sum(conv(xv) ** 2)
+            grads.append([g.numpy() for g in tape.gradient(loss, [xv, conv.kernel])])
+        for ours, theirs in zip(*grads):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    assert_layer_roundtrip(
+        lambda: GroupedConv2D(8, 3, groups=2, padding="same", name="g"), x, tmp_path
+    )
+
+
+def test_resnext_blocks_use_grouped_conv_layer():
+    from keras_se import models
+    from keras_se.layers import GroupedConv2D
+
+    model = models.SEResNeXt26(input_shape=(32, 32, 3), classes=3)
+    grouped = [layer for layer in model.layers if isinstance(layer, GroupedConv2D)]
+    assert len(grouped) == 8 and all(layer.groups == 32 for layer in grouped)
+    assert all(layer.name.endswith("_2_conv") for layer in grouped)
