@@ -214,7 +214,7 @@ class GroupedConv2D(keras.layers.Conv2D):
     workaround for TensorFlow versions whose CPU kernels lacked groups). On a CPU the
     XLA gradient of a grouped convolution is orders of magnitude slower than
     TensorFlow's own kernels: an SE-ResNeXt-50 training step (batch 8, 224x224, 2
-    cores) took 57 s with ``Conv2D(groups=32)`` and takes about 1.6 s with this layer (BENCHMARKS.md).
+    cores) took 57 s with ``Conv2D(groups=32)`` and 1.7 s with this layer (BENCHMARKS.md).
     Under TensorFlow with a channels-last input this layer calls ``tf.nn.convolution``
     directly; on the other backends, and channels-first, it is ``Conv2D``. Same
     weights, config and arguments as ``Conv2D``; tests check its outputs and gradients

@@ -231,8 +231,8 @@ def build_resnet(
     Example:
         >>> from keras_se.models import SEResNet50
         >>> backbone = SEResNet50(features_only=True)
-        >>> {k: v[1:] for k, v in backbone.output_shape.items()}["P5"]
-        (None, None, 2048)
+        >>> {key: tuple(t.shape) for key, t in backbone.output.items()}["P5"]
+        (None, None, None, 2048)
     """
     common.check_application_args(
         include_top=include_top,
