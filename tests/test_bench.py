@@ -34,6 +34,8 @@ def test_figure_ratio_and_goal():
     assert bench.Figure("input_pipeline", "d", "A", "B", [10.0], [1.0]).passed() is True
 
 
+@pytest.mark.bench
+@pytest.mark.integration
 def test_quick_cli_report_structure(tmp_path, capsys, monkeypatch):
     out, markdown = tmp_path / "report.json", tmp_path / "BENCH.md"
     markdown.write_text(
@@ -89,6 +91,8 @@ def test_bench_cli_errors(capsys, args, needle):
     assert result.returncode == 2 and needle in result.stderr
 
 
+@pytest.mark.bench
+@pytest.mark.integration
 def test_device_path_runs_on_whatever_device_is_there(capsys, tmp_path):
     """`--device gpu` (mixed precision + XLA) runs end to end; here on the CPU, at tiny sizes."""
     out = tmp_path / "gpu.json"
@@ -160,6 +164,8 @@ def test_peer_without_torch_is_a_usage_error(capsys, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.bench
+@pytest.mark.integration
 def test_keras_side_serves_the_protocol(tmp_path):
     """The loop of a live keras_se worker, in this process: prepare, logits, time, errors."""
     import io
@@ -227,6 +233,8 @@ def test_write_report_keeps_sections_apart(tmp_path):
 
 
 # --------------------------------------------------------------------------- child processes
+@pytest.mark.bench
+@pytest.mark.integration
 def test_worker_train_memory_samples_the_training_steps():
     """`bench_memory`'s child program, run in this process on a small model."""
     from keras_se import _bench_worker
@@ -243,6 +251,7 @@ def test_worker_result_line_is_found_among_other_output():
         bench.read_worker_result("nothing here\n")
 
 
+@pytest.mark.bench
 @pytest.mark.integration
 def test_worker_runs_as_a_module_in_a_child_process():
     """What `bench_memory` runs: ``python -m keras_se._bench_worker memory ...``."""
@@ -253,6 +262,7 @@ def test_worker_runs_as_a_module_in_a_child_process():
         bench._run_worker("figures", "medium", timeout=300)
 
 
+@pytest.mark.bench
 @pytest.mark.integration
 def test_device_path_runs_under_jax_without_tensorflow_figures(tmp_path):
     """What scripts/bench_gpu.sh runs (KERAS_BACKEND=jax), here on the CPU at tiny sizes."""
@@ -292,6 +302,7 @@ def _peer_python_or_skip():
         pytest.skip(f"no Python with torch and timm (set KERAS_SE_PEER_PYTHON): {err}")
 
 
+@pytest.mark.bench
 @pytest.mark.torch
 @pytest.mark.integration
 def test_peer_timm_quick(capsys, tmp_path):
@@ -313,6 +324,7 @@ def test_peer_timm_quick(capsys, tmp_path):
     assert goals["peer_inference"] == goals["peer_train_step"] == "<= 0.95"
 
 
+@pytest.mark.bench
 @pytest.mark.integration
 def test_training_group_quick():
     """The training-loop figures (`keras_se.bench_training`, one tiny call each) in their child process."""

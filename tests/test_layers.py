@@ -142,7 +142,8 @@ def test_layer_suite_under_jax_backend():
 
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        # -n 0: one process (the suite around it already uses the cores)
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", __file__],
         capture_output=True,
         text=True,
         timeout=600,
