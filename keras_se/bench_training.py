@@ -98,22 +98,10 @@ def bench_loop_vs_fit(*, steps, repeats, image_size=32, batch=64, model="se_resn
 
 def bench_precision(*, steps, repeats, image_size=32, batch=64, model="se_resnet18"):
     """The training loop in mixed bfloat16 vs float32 (CPUs with AVX512_BF16 / AMX gain)."""
+    shared = dict(model=model, steps_per_epoch=steps, image_size=image_size, batch_size=batch)
     with tempfile.TemporaryDirectory() as tmp:
-        bf16 = _trainer(
-            os.path.join(tmp, "bf16"),
-            model=model,
-            steps_per_epoch=steps,
-            image_size=image_size,
-            batch_size=batch,
-            mixed_precision="bfloat16",
-        )
-        fp32 = _trainer(
-            os.path.join(tmp, "fp32"),
-            model=model,
-            steps_per_epoch=steps,
-            image_size=image_size,
-            batch_size=batch,
-        )
+        bf16 = _trainer(os.path.join(tmp, "bf16"), mixed_precision="bfloat16", **shared)
+        fp32 = _trainer(os.path.join(tmp, "fp32"), **shared)
         a, b = interleave(_trainer_epochs(bf16), _trainer_epochs(fp32), repeats=repeats, warmup=1)
     return Figure(
         "bf16_vs_fp32",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import keras
+import numpy as np
 import pytest
 
 from keras_se import models
@@ -151,9 +153,6 @@ def _shapes(model):
     ids=[f"{c[0]}-{c[1]['input_shape'][0]}" for c in FEATURE_CASES],
 )
 def test_features_only_outputs_the_full_models_stage_maps(name, kwargs, expected, layers, tmp_path):
-    import keras
-    import numpy as np
-
     full = models.get(name, classes=5, **kwargs)
     path = str(tmp_path / "full.weights.h5")
     full.save_weights(path)  # a file with the classifier: loads with include_top=True
@@ -176,9 +175,6 @@ def test_features_only_outputs_the_full_models_stage_maps(name, kwargs, expected
 
 
 def test_features_only_defaults_to_any_input_size_and_round_trips(tmp_path):
-    import keras
-    import numpy as np
-
     backbone = models.SEResNet18(features_only=True)
     assert backbone.input.shape == (None, None, None, 3)
     for size in ((64, 64), (96, 64)):
