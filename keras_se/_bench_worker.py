@@ -80,9 +80,7 @@ def train_memory(name, size, batch, *, steps=3, classes=1000):
 def figures(mode):
     """The SE-layer and model figures (`bench_se_layer`, `bench_models`) as dicts."""
     settings = bench.SETTINGS[mode]
-    result = bench.bench_se_layer(
-        shape=settings["layer_shape"], repeats=settings["repeats"] * 2
-    ) + bench.bench_models(
+    result = bench.bench_se_layer(**settings["layer"]) + bench.bench_models(
         size=settings["size"], batch=settings["batch"], repeats=settings["repeats"]
     )
     return [figure.as_dict() for figure in result]

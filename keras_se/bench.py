@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -73,6 +74,8 @@ class Figure:
     b: list
     unit: str = "s"
     backend: str = ""
+    #: calls timed together per repetition (`calls_per_sample`); the times are per call
+    calls: int = 1
 
     @property
     def ratios(self):
@@ -115,40 +118,63 @@ class Figure:
             "ratio_min": min(self.ratios) if len(self.a) == len(self.b) else None,
             "ratio_max": max(self.ratios) if len(self.a) == len(self.b) else None,
             "repetitions": len(self.a),
+            "calls": self.calls,
             "goal": None if goal is None else f"{goal[0]} {goal[1]}",
             "passed": self.passed(),
         }
 
 
+def calls_per_sample(fn_a, fn_b, *, min_sample):
+    """How many calls of the faster of ``fn_a``/``fn_b`` last ``min_sample`` seconds (at least 1).
+
+    Calls each function once (after warm-up) to find out. A millisecond call timed alone
+    is at the mercy of one thread wake-up or one page fault; `interleave` with this many
+    calls per repetition times a sample long enough to average those out (the SE-layer
+    figures on JAX: per-repetition ratios 0.64-1.57 one at a time).
+    """
+    fastest = float("inf")
+    for fn in (fn_a, fn_b):
+        start = time.perf_counter()
+        fn()
+        fastest = min(fastest, time.perf_counter() - start)
+    return max(1, math.ceil(min_sample / max(fastest, 1e-9)))
+
+
 def interleave(fn_a, fn_b, *, repeats, warmup=2, inner=1):
     """Times ``fn_a`` and ``fn_b`` alternately; returns two lists of seconds per call.
 
-    Each repetition times ``inner`` calls of A then ``inner`` calls of B (the order
-    alternates every repetition so neither always runs first). Python's garbage collector
-    is off while a call is timed and runs between repetitions, so a collection of the
-    framework's many small objects never lands inside one side's time.
+    Each repetition times ``inner`` calls of each side, alternating call by call (A B,
+    then B A in the next repetition, so neither always runs first), and records each
+    side's mean call time. Alternating single calls rather than blocks of ``inner``
+    calls keeps both sides inside the same few milliseconds of the machine's state,
+    which on a shared VM changes within a fraction of a second. Python's garbage
+    collector is off while a repetition is timed and runs between repetitions, so a
+    collection of the framework's many small objects never lands inside one side's time.
     """
     for _ in range(warmup):
         fn_a()
         fn_b()
     times_a, times_b = [], []
     enabled = gc.isenabled()
+    clock = time.perf_counter
     try:
         for rep in range(repeats):
-            order = (
-                ((fn_a, times_a), (fn_b, times_b))
-                if rep % 2 == 0
-                else ((fn_b, times_b), (fn_a, times_a))
-            )
+            first, second = (fn_a, fn_b) if rep % 2 == 0 else (fn_b, fn_a)
+            spent = [0.0, 0.0]
             gc.collect()
             gc.disable()
-            for fn, times in order:
-                start = time.perf_counter()
-                for _ in range(inner):
-                    fn()
-                times.append((time.perf_counter() - start) / inner)
+            for _ in range(inner):
+                start = clock()
+                first()
+                middle = clock()
+                second()
+                spent[0] += middle - start
+                spent[1] += clock() - middle
             if enabled:
                 gc.enable()
+            a, b = spent if rep % 2 == 0 else spent[::-1]
+            times_a.append(a / inner)
+            times_b.append(b / inner)
     finally:
         if enabled:
             gc.enable()
@@ -230,10 +256,17 @@ def compiled_train_step(model, *, learning_rate=0.01):
 
 
 # --------------------------------------------------------------------------- figures
-def _figure(name, description, labels, fn_a, fn_b, *, repeats, warmup=2):
-    """Times ``fn_a`` against ``fn_b`` with `interleave`; the `Figure` of the active backend."""
-    a, b = interleave(fn_a, fn_b, repeats=repeats, warmup=warmup)
-    return Figure(name, description, *labels, a, b, backend=keras.backend.backend())
+def _figure(name, description, labels, fn_a, fn_b, *, repeats, warmup=2, min_sample=0.0):
+    """Times ``fn_a`` against ``fn_b`` with `interleave`; the `Figure` of the active backend.
+
+    With ``min_sample`` each repetition times `calls_per_sample` calls of each side.
+    """
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    calls = calls_per_sample(fn_a, fn_b, min_sample=min_sample) if min_sample else 1
+    a, b = interleave(fn_a, fn_b, repeats=repeats, warmup=0, inner=calls)
+    return Figure(name, description, *labels, a, b, backend=keras.backend.backend(), calls=calls)
 
 
 def bench_models(*, size, batch, repeats, classes=1000):
@@ -284,9 +317,12 @@ def bench_models(*, size, batch, repeats, classes=1000):
     return figures
 
 
-def bench_se_layer(*, shape, repeats, ratio=16):
-    """Figure 5: `SqueezeExcite` vs the naive functional block and the memory floor."""
-    backend = keras.backend.backend()
+def bench_se_layer(*, shape, repeats, ratio=16, min_sample=0.0):
+    """Figure 5: `SqueezeExcite` vs the naive functional block and the memory floor.
+
+    ``min_sample``: seconds each repetition times at least (`calls_per_sample`): the
+    layer takes milliseconds, so each repetition times several calls of each side.
+    """
     x = np.random.default_rng(0).random(shape).astype("float32")
     channels = shape[-1]
 
@@ -305,32 +341,22 @@ def bench_se_layer(*, shape, repeats, ratio=16):
         compiled_forward(naive),
         compiled_forward(floor),
     )
-    label = "x".join(str(d) for d in shape)
-    a, b = interleave(lambda: f_ours(x), lambda: f_floor(x), repeats=repeats)
-    figures = [
-        Figure(
-            "se_layer_vs_floor",
-            f"SE on {label} (compiled)",
-            "SqueezeExcite",
-            "mean + scale floor",
-            a,
-            b,
-            backend=backend,
+    description = f"SE on {'x'.join(str(d) for d in shape)} (compiled)"
+    return [
+        _figure(
+            name,
+            description,
+            ("SqueezeExcite", label),
+            lambda: f_ours(x),
+            fn,
+            repeats=repeats,
+            min_sample=min_sample,
+        )
+        for name, label, fn in (
+            ("se_layer_vs_floor", "mean + scale floor", lambda: f_floor(x)),
+            ("se_layer_vs_naive", "GAP-Dense-Dense-Multiply", lambda: f_naive(x)),
         )
     ]
-    a, b = interleave(lambda: f_ours(x), lambda: f_naive(x), repeats=repeats)
-    figures.append(
-        Figure(
-            "se_layer_vs_naive",
-            f"SE on {label} (compiled)",
-            "SqueezeExcite",
-            "GAP-Dense-Dense-Multiply",
-            a,
-            b,
-            backend=backend,
-        )
-    )
-    return figures
 
 
 class _FloorSE(keras.layers.Layer):
@@ -1094,7 +1120,7 @@ SETTINGS = {
         size=64,
         batch=2,
         repeats=3,
-        layer_shape=(2, 28, 28, 64),
+        layer=dict(shape=(2, 28, 28, 64), repeats=6, min_sample=0.005),
         pipeline_repeats=1,
         memory_repeats=0,  # fresh processes: skipped in the smoke test
         # the training-loop figures (keras_se.bench_training), one tiny call of each
@@ -1111,7 +1137,8 @@ SETTINGS = {
         size=224,
         batch=8,
         repeats=31,
-        layer_shape=(16, 56, 56, 256),
+        # each repetition times >= 0.2 s of each side (~10 calls of the layer on TensorFlow)
+        layer=dict(shape=(16, 56, 56, 256), repeats=62, min_sample=0.2),
         pipeline_repeats=3,
         memory_repeats=3,
         # about 9 minutes on 2 idle cores (SE-ResNet-18 at 32x32, batch 64: ~1.2 s a step)
@@ -1203,7 +1230,7 @@ def run_benchmarks(
     figures, extra = [], {}
     if "layer" in groups:
         log("SE layer vs naive block and memory floor ...")
-        figures += bench_se_layer(shape=settings["layer_shape"], repeats=settings["repeats"] * 2)
+        figures += bench_se_layer(**settings["layer"])
     if "models" in groups:
         log("SE-ResNet-50 vs ResNet-50 (inference, eager, training step, keras.applications) ...")
         figures += bench_models(
@@ -1231,7 +1258,8 @@ def run_benchmarks(
         **extra,
     }
     if "jax" in groups and keras.backend.backend() != "jax":
-        report["figures"] += _jax_figures(quick=quick, log=log)
+        jax_figures, report["machine"]["jax_allocator"] = _jax_figures(quick=quick, log=log)
+        report["figures"] += jax_figures
     if "peer" in groups:
         log(f"keras_se (TensorFlow) vs timm (PyTorch, {peer_python}) ...")
         peer_report = bench_peer(python=peer_python, threads=threads, log=log, **settings["peer"])
@@ -1252,32 +1280,68 @@ def _tensorflow_env():
     return dict(os.environ, KERAS_BACKEND="tensorflow")
 
 
-#: What the JAX child measured per call (``getrusage`` minor faults, batch 8, 224x224, this
-#: 2-core VM): 27,500 page faults (107 MB) per compiled SE-ResNet-50 forward and 189,000
-#: (740 MB, 0.5 s of system time) per jitted training step, against 0-2,300 on TensorFlow:
-#: XLA's CPU runtime maps its temporary buffers afresh on every call. glibc's malloc
-#: tunables (MALLOC_MMAP_THRESHOLD_, MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_) do not
-#: change the count, so they are not set here; see BENCHMARKS.md.
+#: gperftools' tcmalloc (Debian/Ubuntu: ``apt install libtcmalloc-minimal4``), which the JAX
+#: child preloads when it is installed. Why (`getrusage` minor faults per call, batch 8,
+#: 224x224, 2 idle cores): XLA's CPU runtime allocates its buffers afresh on every call and
+#: glibc's malloc hands large blocks back to the kernel, so every call faults its memory in
+#: again: 38,000 page faults per compiled SE-ResNet-50 forward, 209,000 (9.5 s of system
+#: time over 20 steps) per training step, 25,000 per call of the SE layer on 16x56x56x256.
+#: glibc's tunables (MALLOC_MMAP_THRESHOLD_, MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_)
+#: leave the count unchanged. tcmalloc with ``TCMALLOC_RELEASE_RATE=0`` keeps freed pages:
+#: 7,100 / 31,700 / 4 faults, the SE layer 4x faster (11 vs 47 ms) and the forward 15-25 %.
+#: jemalloc with its default decay faults more than glibc (85,000 per forward).
+TCMALLOC = "libtcmalloc_minimal.so.4"
+
+
+def find_tcmalloc():
+    """The path of tcmalloc's shared library, or None where it is not installed."""
+    import ctypes.util
+    import glob
+
+    for pattern in (f"/usr/lib/*/{TCMALLOC}", f"/usr/lib64/{TCMALLOC}", f"/usr/local/lib/{TCMALLOC}"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return ctypes.util.find_library("tcmalloc_minimal")
+
+
+def jax_child_env():
+    """The environment of the JAX child: ``KERAS_BACKEND=jax``, CPU, and tcmalloc preloaded.
+
+    Returns:
+        ``(env, allocator)``: ``allocator`` says what the child allocates with, for the report.
+        An ``LD_PRELOAD`` already set (even empty) is kept as it is: the way to run the JAX
+        figures on glibc's malloc, or on another allocator.
+    """
+    env = dict(
+        os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu")
+    )
+    if "LD_PRELOAD" in os.environ:
+        return env, f"LD_PRELOAD={os.environ['LD_PRELOAD']!r} (as set)"
+    library = find_tcmalloc()
+    if library is None:
+        return env, "glibc malloc (tcmalloc not found: apt install libtcmalloc-minimal4)"
+    env.update(LD_PRELOAD=library, TCMALLOC_RELEASE_RATE="0")
+    return env, f"tcmalloc ({library}, TCMALLOC_RELEASE_RATE=0)"
 
 
 def _jax_figures(*, quick, log):
+    """The layer and model figures under the JAX backend; ``(figures, allocator)``."""
     try:
         import jax  # noqa: F401
     except ImportError:
         log("JAX not installed: skipping the JAX figures.")
-        return []
-    log("the same layer/model figures under the JAX backend (subprocess) ...")
-    env = dict(
-        os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu")
-    )
+        return [], None
+    env, allocator = jax_child_env()
+    log(f"the same layer/model figures under the JAX backend (subprocess; {allocator}) ...")
     mode = "quick" if quick else "full"
     result = _run_worker("figures", mode, env=env, timeout=3600, check=False)
     if result.returncode != 0:
         log(
             f"JAX figures failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}"
         )
-        return []
-    return read_worker_result(result.stdout)
+        return [], allocator
+    return read_worker_result(result.stdout), allocator
 
 
 def format_markdown(report, *, command):
@@ -1286,7 +1350,8 @@ def format_markdown(report, *, command):
     lines = [
         f"Command: `{command}`  ",
         f"Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, Keras {m['keras']}, "
-        f"TensorFlow {m['tensorflow']}, JAX {m['jax']}; mode: {report['mode']}.",
+        f"TensorFlow {m['tensorflow']}, JAX {m['jax']}; mode: {report['mode']}."
+        + (f" The JAX child allocates with {m['jax_allocator']}." if m.get("jax_allocator") else ""),
     ]
     peer = report.get("peer")
     if peer:

@@ -246,6 +246,73 @@ class GroupedConv2D(keras.layers.Conv2D):
         )
 
 
+@keras.saving.register_keras_serializable(package="keras_se")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """``BatchNormalization`` whose training step runs TensorFlow's fused kernel.
+
+    Keras 3 normalises a batch with separate ops (two reductions for the moments, then
+    the affine), and differentiates each; PyTorch (and Keras 2 with ``fused=True``) runs
+    one fused kernel forward and one backward. Under TensorFlow, in training, on a 4-D
+    channels-last input (no mask, no renorm, not synchronized) this layer calls
+    ``FusedBatchNormV3`` (oneDNN on CPU) and updates the moving statistics as Keras does,
+    with the biased batch variance; everywhere else, and in inference, it is
+    ``BatchNormalization``. Same weights, config and arguments; tests check outputs,
+    moving statistics and gradients against ``BatchNormalization`` and a NumPy reference.
+
+    Example:
+        >>> import numpy as np
+        >>> bn = FusedBatchNormalization(epsilon=1e-5)
+        >>> y = bn(np.arange(16, dtype="float32").reshape(2, 2, 2, 2), training=True)
+        >>> [round(float(v), 3) for v in bn.moving_mean.numpy()]
+        [0.07, 0.08]
+    """
+
+    def _fusable(self, inputs, training, mask):
+        return (
+            training
+            and self.trainable
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and keras.backend.backend() == "tensorflow"
+            and len(inputs.shape) == 4
+            and self.axis in (3, -1)
+            and inputs.dtype in ("float32", "float16", "bfloat16")
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        gamma = self.gamma if self.scale else tf.ones((channels,), "float32")
+        beta = self.beta if self.center else tf.zeros((channels,), "float32")
+        empty = tf.constant([], "float32")
+        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs,
+            scale=tf.cast(gamma, "float32"),
+            offset=tf.cast(beta, "float32"),
+            mean=empty,
+            variance=empty,
+            epsilon=self.epsilon,
+            exponential_avg_factor=1.0,
+            data_format="NHWC",
+            is_training=True,
+        )
+        # The kernel returns the unbiased (n / (n - 1)) variance for running averages;
+        # Keras's BatchNormalization averages the biased one.
+        shape = tf.shape(inputs)
+        count = tf.cast(shape[0] * shape[1] * shape[2], "float32")
+        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(
+            self.moving_variance * momentum + variance * (1.0 - momentum)
+        )
+        return tf.cast(outputs, self.compute_dtype)
+
+
 class SEGate(keras.layers.Layer):
     """The part every SE layer shares: the squeeze and the excitation (Sec. 3.1-3.2).
 

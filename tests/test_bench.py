@@ -12,18 +12,43 @@ from keras_se_core.errors import UsageError
 from tests.conftest import run_main
 
 
-def test_interleave_alternates_and_counts():
-    calls = []
+class FakeClock:
+    """``time.perf_counter`` for the harness: advanced only by the timed functions."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def step(self, seconds, calls, label):
+        def fn():
+            calls.append(label)
+            self.now += seconds
+
+        return fn
+
+
+def test_interleave_alternates_call_by_call_and_attributes_times(monkeypatch):
+    clock, calls = FakeClock(), []
+    monkeypatch.setattr(bench.time, "perf_counter", clock)
     a, b = bench.interleave(
-        lambda: calls.append("a"), lambda: calls.append("b"), repeats=4, warmup=1, inner=2
+        clock.step(3.0, calls, "a"), clock.step(1.0, calls, "b"), repeats=4, warmup=1, inner=2
     )
-    assert len(a) == len(b) == 4 and all(t >= 0 for t in a + b)
-    # warm-up a,b; then a a b b / b b a a / ...: each side runs first every other repetition.
-    assert (
-        calls[:2] == ["a", "b"]
-        and calls[2:6] == ["a", "a", "b", "b"]
-        and calls[6:10] == ["b", "b", "a", "a"]
-    )
+    # warm-up a,b; then a b a b / b a b a / ...: each side runs first every other repetition.
+    assert calls[:2] == ["a", "b"] and calls[2:6] == ["a", "b"] * 2 and calls[6:10] == ["b", "a"] * 2
+    assert len(calls) == 2 + 4 * 2 * 2
+    # per-call means, each side's own time whichever ran first
+    assert a == [3.0] * 4 and b == [1.0] * 4
+
+
+def test_calls_per_sample_times_the_faster_side(monkeypatch):
+    clock, calls = FakeClock(), []
+    monkeypatch.setattr(bench.time, "perf_counter", clock)
+    fast, slow = clock.step(0.004, calls, "fast"), clock.step(0.05, calls, "slow")
+    assert bench.calls_per_sample(slow, fast, min_sample=0.2) == 50  # 0.2 / 0.004
+    assert calls == ["slow", "fast"]
+    assert bench.calls_per_sample(slow, slow, min_sample=0.01) == 1  # never fewer than one
 
 
 def test_figure_ratio_and_goal():

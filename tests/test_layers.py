@@ -742,3 +742,114 @@ def test_resnext_blocks_use_grouped_conv_layer():
     grouped = [layer for layer in model.layers if isinstance(layer, GroupedConv2D)]
     assert len(grouped) == 8 and all(layer.groups == 32 for layer in grouped)
     assert all(layer.name.endswith("_2_conv") for layer in grouped)
+
+
+# --------------------------------------------------------------------------- FusedBatchNormalization
+def _numpy_batch_norm(x, gamma, beta, eps):
+    """Training-mode BN over N, H, W with the biased batch variance; (y, mean, variance)."""
+    mean = x.mean(axis=(0, 1, 2))
+    variance = x.var(axis=(0, 1, 2))
+    return gamma * (x - mean) / np.sqrt(variance + eps) + beta, mean, variance
+
+
+@pytest.mark.parametrize("scale_center", [(True, True), (False, True), (True, False)])
+def test_fused_batch_norm_equals_numpy_and_keras_with_gradients(scale_center, monkeypatch):
+    """Training: outputs and moving statistics of NumPy's BN, gradients of Keras's."""
+    from keras_se.layers import FusedBatchNormalization
+
+    scale, center = scale_center
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(3, 5, 4, 6)) * 3 + 1).astype("float32")
+    kwargs = dict(epsilon=1e-5, momentum=0.9, scale=scale, center=center)
+    layer, reference = FusedBatchNormalization(**kwargs), keras.layers.BatchNormalization(**kwargs)
+    for bn in (layer, reference):
+        bn.build(x.shape)
+    weights = [rng.normal(size=6).astype("float32") for _ in range(scale + center)]
+    weights += [rng.normal(size=6).astype("float32"), rng.uniform(0.5, 2, size=6).astype("float32")]
+    layer.set_weights(weights)
+    reference.set_weights(weights)
+    gamma = weights[0] if scale else 1.0
+    beta = weights[int(scale)] if center else 0.0
+    expected, mean, variance = _numpy_batch_norm(x.astype("float64"), gamma, beta, 1e-5)
+
+    if keras.backend.backend() != "tensorflow":
+        out = keras.ops.convert_to_numpy(layer(x, training=True))
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+        return
+    import tensorflow as tf
+
+    fused_calls = []
+    original = tf.raw_ops.FusedBatchNormV3
+
+    def spy(**kwargs):
+        fused_calls.append(kwargs["data_format"])
+        return original(**kwargs)
+
+    monkeypatch.setattr(tf.raw_ops, "FusedBatchNormV3", spy)
+    results = []
+    for bn in (layer, reference):
+        xv = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xv)
+            y = bn(xv, training=True)
+            loss = tf.reduce_sum(y * tf.sin(y))  # a gradient that depends on y
+        grads = tape.gradient(loss, [xv, *bn.trainable_variables])
+        results.append((y.numpy(), [g.numpy() for g in grads]))
+    assert fused_calls == ["NHWC"]  # the layer took the fused kernel, the reference did not
+    np.testing.assert_allclose(results[0][0], expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        layer.moving_mean.numpy(), 0.9 * weights[-2] + 0.1 * mean, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        layer.moving_variance.numpy(), 0.9 * weights[-1] + 0.1 * variance, rtol=1e-5, atol=1e-6
+    )
+    for ours, theirs in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_batch_norm_inference_mixed_precision_and_roundtrip(tmp_path):
+    from keras_se.layers import FusedBatchNormalization
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 4, 4, 8)).astype("float32")
+    layer, reference = FusedBatchNormalization(), keras.layers.BatchNormalization()
+    for bn in (layer, reference):
+        bn.build(x.shape)
+    weights = [rng.uniform(0.5, 2, size=8).astype("float32") for _ in range(4)]
+    layer.set_weights(weights)
+    reference.set_weights(weights)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(x, training=False)),
+        keras.ops.convert_to_numpy(reference(x, training=False)),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        bf16 = FusedBatchNormalization()
+        y = bf16(x, training=True)
+        assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+        assert keras.backend.standardize_dtype(bf16.moving_mean.dtype) == "float32"
+        expected, mean, _ = _numpy_batch_norm(x.astype("float64"), 1.0, 0.0, 1e-3)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(y).astype("float32"), expected, atol=0.05)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(bf16.moving_mean), 0.01 * mean, atol=1e-3
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert_layer_roundtrip(lambda: FusedBatchNormalization(epsilon=1e-5, name="bn"), x, tmp_path)
+
+
+def test_models_normalise_with_the_fused_layer():
+    from keras_se import models
+    from keras_se.layers import FusedBatchNormalization
+
+    resnet = models.SEResNet18(input_shape=(32, 32, 3), classes=3)
+    fused = [layer for layer in resnet.layers if isinstance(layer, FusedBatchNormalization)]
+    plain = [
+        layer
+        for layer in resnet.layers
+        if type(layer) is keras.layers.BatchNormalization  # noqa: E721 - exactly Keras's
+    ]
+    assert len(fused) == 20 and not plain  # 16 in the blocks, 3 projection shortcuts, the stem
