@@ -194,14 +194,20 @@ def _block(value):
     return value
 
 
-def compiled_forward(model):
-    """A compiled inference function ``x -> model(x, training=False)``."""
+def compiled_forward(model, *, to_numpy=True):
+    """A compiled inference function ``x -> model(x, training=False)``.
+
+    ``to_numpy=False`` returns the backend's tensor once it is computed instead of a NumPy
+    copy: for a figure of a layer whose output is as large as its input (the SE layer),
+    where copying tens of megabytes back would be most of what is timed.
+    """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         fn = tf.function(lambda x: model(x, training=False), jit_compile=False)
-        return lambda x: fn(x).numpy()
+        # eager TensorFlow returns a computed tensor; .numpy() only adds the copy
+        return (lambda x: fn(x).numpy()) if to_numpy else fn
     if backend == "jax":
         import jax
 
@@ -213,6 +219,8 @@ def compiled_forward(model):
             out, _ = model.stateless_call(trainable, non_trainable, x, training=False)
             return out
 
+        if not to_numpy:
+            return lambda x: fn(x).block_until_ready()
         return lambda x: np.asarray(fn(x))
     raise UsageError(
         f"keras-se bench supports the tensorflow and jax backends. Received: backend={backend!r}"
@@ -323,7 +331,10 @@ def bench_se_layer(*, shape, repeats, ratio=16, min_sample=0.0):
     ``min_sample``: seconds each repetition times at least (`calls_per_sample`): the
     layer takes milliseconds, so each repetition times several calls of each side.
     """
-    x = np.random.default_rng(0).random(shape).astype("float32")
+    # A backend tensor, and outputs left as tensors: the figures time the layer, not the
+    # transfer of 50 MB into and out of the framework on every call (on JAX that was most
+    # of each call, and its page faults most of the noise).
+    x = keras.ops.convert_to_tensor(np.random.default_rng(0).random(shape).astype("float32"))
     channels = shape[-1]
 
     inputs = keras.Input(shape[1:])
@@ -337,9 +348,9 @@ def bench_se_layer(*, shape, repeats, ratio=16, min_sample=0.0):
     floor = keras.Model(inputs, _FloorSE()(inputs))
 
     f_ours, f_naive, f_floor = (
-        compiled_forward(ours),
-        compiled_forward(naive),
-        compiled_forward(floor),
+        compiled_forward(ours, to_numpy=False),
+        compiled_forward(naive, to_numpy=False),
+        compiled_forward(floor, to_numpy=False),
     )
     description = f"SE on {'x'.join(str(d) for d in shape)} (compiled)"
     return [

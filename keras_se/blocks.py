@@ -26,7 +26,7 @@ import keras
 
 from keras_se.layers import (
     BatchNormSqueezeExcite,
-    FusedBatchNormalization,
+    BatchNormalization,
     GroupedConv2D,
     PointwiseConv2D,
     Squeeze,
@@ -87,9 +87,9 @@ def batch_norm(x, *, name, activation=None):
 
     The activation layer is ``name`` with its ``_bn`` suffix replaced by ``_relu``.
     """
-    # FusedBatchNormalization: TensorFlow's fused kernel in training (SE-ResNet-50's step 8 %
+    # keras_se.layers.BatchNormalization: TensorFlow's fused kernel in training (SE-ResNet-50's step 8 %
     # faster on 2 CPU cores); everywhere else Keras's BatchNormalization.
-    x = FusedBatchNormalization(
+    x = BatchNormalization(
         axis=channel_axis(), epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name
     )(x)
     if activation:

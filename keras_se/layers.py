@@ -247,8 +247,8 @@ class GroupedConv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="keras_se")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """``BatchNormalization`` whose training step runs TensorFlow's fused kernel.
+class BatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` whose training step runs TensorFlow's fused kernel.
 
     Keras 3 normalises a batch with separate ops (two reductions for the moments, then
     the affine), and differentiates each; PyTorch (and Keras 2 with ``fused=True``) runs
@@ -259,9 +259,13 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     ``BatchNormalization``. Same weights, config and arguments; tests check outputs,
     moving statistics and gradients against ``BatchNormalization`` and a NumPy reference.
 
+    It keeps Keras's class name on purpose: Keras files of weights (``.weights.h5``) name a
+    model's layers by class, so a weights file of a keras_se model from before this layer,
+    or of a ``keras.applications`` model, still loads into the same architecture.
+
     Example:
         >>> import numpy as np
-        >>> bn = FusedBatchNormalization(epsilon=1e-5)
+        >>> bn = BatchNormalization(epsilon=1e-5)
         >>> y = bn(np.arange(16, dtype="float32").reshape(2, 2, 2, 2), training=True)
         >>> [round(float(v), 3) for v in bn.moving_mean.numpy()]
         [0.07, 0.08]

@@ -6,11 +6,17 @@ import os
 import subprocess
 import sys
 
-import keras
-import numpy as np
-import pytest
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `pytest -n auto` starts one xdist worker per core; each worker's TensorFlow (and the
+# processes its tests start, which inherit this) would otherwise run every op on a pool as
+# wide as the machine, so two workers kept four busy threads on two cores. One intra-op
+# thread per worker: set before TensorFlow starts (`import keras` below starts it).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 #: Tests measured at 2 s or more on 2 CPU cores (``pytest --durations=0``): marked ``slow`` so

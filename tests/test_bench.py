@@ -51,6 +51,39 @@ def test_calls_per_sample_times_the_faster_side(monkeypatch):
     assert bench.calls_per_sample(slow, slow, min_sample=0.01) == 1  # never fewer than one
 
 
+def test_jax_child_preloads_tcmalloc_unless_ld_preload_is_set(monkeypatch):
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.setattr(bench, "find_tcmalloc", lambda: "/lib/libtcmalloc_minimal.so.4")
+    env, allocator = bench.jax_child_env()
+    assert env["KERAS_BACKEND"] == "jax" and env["LD_PRELOAD"] == "/lib/libtcmalloc_minimal.so.4"
+    assert env["TCMALLOC_RELEASE_RATE"] == "0" and "tcmalloc" in allocator
+    monkeypatch.setattr(bench, "find_tcmalloc", lambda: None)
+    env, allocator = bench.jax_child_env()
+    assert "LD_PRELOAD" not in env and allocator.startswith("glibc malloc")
+    monkeypatch.setenv("LD_PRELOAD", "")  # set, even empty: the user's choice is kept
+    monkeypatch.setattr(bench, "find_tcmalloc", lambda: "/lib/libtcmalloc_minimal.so.4")
+    env, allocator = bench.jax_child_env()
+    assert env["LD_PRELOAD"] == "" and "as set" in allocator
+
+
+def test_find_tcmalloc_returns_a_library_path_or_none():
+    found = bench.find_tcmalloc()
+    assert found is None or "tcmalloc" in found
+
+
+def test_compiled_forward_without_numpy_copy_returns_the_same_values():
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((4, 4, 8))
+    model = keras.Model(inputs, bench.SqueezeExcite(4)(inputs))
+    x = np.random.default_rng(0).random((2, 4, 4, 8)).astype("float32")
+    copied = bench.compiled_forward(model)(x)
+    tensor = bench.compiled_forward(model, to_numpy=False)(keras.ops.convert_to_tensor(x))
+    assert isinstance(copied, np.ndarray) and not isinstance(tensor, np.ndarray)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(tensor), copied, rtol=1e-6)
+
+
 def test_figure_ratio_and_goal():
     figure = bench.Figure("inference_compiled", "d", "A", "B", [1.0, 2.0, 3.0], [1.0, 1.0, 1.0])
     assert figure.ratio == 2.0 and figure.passed() is False

@@ -744,7 +744,7 @@ def test_resnext_blocks_use_grouped_conv_layer():
     assert all(layer.name.endswith("_2_conv") for layer in grouped)
 
 
-# --------------------------------------------------------------------------- FusedBatchNormalization
+# --------------------------------------------------------------------------- layers.BatchNormalization (fused)
 def _numpy_batch_norm(x, gamma, beta, eps):
     """Training-mode BN over N, H, W with the biased batch variance; (y, mean, variance)."""
     mean = x.mean(axis=(0, 1, 2))
@@ -755,7 +755,7 @@ def _numpy_batch_norm(x, gamma, beta, eps):
 @pytest.mark.parametrize("scale_center", [(True, True), (False, True), (True, False)])
 def test_fused_batch_norm_equals_numpy_and_keras_with_gradients(scale_center, monkeypatch):
     """Training: outputs and moving statistics of NumPy's BN, gradients of Keras's."""
-    from keras_se.layers import FusedBatchNormalization
+    from keras_se.layers import BatchNormalization as FusedBatchNormalization
 
     scale, center = scale_center
     rng = np.random.default_rng(0)
@@ -808,7 +808,7 @@ def test_fused_batch_norm_equals_numpy_and_keras_with_gradients(scale_center, mo
 
 
 def test_fused_batch_norm_inference_mixed_precision_and_roundtrip(tmp_path):
-    from keras_se.layers import FusedBatchNormalization
+    from keras_se.layers import BatchNormalization as FusedBatchNormalization
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 4, 4, 8)).astype("float32")
@@ -843,7 +843,7 @@ def test_fused_batch_norm_inference_mixed_precision_and_roundtrip(tmp_path):
 
 def test_models_normalise_with_the_fused_layer():
     from keras_se import models
-    from keras_se.layers import FusedBatchNormalization
+    from keras_se.layers import BatchNormalization as FusedBatchNormalization
 
     resnet = models.SEResNet18(input_shape=(32, 32, 3), classes=3)
     fused = [layer for layer in resnet.layers if isinstance(layer, FusedBatchNormalization)]
