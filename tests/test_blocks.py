@@ -112,3 +112,28 @@ def test_unit_arguments_are_checked(kwargs, needle):
     if "shortcut" not in kwargs:
         with pytest.raises(ValueError, match=needle):
             blocks.preact_unit(x, 16, name="p", **kwargs)
+
+
+# Which layer classes the builders use (structure only; the layers' numerics are in test_layers.py).
+def test_resnext_blocks_use_grouped_conv_layer():
+    from keras_se import models
+    from keras_se.layers import GroupedConv2D
+
+    model = models.SEResNeXt26(input_shape=(32, 32, 3), classes=3)
+    grouped = [layer for layer in model.layers if isinstance(layer, GroupedConv2D)]
+    assert len(grouped) == 8 and all(layer.groups == 32 for layer in grouped)
+    assert all(layer.name.endswith("_2_conv") for layer in grouped)
+
+
+def test_models_normalise_with_the_fused_layer():
+    from keras_se import models
+    from keras_se.layers import BatchNormalization as FusedBatchNormalization  # the fused one
+
+    resnet = models.SEResNet18(input_shape=(32, 32, 3), classes=3)
+    fused = [layer for layer in resnet.layers if isinstance(layer, FusedBatchNormalization)]
+    plain = [
+        layer
+        for layer in resnet.layers
+        if type(layer) is keras.layers.BatchNormalization  # noqa: E721 - exactly Keras's
+    ]
+    assert len(fused) == 20 and not plain  # 16 in the blocks, 3 projection shortcuts, the stem

@@ -734,16 +734,6 @@ def test_grouped_conv_equals_numpy_groups_and_keras_conv2d_with_gradients(stride
     )
 
 
-def test_resnext_blocks_use_grouped_conv_layer():
-    from keras_se import models
-    from keras_se.layers import GroupedConv2D
-
-    model = models.SEResNeXt26(input_shape=(32, 32, 3), classes=3)
-    grouped = [layer for layer in model.layers if isinstance(layer, GroupedConv2D)]
-    assert len(grouped) == 8 and all(layer.groups == 32 for layer in grouped)
-    assert all(layer.name.endswith("_2_conv") for layer in grouped)
-
-
 # --------------------------------------------------------------------------- layers.BatchNormalization (fused)
 def _numpy_batch_norm(x, gamma, beta, eps):
     """Training-mode BN over N, H, W with the biased batch variance; (y, mean, variance)."""
@@ -839,17 +829,3 @@ def test_fused_batch_norm_inference_mixed_precision_and_roundtrip(tmp_path):
     finally:
         keras.config.set_dtype_policy(previous)
     assert_layer_roundtrip(lambda: FusedBatchNormalization(epsilon=1e-5, name="bn"), x, tmp_path)
-
-
-def test_models_normalise_with_the_fused_layer():
-    from keras_se import models
-    from keras_se.layers import BatchNormalization as FusedBatchNormalization
-
-    resnet = models.SEResNet18(input_shape=(32, 32, 3), classes=3)
-    fused = [layer for layer in resnet.layers if isinstance(layer, FusedBatchNormalization)]
-    plain = [
-        layer
-        for layer in resnet.layers
-        if type(layer) is keras.layers.BatchNormalization  # noqa: E721 - exactly Keras's
-    ]
-    assert len(fused) == 20 and not plain  # 16 in the blocks, 3 projection shortcuts, the stem

@@ -154,6 +154,8 @@ def quickstart_run(tmp_path_factory):
     return written
 
 
+# The tests that use `quickstart_run` share one xdist worker, so the run is trained once.
+@pytest.mark.xdist_group("quickstart_run")
 def test_cli_visualize_writes_json_figures_and_table(capsys, tmp_path, quickstart_run):
     out = tmp_path / "figs"
     result = run_main(
@@ -189,6 +191,7 @@ def test_cli_visualize_writes_json_figures_and_table(capsys, tmp_path, quickstar
     assert _svg_panels(out / "walkthrough.svg") == vz.walkthrough_panels(64)
 
 
+@pytest.mark.xdist_group("quickstart_run")
 @pytest.mark.parametrize(
     "args, needles",
     [
