@@ -1309,7 +1309,11 @@ def find_tcmalloc():
     import ctypes.util
     import glob
 
-    for pattern in (f"/usr/lib/*/{TCMALLOC}", f"/usr/lib64/{TCMALLOC}", f"/usr/local/lib/{TCMALLOC}"):
+    for pattern in (
+        f"/usr/lib/*/{TCMALLOC}",
+        f"/usr/lib64/{TCMALLOC}",
+        f"/usr/local/lib/{TCMALLOC}",
+    ):
         found = sorted(glob.glob(pattern))
         if found:
             return found[0]
@@ -1362,7 +1366,9 @@ def format_markdown(report, *, command):
         f"Command: `{command}`  ",
         f"Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}, Keras {m['keras']}, "
         f"TensorFlow {m['tensorflow']}, JAX {m['jax']}; mode: {report['mode']}."
-        + (f" The JAX child allocates with {m['jax_allocator']}." if m.get("jax_allocator") else ""),
+        + (
+            f" The JAX child allocates with {m['jax_allocator']}." if m.get("jax_allocator") else ""
+        ),
     ]
     peer = report.get("peer")
     if peer:

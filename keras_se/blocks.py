@@ -25,8 +25,8 @@ from __future__ import annotations
 import keras
 
 from keras_se.layers import (
-    BatchNormSqueezeExcite,
     BatchNormalization,
+    BatchNormSqueezeExcite,
     GroupedConv2D,
     PointwiseConv2D,
     Squeeze,

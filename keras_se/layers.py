@@ -311,9 +311,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
         momentum = self.momentum
         self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(
-            self.moving_variance * momentum + variance * (1.0 - momentum)
-        )
+        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
         return tf.cast(outputs, self.compute_dtype)
 
 

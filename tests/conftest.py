@@ -18,7 +18,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-
 #: Tests measured at 2 s or more on 2 CPU cores (``pytest --durations=0``): marked ``slow`` so
 #: that ``-m "not slow and not integration"`` is the fast tier (README, Development). One node id
 #: per line; a test that no longer exists is ignored.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import keras
+import numpy as np
 import pytest
 
 from keras_se import bench
@@ -36,7 +38,9 @@ def test_interleave_alternates_call_by_call_and_attributes_times(monkeypatch):
         clock.step(3.0, calls, "a"), clock.step(1.0, calls, "b"), repeats=4, warmup=1, inner=2
     )
     # warm-up a,b; then a b a b / b a b a / ...: each side runs first every other repetition.
-    assert calls[:2] == ["a", "b"] and calls[2:6] == ["a", "b"] * 2 and calls[6:10] == ["b", "a"] * 2
+    assert (
+        calls[:2] == ["a", "b"] and calls[2:6] == ["a", "b"] * 2 and calls[6:10] == ["b", "a"] * 2
+    )
     assert len(calls) == 2 + 4 * 2 * 2
     # per-call means, each side's own time whichever ran first
     assert a == [3.0] * 4 and b == [1.0] * 4
@@ -72,9 +76,6 @@ def test_find_tcmalloc_returns_a_library_path_or_none():
 
 
 def test_compiled_forward_without_numpy_copy_returns_the_same_values():
-    import keras
-    import numpy as np
-
     inputs = keras.Input((4, 4, 8))
     model = keras.Model(inputs, bench.SqueezeExcite(4)(inputs))
     x = np.random.default_rng(0).random((2, 4, 4, 8)).astype("float32")
@@ -227,8 +228,6 @@ def test_peer_without_torch_is_a_usage_error(capsys, tmp_path):
 def test_keras_side_serves_the_protocol(tmp_path):
     """The loop of a live keras_se worker, in this process: prepare, logits, time, errors."""
     import io
-
-    import numpy as np
 
     from keras_se import models
     from keras_se import weights as reference

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from keras_se import BatchNormSqueezeExcite, SqueezeExcite, se_units
+from keras_se.layers import BatchNormalization as FusedBatchNormalization
 from keras_se.layers import SEGate
 from tests.conftest import assert_layer_roundtrip
 
@@ -715,7 +716,9 @@ def test_grouped_conv_equals_numpy_groups_and_keras_conv2d_with_gradients(stride
     reference.set_weights(layer.get_weights())
     kernel = keras.ops.convert_to_numpy(layer.kernel)
     out = keras.ops.convert_to_numpy(layer(x))
-    np.testing.assert_allclose(out, _numpy_grouped_conv(x, kernel, 4, strides), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        out, _numpy_grouped_conv(x, kernel, 4, strides), rtol=1e-4, atol=1e-5
+    )
     np.testing.assert_allclose(out, keras.ops.convert_to_numpy(reference(x)), rtol=1e-5, atol=1e-5)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -745,8 +748,6 @@ def _numpy_batch_norm(x, gamma, beta, eps):
 @pytest.mark.parametrize("scale_center", [(True, True), (False, True), (True, False)])
 def test_fused_batch_norm_equals_numpy_and_keras_with_gradients(scale_center, monkeypatch):
     """Training: outputs and moving statistics of NumPy's BN, gradients of Keras's."""
-    from keras_se.layers import BatchNormalization as FusedBatchNormalization
-
     scale, center = scale_center
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(3, 5, 4, 6)) * 3 + 1).astype("float32")
@@ -798,8 +799,6 @@ def test_fused_batch_norm_equals_numpy_and_keras_with_gradients(scale_center, mo
 
 
 def test_fused_batch_norm_inference_mixed_precision_and_roundtrip(tmp_path):
-    from keras_se.layers import BatchNormalization as FusedBatchNormalization
-
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 4, 4, 8)).astype("float32")
     layer, reference = FusedBatchNormalization(), keras.layers.BatchNormalization()
@@ -822,7 +821,9 @@ def test_fused_batch_norm_inference_mixed_precision_and_roundtrip(tmp_path):
         assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
         assert keras.backend.standardize_dtype(bf16.moving_mean.dtype) == "float32"
         expected, mean, _ = _numpy_batch_norm(x.astype("float64"), 1.0, 0.0, 1e-3)
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(y).astype("float32"), expected, atol=0.05)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(y).astype("float32"), expected, atol=0.05
+        )
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(bf16.moving_mean), 0.01 * mean, atol=1e-3
         )
