@@ -9,8 +9,9 @@ everything else a child prints (TensorFlow's start-up lines, progress) is ignore
 Commands:
     ``memory MODEL SIZE BATCH``: the resident memory before and the peak during the
     first three training steps of registry model ``MODEL`` (`train_memory`).
-    ``figures MODE``: the layer and model figures of `keras_se.bench` on the active
-    backend, with the settings ``MODE`` (``quick`` or ``full``) (`figures`).
+    ``figures MODE [--part layer|models] [--layer-repeats N]``: the layer and model figures
+    of `keras_se.bench` on the active backend, with the settings ``MODE`` (``quick`` or
+    ``full``) (`figures`).
     ``training MODE``: the training-loop figures of `keras_se.bench_training` (`training`;
     in a fresh process because the Trainer sets global Keras state such as the dtype policy).
     ``serve SIDE --threads N``: a live worker of the peer comparison (`keras_se.bench.serve`):
@@ -77,13 +78,23 @@ def train_memory(name, size, batch, *, steps=3, classes=1000):
     return {"base_mib": base, "peak_mib": peak[0]}
 
 
-def figures(mode):
-    """The SE-layer and model figures (`bench_se_layer`, `bench_models`) as dicts."""
+def figures(mode, part="all", layer_repeats=None):
+    """The SE-layer and model figures (`bench_se_layer`, `bench_models`) as dicts.
+
+    ``part``: ``"layer"``, ``"models"`` or ``"all"``. The layer figures come back with all
+    their fields (`Figure`'s, repetitions included: the parent pools several processes'
+    with `bench.pool_figures`), ``layer_repeats`` of them; the model figures as `Figure.as_dict`.
+    """
     settings = bench.SETTINGS[mode]
-    result = bench.bench_se_layer(**settings["layer"]) + bench.bench_models(
-        size=settings["size"], batch=settings["batch"], repeats=settings["repeats"]
-    )
-    return [figure.as_dict() for figure in result]
+    result = []
+    if part in ("all", "layer"):
+        layer = dict(settings["layer"])
+        if layer_repeats is not None:
+            layer["repeats"] = layer_repeats
+        result += [dataclasses.asdict(f) for f in bench.bench_se_layer(**layer)]
+    if part in ("all", "models"):
+        result += [f.as_dict() for f in bench.bench_models(**bench.model_settings(settings))]
+    return result
 
 
 def training(mode):
@@ -122,6 +133,8 @@ def main(argv=None):
     memory.add_argument("batch", type=int)
     figure = commands.add_parser("figures", help="the layer and model figures")
     figure.add_argument("mode", choices=("quick", "full"))
+    figure.add_argument("--part", choices=("all", "layer", "models"), default="all")
+    figure.add_argument("--layer-repeats", type=int, default=None)
     train = commands.add_parser("training", help="the training-loop figures")
     train.add_argument("mode", choices=("quick", "full"))
     live = commands.add_parser("serve", help="a live worker of the peer comparison")
@@ -136,7 +149,7 @@ def main(argv=None):
     elif args.command == "training":
         result = training(args.mode)
     else:
-        result = figures(args.mode)
+        result = figures(args.mode, args.part, args.layer_repeats)
     print(bench.WORKER_RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
 

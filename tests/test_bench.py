@@ -275,6 +275,51 @@ def test_compare_reports(tmp_path):
     assert da == pytest.approx(0.1) and dr == pytest.approx(0.1)
 
 
+def test_pool_figures_takes_the_median_over_every_process_pair():
+    run_1 = [bench.Figure("f", "d", "A", "B", [1.1, 1.2], [1.0, 1.0], calls=4)]
+    run_2 = [bench.Figure("f", "d", "A", "B", [2.0, 3.0, 2.2], [2.0, 2.0, 2.0], calls=6)]
+    run_3 = [bench.Figure("f", "d", "A", "B", [0.9], [1.0], calls=5)]
+    [pooled] = bench.pool_figures([run_1, run_2, run_3])
+    ratios = np.array([1.1, 1.2, 1.0, 1.5, 1.1, 0.9])
+    assert pooled.a == [1.1, 1.2, 2.0, 3.0, 2.2, 0.9] and len(pooled.b) == 6
+    assert pooled.ratio == pytest.approx(np.median(ratios)) and pooled.calls == 5
+    assert run_1[0].a == [1.1, 1.2] and run_1[0].calls == 4  # the inputs are left as they were
+
+
+def test_jax_figures_spread_the_layer_pairs_over_fresh_processes(monkeypatch):
+    """`_jax_figures`: N layer children of ceil(repeats / N) pairs, pooled; one models child."""
+    calls = []
+
+    def fake_worker(*args, env, timeout, check):
+        calls.append(args)
+        if "layer" in args:
+            repeats = args[args.index("--layer-repeats") + 1]
+            pairs = [2.0] * repeats, [1.0] * repeats
+            rows = [bench.Figure("se_layer_vs_floor", "d", "A", "B", *pairs)]
+            out = bench.WORKER_RESULT_PREFIX + json.dumps([vars(f) for f in rows])
+        else:
+            out = bench.WORKER_RESULT_PREFIX + json.dumps([{"name": "train_step"}])
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
+
+    monkeypatch.setattr(bench, "_run_worker", fake_worker)
+    monkeypatch.setitem(bench.SETTINGS["quick"], "jax_layer_processes", 3)
+    monkeypatch.setitem(bench.SETTINGS["quick"], "layer", dict(shape=(1, 2, 2, 8), repeats=7))
+    figures, allocator = bench._jax_figures(quick=True, log=lambda message: None)
+    assert [c[:3] for c in calls] == [("figures", "quick", "--part")] * 4
+    assert [c[3] for c in calls] == ["layer"] * 3 + ["models"]
+    assert all(c[4:] == ("--layer-repeats", 3) for c in calls[:3])  # ceil(7 / 3)
+    assert [f["name"] for f in figures] == ["se_layer_vs_floor", "train_step"]
+    assert figures[0]["repetitions"] == 9 and figures[0]["ratio"] == 2.0 and allocator
+
+    def failing_worker(*args, env, timeout, check):
+        return subprocess.CompletedProcess(args, 1, stdout="", stderr="Traceback\nBoom: it broke\n")
+
+    monkeypatch.setattr(bench, "_run_worker", failing_worker)
+    logged = []
+    assert bench._jax_figures(quick=True, log=logged.append)[0] == []
+    assert logged[-1] == "JAX figures failed: Boom: it broke"
+
+
 def test_write_report_keeps_sections_apart(tmp_path):
     markdown = tmp_path / "B.md"
     figure = bench.Figure("peer_inference", "d", "A", "B", [1.0], [2.0]).as_dict()
@@ -317,6 +362,21 @@ def test_worker_runs_as_a_module_in_a_child_process():
     assert 0 < info["base_mib"] <= info["peak_mib"]
     with pytest.raises(subprocess.CalledProcessError):
         bench._run_worker("figures", "medium", timeout=300)
+
+
+@pytest.mark.bench
+@pytest.mark.integration
+def test_jax_layer_child_returns_its_repetitions():
+    """One of `_jax_figures`' layer children, for real: JAX, ``--layer-repeats``, raw pairs."""
+    pytest.importorskip("jax")
+    env, _ = bench.jax_child_env()
+    result = bench._run_worker(
+        "figures", "quick", "--part", "layer", "--layer-repeats", 3, env=env, timeout=300
+    )
+    figures = [bench.Figure(**f) for f in bench.read_worker_result(result.stdout)]
+    assert [f.name for f in figures] == ["se_layer_vs_floor", "se_layer_vs_naive"]
+    assert all(f.backend == "jax" and len(f.a) == len(f.b) == 3 and f.calls >= 1 for f in figures)
+    assert all(min(f.a) > 0 and min(f.b) > 0 for f in figures)
 
 
 @pytest.mark.bench
