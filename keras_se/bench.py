@@ -303,11 +303,11 @@ def pool_figures(runs):
     return list(pooled.values())
 
 
-def bench_models(*, size, batch, repeats, slow_repeats=None, classes=1000):
+def bench_models(*, size, batch, repeats, slow_repeats=None, eager_repeats=None, classes=1000):
     """Figures 1-4: SE-ResNet-50 vs ResNet-50 (and vs keras.applications) on one backend.
 
-    ``slow_repeats``: pairs of the eager and training-step rows (default ``repeats // 2``,
-    at least 3).
+    ``slow_repeats``: pairs of the training-step rows (default ``repeats // 2``, at least 3);
+    ``eager_repeats``: of the eager row (default ``slow_repeats``).
     """
     rng = np.random.default_rng(0)
     x = rng.random((batch, size, size, 3)).astype("float32")
@@ -322,6 +322,8 @@ def bench_models(*, size, batch, repeats, slow_repeats=None, classes=1000):
     training = f"training step (SGD), batch {batch}, {size}x{size}"
     if slow_repeats is None:
         slow_repeats = max(3, repeats // 2)  # eager calls and training steps take longer
+    if eager_repeats is None:
+        eager_repeats = slow_repeats
 
     def compare(name, description, labels, fn_a, fn_b, repeats=repeats):
         figures.append(_figure(name, description, labels, fn_a, fn_b, repeats=repeats))
@@ -341,7 +343,7 @@ def bench_models(*, size, batch, repeats, slow_repeats=None, classes=1000):
         return lambda: _block(model(x, training=False))
 
     eager_description = f"eager model(x), batch {batch}, {size}x{size}"
-    compare("inference_eager", eager_description, pair, eager(se), eager(plain), slow_repeats)
+    compare("inference_eager", eager_description, pair, eager(se), eager(plain), eager_repeats)
 
     ta, tb, tt = (compiled_train_step(m) for m in (se, plain, textbook))
     compare("train_step", training, pair, lambda: ta(x, y), lambda: tb(x, y), slow_repeats)
@@ -1163,6 +1165,7 @@ SETTINGS = {
         batch=2,
         repeats=3,
         slow_repeats=3,
+        eager_repeats=3,
         layer=dict(shape=(2, 28, 28, 64), repeats=6, min_sample=0.005),
         jax_layer_processes=2,
         pipeline_repeats=1,
@@ -1181,8 +1184,11 @@ SETTINGS = {
         size=224,
         batch=8,
         repeats=31,
-        # the eager and training-step rows: 15 pairs moved their JAX medians 2.5-3.3 % run to run
+        # the training-step rows: 15 pairs moved their JAX medians 2.5 % run to run
         slow_repeats=31,
+        # eager calls: JAX dispatches op by op, per-pair ratios spread 0.83-1.16; 31 pairs
+        # moved the median 3.3 % between two runs
+        eager_repeats=93,
         # each repetition times >= 0.2 s of each side (~10 calls of the layer on TensorFlow)
         layer=dict(shape=(16, 56, 56, 256), repeats=62, min_sample=0.2),
         # On JAX the SE-vs-floor ratio is set per process (1.01-1.13 between processes, within
@@ -1318,7 +1324,7 @@ def run_benchmarks(
 
 def model_settings(settings):
     """The keyword arguments of `bench_models` in a `SETTINGS` entry."""
-    return {k: settings[k] for k in ("size", "batch", "repeats", "slow_repeats")}
+    return {k: settings[k] for k in ("size", "batch", "repeats", "slow_repeats", "eager_repeats")}
 
 
 def _training_figures(mode):
@@ -1405,7 +1411,13 @@ def _jax_figures(*, quick, log):
         if result.returncode != 0:
             return _jax_failed(result, log), allocator
         runs.append([Figure(**f) for f in read_worker_result(result.stdout)])
+        log(
+            f"  layer process {len(runs)}/{processes}: "
+            + ", ".join(f"{f.name} {f.ratio:.3f}" for f in runs[-1])
+        )
     layer = [f.as_dict() for f in pool_figures(runs)]
+    for f in layer:  # what each process measured, for judging the pooled median
+        f["process_ratios"] = [g.ratio for run in runs for g in run if g.name == f["name"]]
     result = _run_worker("figures", mode, "--part", "models", env=env, timeout=3600, check=False)
     if result.returncode != 0:
         return _jax_failed(result, log), allocator

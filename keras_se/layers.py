@@ -207,22 +207,29 @@ class PointwiseConv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="keras_se")
-class GroupedConv2D(keras.layers.Conv2D):
-    """``Conv2D(groups=G)`` that TensorFlow runs with its own grouped kernels (ResNeXt's 3x3).
+class Conv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` whose grouped case TensorFlow runs with its own kernels (ResNeXt's 3x3).
 
     Keras 3's TensorFlow backend compiles every grouped convolution with XLA (a
     workaround for TensorFlow versions whose CPU kernels lacked groups). On a CPU the
     XLA gradient of a grouped convolution is orders of magnitude slower than
     TensorFlow's own kernels: an SE-ResNeXt-50 training step (batch 8, 224x224, 2
-    cores) took 57 s with ``Conv2D(groups=32)`` and 1.7 s with this layer (BENCHMARKS.md).
-    Under TensorFlow with a channels-last input this layer calls ``tf.nn.convolution``
-    directly; on the other backends, and channels-first, it is ``Conv2D``. Same
-    weights, config and arguments as ``Conv2D``; tests check its outputs and gradients
-    against ``Conv2D`` and a NumPy per-group reference.
+    cores) took 57 s with ``keras.layers.Conv2D(groups=32)`` and 1.7 s with this layer
+    (BENCHMARKS.md). Under TensorFlow with ``groups > 1`` and a channels-last input this
+    layer calls ``tf.nn.convolution`` directly; otherwise, and on the other backends, it
+    is ``Conv2D``. Same weights, config and arguments as ``Conv2D``; tests check its
+    outputs and gradients against ``Conv2D`` and a NumPy per-group reference.
+
+    It keeps Keras's class name on purpose, as `BatchNormalization` does: Keras files of
+    weights (``.weights.h5``) name a model's layers by class, so a weights file of a
+    ResNeXt built with ``keras.layers.Conv2D(groups=...)`` (keras_se's own before this
+    layer, or a hand-written one with the same layers) loads into keras_se's builders,
+    and theirs back. ``GroupedConv2D`` is the same class under the name it first had
+    (``.keras`` files that name it still load).
 
     Example:
         >>> import numpy as np
-        >>> conv = GroupedConv2D(8, 3, groups=4, padding="same", use_bias=False)
+        >>> conv = Conv2D(8, 3, groups=4, padding="same", use_bias=False)
         >>> tuple(conv(np.ones((1, 5, 5, 8), "float32")).shape)
         (1, 5, 5, 8)
     """
@@ -244,6 +251,11 @@ class GroupedConv2D(keras.layers.Conv2D):
             dilations=list(self.dilation_rate),
             data_format="NHWC",
         )
+
+
+#: The name `Conv2D` had when it came (its own class name then; see `Conv2D`).
+GroupedConv2D = Conv2D
+keras.saving.get_custom_objects()["keras_se>GroupedConv2D"] = Conv2D
 
 
 @keras.saving.register_keras_serializable(package="keras_se")

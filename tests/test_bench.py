@@ -310,6 +310,7 @@ def test_jax_figures_spread_the_layer_pairs_over_fresh_processes(monkeypatch):
     assert all(c[4:] == ("--layer-repeats", 3) for c in calls[:3])  # ceil(7 / 3)
     assert [f["name"] for f in figures] == ["se_layer_vs_floor", "train_step"]
     assert figures[0]["repetitions"] == 9 and figures[0]["ratio"] == 2.0 and allocator
+    assert figures[0]["process_ratios"] == [2.0, 2.0, 2.0]
 
     def failing_worker(*args, env, timeout, check):
         return subprocess.CompletedProcess(args, 1, stdout="", stderr="Traceback\nBoom: it broke\n")

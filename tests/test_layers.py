@@ -12,6 +12,7 @@ import pytest
 
 from keras_se import BatchNormSqueezeExcite, SqueezeExcite, se_units
 from keras_se.layers import BatchNormalization as FusedBatchNormalization
+from keras_se.layers import Conv2D as GroupedConv2D  # grouped case on TF's kernels
 from keras_se.layers import SEGate
 from tests.conftest import assert_layer_roundtrip
 
@@ -682,7 +683,7 @@ def test_pointwise_conv_channels_first_descriptor():
     np.testing.assert_allclose(out, expected[:, :, None, None], rtol=1e-5, atol=1e-6)
 
 
-# --------------------------------------------------------------------------- GroupedConv2D
+# --------------------------------------------------------------------------- layers.Conv2D (grouped)
 def _numpy_grouped_conv(x, kernel, groups, stride):
     """NHWC, "valid" padding: each group's input channels convolved with its own kernels."""
     n, h, w, c = x.shape
@@ -705,8 +706,6 @@ def _numpy_grouped_conv(x, kernel, groups, stride):
 @pytest.mark.parametrize("strides", [1, 2])
 def test_grouped_conv_equals_numpy_groups_and_keras_conv2d_with_gradients(strides, tmp_path):
     """Same function and gradients as ``Conv2D(groups=G)`` (Keras's XLA path on TF)."""
-    from keras_se.layers import GroupedConv2D
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 9, 9, 8)).astype("float32")
     layer = GroupedConv2D(12, 3, strides=strides, groups=4, use_bias=False)
@@ -735,6 +734,18 @@ def test_grouped_conv_equals_numpy_groups_and_keras_conv2d_with_gradients(stride
     assert_layer_roundtrip(
         lambda: GroupedConv2D(8, 3, groups=2, padding="same", name="g"), x, tmp_path
     )
+
+
+def test_grouped_conv_keeps_keras_class_name_and_loads_under_its_first_name():
+    """Weights files key layers by class name; ``.keras`` files of its first name still load."""
+    from keras_se import layers
+
+    assert layers.GroupedConv2D is GroupedConv2D and GroupedConv2D.__name__ == "Conv2D"
+    config = keras.saving.serialize_keras_object(GroupedConv2D(8, 3, groups=2, name="g"))
+    assert config["registered_name"] == "keras_se>Conv2D"
+    first = dict(config, class_name="GroupedConv2D", registered_name="keras_se>GroupedConv2D")
+    restored = keras.saving.deserialize_keras_object(first)
+    assert type(restored) is GroupedConv2D and restored.groups == 2 and restored.name == "g"
 
 
 # --------------------------------------------------------------------------- layers.BatchNormalization (fused)
