@@ -628,6 +628,48 @@ def _mean_squared_deviation(x, mean, axes):
     return ops.mean(ops.square(x - mean), axis=axes)
 
 
+def _pooled_through(u, value):
+    """``value`` (B, C), whose gradient is sent to ``u`` (B, H, W, C) as to ``mean_hw(u)``.
+
+    For a ``value`` computed equal to ``mean_hw(u)`` by a cheaper route (TensorFlow only).
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def pooled(u, value):
+        def grad(upstream):
+            shape = tf.shape(u)
+            per_position = upstream / tf.cast(shape[1] * shape[2], upstream.dtype)
+            du = tf.broadcast_to(per_position[:, None, None, :], shape)
+            return tf.cast(du, u.dtype), None
+
+        return tf.identity(value), grad
+
+    return pooled(u, value)
+
+
+def _scale_without_saving(u, s, x, a, b):
+    """``u · s`` (s per sample and channel) for ``u = a·x + b``; the backward pass reads ``x``.
+
+    The gradient of ``s``, ``Σ_hw g·u``, is computed as ``a·Σ_hw g·x + b·Σ_hw g``, so
+    ``u`` need not be kept for it (TensorFlow only).
+    """
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def scale(u, s):
+        def grad(upstream):
+            du = upstream * tf.cast(s[:, None, None, :], upstream.dtype)
+            g = tf.cast(upstream, "float32")
+            gx = tf.reduce_sum(g * tf.cast(x, "float32"), axis=(1, 2))
+            ds = a * gx + b * tf.reduce_sum(g, axis=(1, 2))
+            return du, tf.cast(ds, s.dtype)
+
+        return u * tf.cast(s[:, None, None, :], u.dtype), grad
+
+    return scale(u, s)
+
+
 def _is_pair(value):
     """True for ``[x, means]`` (tensors or arrays) or a pair of their shapes."""
     return (
@@ -851,7 +893,77 @@ class BatchNormSqueezeExcite(SEGate):
         self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
         return mean, variance, means
 
+    def _fusable(self, inputs, training):
+        """True where training runs on TensorFlow's fused BatchNorm kernel (`_fused_call`)."""
+        x = inputs[0] if _is_pair(inputs) else inputs
+        return (
+            training
+            and self.trainable
+            and not self.synchronized
+            and self.squeeze == "avg"
+            and keras.backend.backend() == "tensorflow"
+            and len(x.shape) == 4
+            and self.data_format == "channels_last"
+            and x.dtype in ("float32", "float16", "bfloat16")
+        )
+
+    def _fused_call(self, inputs, means):
+        """Training on TensorFlow: ``FusedBatchNormV3`` computes ``u = BN(x)``, the gate scales it.
+
+        The same function and gradients as the general path (tests compare them), faster:
+        the kernel normalises and differentiates in one pass each way where the separate
+        moment and affine ops take several. Two custom gradients keep it exact and lean:
+
+        * the gate's input ``mean_hw(u)`` is computed from the per-sample ``means`` of ``x``
+          (``a·means + b``), and its gradient is sent into ``u`` (broadcast over the map,
+          divided by H·W), so the kernel's own backward pass carries it to ``x``, γ and β
+          through the batch statistics (TensorFlow's gradient of the kernel ignores its
+          mean and variance outputs, so they cannot carry it);
+        * ``u·s`` takes the gate's gradient ``Σ_hw g·u`` as ``a·Σ_hw g·x + b·Σ_hw g``, so
+          ``u`` is not kept for the backward pass (``x`` is, for the kernel's).
+        """
+        import tensorflow as tf
+
+        if means is None and _is_pair(inputs):
+            inputs, means = inputs
+        x = tf.convert_to_tensor(inputs)
+        self._check_input(x)
+        if means is None:
+            means = self._squeeze(self._float32(x))
+        else:
+            means = self._float32(tf.convert_to_tensor(means))
+            self._check_means_shape(means.shape, x.shape)
+            means = tf.reshape(means, (-1, self.channels))
+        gamma = tf.convert_to_tensor(self.gamma)
+        beta = tf.convert_to_tensor(self.beta)
+        u, batch_mean, batch_variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x,
+            scale=gamma,
+            offset=beta,
+            mean=tf.constant([], "float32"),
+            variance=tf.constant([], "float32"),
+            epsilon=self.epsilon,
+            exponential_avg_factor=1.0,
+            data_format="NHWC",
+            is_training=True,
+        )
+        # The kernel returns the unbiased variance for running averages; Keras (and the
+        # general path) average the biased one.
+        shape = tf.shape(x)
+        count = tf.cast(shape[0] * shape[1] * shape[2], "float32")
+        variance = batch_variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + batch_mean * (1.0 - momentum))
+        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        # u = a·x + b per channel, as values (gradients go through the kernel instead)
+        a = tf.stop_gradient(gamma * tf.math.rsqrt(variance + self.epsilon))
+        b = tf.stop_gradient(beta - batch_mean * a)
+        s = self._gate_from_pooled(_pooled_through(u, tf.stop_gradient(means) * a + b))
+        return tf.cast(_scale_without_saving(u, s, x, a, b), self.compute_dtype)
+
     def call(self, inputs, means=None, training=None):
+        if self._fusable(inputs, training):
+            return self._fused_call(inputs, means)
         x, means = self._prepare(inputs, means)
         mean, variance, means = self._statistics(x, means, training)
         a, b = self._affine(mean, variance)

@@ -416,6 +416,80 @@ def test_batchnorm_se_gradients_equal_the_two_layers():
         np.testing.assert_allclose(g.numpy(), expected[i].numpy(), rtol=1e-4, atol=1e-5)
 
 
+def _general_path(layer):
+    """``layer`` with its TensorFlow kernel path switched off (the reference: the general ops)."""
+    layer._fusable = lambda *args, **kwargs: False
+    return layer
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_batchnorm_se_kernel_path_equals_general_path_with_means(policy, monkeypatch):
+    """Training on TF runs ``FusedBatchNormV3``; outputs, statistics and every gradient (through
+    ``means`` = mean_hw(x) taken inside the tape, as the fused bottleneck does) equal the general path."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the kernel path is TensorFlow's")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(11)
+    x = tf.constant((rng.normal(size=(4, 7, 6, 32)) * 2 + 0.5).astype("float32"))
+    keras.config.set_dtype_policy(policy)
+    try:
+        ours, reference = (
+            BatchNormSqueezeExcite(4, momentum=0.8),
+            BatchNormSqueezeExcite(4, momentum=0.8),
+        )
+        _fused_with_random_weights(ours, x.shape, rng)
+        _general_path(reference).build(x.shape)
+        reference.set_weights(ours.get_weights())
+        calls = []
+        original = tf.raw_ops.FusedBatchNormV3
+
+        def spy(**kwargs):
+            calls.append((kwargs["x"].dtype.name, kwargs["is_training"]))
+            return original(**kwargs)
+
+        monkeypatch.setattr(tf.raw_ops, "FusedBatchNormV3", spy)
+        results = []
+        for layer in (ours, reference):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                means = tf.reduce_mean(x, axis=(1, 2))
+                y = layer(x, means, training=True)
+                loss = tf.reduce_sum(tf.sin(tf.cast(y, "float32")))
+            grads = tape.gradient(loss, [x, *layer.trainable_variables])
+            results.append((y, grads, [w.numpy() for w in layer.non_trainable_variables]))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    dtype = "bfloat16" if policy == "mixed_bfloat16" else "float32"
+    assert calls == [(dtype, True)]  # the layer took the kernel, the reference did not
+    (y, grads, stats), (y_ref, grads_ref, stats_ref) = results
+    assert y.dtype == y_ref.dtype == dtype
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == "bfloat16" else dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        tf.cast(y, "float32").numpy(), tf.cast(y_ref, "float32").numpy(), **tol
+    )
+    for ours_stat, ref_stat in zip(stats, stats_ref):
+        # bfloat16: the kernel averages the bf16 input, the general path its float32 means
+        stat_tol = dict(rtol=1e-2, atol=2e-3) if dtype == "bfloat16" else dict(rtol=1e-5)
+        np.testing.assert_allclose(ours_stat, ref_stat, **stat_tol)
+    for g, g_ref in zip(grads, grads_ref):
+        g, g_ref = tf.cast(g, "float32").numpy(), tf.cast(g_ref, "float32").numpy()
+        scale = np.abs(g_ref).max()
+        assert np.abs(g - g_ref).max() <= (3e-2 if dtype == "bfloat16" else 1e-4) * scale
+
+
+def test_batchnorm_se_takes_the_general_path_where_the_kernel_does_not_apply():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the kernel path is TensorFlow's")
+    x = np.ones((2, 4, 4, 16), "float32")
+    assert BatchNormSqueezeExcite(4)._fusable(x, True)
+    assert not BatchNormSqueezeExcite(4)._fusable(x, False)  # inference: moving statistics
+    assert not BatchNormSqueezeExcite(4, squeeze="max")._fusable(x, True)
+    assert not BatchNormSqueezeExcite(4, synchronized=True)._fusable(x, True)
+    assert not BatchNormSqueezeExcite(4, data_format="channels_first")._fusable(x, True)
+    assert not BatchNormSqueezeExcite(4)._fusable(np.ones((2, 4, 16), "float32"), True)
+
+
 def test_batchnorm_se_serialization_and_mixed_precision(tmp_path):
     from keras_se import BatchNormSqueezeExcite
 
