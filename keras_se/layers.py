@@ -304,27 +304,42 @@ class BatchNormalization(keras.layers.BatchNormalization):
         channels = inputs.shape[-1]
         gamma = self.gamma if self.scale else tf.ones((channels,), "float32")
         beta = self.beta if self.center else tf.zeros((channels,), "float32")
-        empty = tf.constant([], "float32")
-        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs,
-            scale=tf.cast(gamma, "float32"),
-            offset=tf.cast(beta, "float32"),
-            mean=empty,
-            variance=empty,
-            epsilon=self.epsilon,
-            exponential_avg_factor=1.0,
-            data_format="NHWC",
-            is_training=True,
+        outputs, _, _ = _fused_batch_norm_training(
+            self, inputs, tf.cast(gamma, "float32"), tf.cast(beta, "float32")
         )
-        # The kernel returns the unbiased (n / (n - 1)) variance for running averages;
-        # Keras's BatchNormalization averages the biased one.
-        shape = tf.shape(inputs)
-        count = tf.cast(shape[0] * shape[1] * shape[2], "float32")
-        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
-        momentum = self.momentum
-        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
         return tf.cast(outputs, self.compute_dtype)
+
+
+def _fused_batch_norm_training(layer, x, gamma, beta):
+    """``FusedBatchNormV3`` in training on NHWC ``x`` (TensorFlow), and ``layer``'s moving averages.
+
+    Returns ``(BN(x), batch mean, biased batch variance)``; updates ``layer.moving_mean`` and
+    ``layer.moving_variance`` as Keras's BatchNormalization does (``layer.momentum``,
+    ``layer.epsilon``). Shared by `BatchNormalization` and `BatchNormSqueezeExcite`.
+    """
+    import tensorflow as tf
+
+    empty = tf.constant([], "float32")
+    outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+        x=x,
+        scale=gamma,
+        offset=beta,
+        mean=empty,
+        variance=empty,
+        epsilon=layer.epsilon,
+        exponential_avg_factor=1.0,
+        data_format="NHWC",
+        is_training=True,
+    )
+    # The kernel returns the unbiased (n / (n - 1)) variance for running averages;
+    # Keras's BatchNormalization averages the biased one.
+    shape = tf.shape(x)
+    count = tf.cast(shape[0] * shape[1] * shape[2], "float32")
+    variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+    momentum = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
+    return outputs, mean, variance
 
 
 class SEGate(keras.layers.Layer):
@@ -936,25 +951,7 @@ class BatchNormSqueezeExcite(SEGate):
             means = tf.reshape(means, (-1, self.channels))
         gamma = tf.convert_to_tensor(self.gamma)
         beta = tf.convert_to_tensor(self.beta)
-        u, batch_mean, batch_variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=x,
-            scale=gamma,
-            offset=beta,
-            mean=tf.constant([], "float32"),
-            variance=tf.constant([], "float32"),
-            epsilon=self.epsilon,
-            exponential_avg_factor=1.0,
-            data_format="NHWC",
-            is_training=True,
-        )
-        # The kernel returns the unbiased variance for running averages; Keras (and the
-        # general path) average the biased one.
-        shape = tf.shape(x)
-        count = tf.cast(shape[0] * shape[1] * shape[2], "float32")
-        variance = batch_variance * ((count - 1.0) / tf.maximum(count, 1.0))
-        momentum = self.momentum
-        self.moving_mean.assign(self.moving_mean * momentum + batch_mean * (1.0 - momentum))
-        self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
+        u, batch_mean, variance = _fused_batch_norm_training(self, x, gamma, beta)
         # u = a·x + b per channel, as values (gradients go through the kernel instead)
         a = tf.stop_gradient(gamma * tf.math.rsqrt(variance + self.epsilon))
         b = tf.stop_gradient(beta - batch_mean * a)
