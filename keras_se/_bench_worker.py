@@ -9,9 +9,9 @@ everything else a child prints (TensorFlow's start-up lines, progress) is ignore
 Commands:
     ``memory MODEL SIZE BATCH``: the resident memory before and the peak during the
     first three training steps of registry model ``MODEL`` (`train_memory`).
-    ``figures MODE [--part layer|models] [--layer-repeats N]``: the layer and model figures
-    of `keras_se.bench` on the active backend, with the settings ``MODE`` (``quick`` or
-    ``full``) (`figures`).
+    ``figures MODE [--part layer|models] [--share N]``: the layer and model figures of
+    `keras_se.bench` on the active backend, with the settings ``MODE`` (``quick`` or
+    ``full``), 1/N of each figure's repetitions (`figures`).
     ``training MODE``: the training-loop figures of `keras_se.bench_training` (`training`;
     in a fresh process because the Trainer sets global Keras state such as the dtype policy).
     ``serve SIDE --threads N``: a live worker of the peer comparison (`keras_se.bench.serve`):
@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import math
 import os
 import sys
 import threading
@@ -78,23 +79,22 @@ def train_memory(name, size, batch, *, steps=3, classes=1000):
     return {"base_mib": base, "peak_mib": peak[0]}
 
 
-def figures(mode, part="all", layer_repeats=None):
-    """The SE-layer and model figures (`bench_se_layer`, `bench_models`) as dicts.
+def figures(mode, part="all", share=1):
+    """The SE-layer and model figures (`bench_se_layer`, `bench_models`) with all their fields.
 
-    ``part``: ``"layer"``, ``"models"`` or ``"all"``. The layer figures come back with all
-    their fields (`Figure`'s, repetitions included: the parent pools several processes'
-    with `bench.pool_figures`), ``layer_repeats`` of them; the model figures as `Figure.as_dict`.
+    ``part``: ``"layer"``, ``"models"`` or ``"all"``. ``share``: this process is one of
+    ``share`` that split each figure's repetitions (``ceil(repeats / share)`` of them here);
+    the figures come back with their repetitions, so the parent pools the processes'
+    with `bench.pool_figures`.
     """
     settings = bench.SETTINGS[mode]
     result = []
     if part in ("all", "layer"):
-        layer = dict(settings["layer"])
-        if layer_repeats is not None:
-            layer["repeats"] = layer_repeats
-        result += [dataclasses.asdict(f) for f in bench.bench_se_layer(**layer)]
+        layer = dict(settings["layer"], repeats=math.ceil(settings["layer"]["repeats"] / share))
+        result += bench.bench_se_layer(**layer)
     if part in ("all", "models"):
-        result += [f.as_dict() for f in bench.bench_models(**bench.model_settings(settings))]
-    return result
+        result += bench.bench_models(**bench.model_settings(settings, share=share))
+    return [dataclasses.asdict(f) for f in result]
 
 
 def training(mode):
@@ -134,7 +134,7 @@ def main(argv=None):
     figure = commands.add_parser("figures", help="the layer and model figures")
     figure.add_argument("mode", choices=("quick", "full"))
     figure.add_argument("--part", choices=("all", "layer", "models"), default="all")
-    figure.add_argument("--layer-repeats", type=int, default=None)
+    figure.add_argument("--share", type=int, default=1)
     train = commands.add_parser("training", help="the training-loop figures")
     train.add_argument("mode", choices=("quick", "full"))
     live = commands.add_parser("serve", help="a live worker of the peer comparison")
@@ -149,7 +149,7 @@ def main(argv=None):
     elif args.command == "training":
         result = training(args.mode)
     else:
-        result = figures(args.mode, args.part, args.layer_repeats)
+        result = figures(args.mode, args.part, args.share)
     print(bench.WORKER_RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
 

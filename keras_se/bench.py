@@ -289,17 +289,17 @@ def pool_figures(runs):
         The figures of the first run, each with the repetitions (A/B pairs) of every run,
         so its median is taken over all pairs. ``calls`` is the median of the runs'.
     """
-    pooled = {}
+    pooled, calls = {}, {}
     for figures in runs:
         for f in figures:
             if f.name not in pooled:
-                pooled[f.name] = dataclasses.replace(f, a=list(f.a), b=list(f.b), calls=[f.calls])
+                pooled[f.name] = dataclasses.replace(f, a=list(f.a), b=list(f.b))
             else:
                 pooled[f.name].a += f.a
                 pooled[f.name].b += f.b
-                pooled[f.name].calls.append(f.calls)
-    for f in pooled.values():
-        f.calls = round(statistics.median(f.calls))
+            calls.setdefault(f.name, []).append(f.calls)
+    for name, f in pooled.items():
+        f.calls = round(statistics.median(calls[name]))
     return list(pooled.values())
 
 
@@ -1167,7 +1167,7 @@ SETTINGS = {
         slow_repeats=3,
         eager_repeats=3,
         layer=dict(shape=(2, 28, 28, 64), repeats=6, min_sample=0.005),
-        jax_layer_processes=2,
+        jax_processes=dict(layer=2, models=2),
         pipeline_repeats=1,
         memory_repeats=0,  # fresh processes: skipped in the smoke test
         # the training-loop figures (keras_se.bench_training), one tiny call of each
@@ -1184,17 +1184,20 @@ SETTINGS = {
         size=224,
         batch=8,
         repeats=31,
-        # the training-step rows: 15 pairs moved their JAX medians 2.5 % run to run
-        slow_repeats=31,
+        # the training-step rows: 15 pairs moved their JAX medians 2.5 % run to run, 31 pairs
+        # 3.1 % (per-pair ratios 0.80-1.45 on a noisy host)
+        slow_repeats=48,
         # eager calls: JAX dispatches op by op, per-pair ratios spread 0.83-1.16; 31 pairs
         # moved the median 3.3 % between two runs
         eager_repeats=93,
         # each repetition times >= 0.2 s of each side (~10 calls of the layer on TensorFlow)
         layer=dict(shape=(16, 56, 56, 256), repeats=62, min_sample=0.2),
         # On JAX the SE-vs-floor ratio is set per process (1.01-1.13 between processes, within
-        # one process +-2 %, whatever the input buffer): the layer figures' repetitions are
-        # spread over this many fresh processes and pooled (`pool_figures`).
-        jax_layer_processes=12,
+        # one process +-2 %, whatever the input buffer), and so is the textbook model's (its
+        # compiled inference median 525 vs 585 ms in two runs, ResNet-50's 502 vs 527): each
+        # figure's repetitions are spread over this many fresh processes and pooled
+        # (`pool_figures`).
+        jax_processes=dict(layer=12, models=3),
         pipeline_repeats=3,
         memory_repeats=3,
         # about 9 minutes on 2 idle cores (SE-ResNet-18 at 32x32, batch 64: ~1.2 s a step)
@@ -1322,9 +1325,16 @@ def run_benchmarks(
     return report
 
 
-def model_settings(settings):
-    """The keyword arguments of `bench_models` in a `SETTINGS` entry."""
-    return {k: settings[k] for k in ("size", "batch", "repeats", "slow_repeats", "eager_repeats")}
+def model_settings(settings, *, share=1):
+    """The keyword arguments of `bench_models` in a `SETTINGS` entry.
+
+    ``share``: for one of ``share`` processes that split each figure's pairs
+    (``ceil(pairs / share)`` each).
+    """
+    kwargs = {k: settings[k] for k in ("size", "batch")}
+    for k in ("repeats", "slow_repeats", "eager_repeats"):
+        kwargs[k] = math.ceil(settings[k] / share)
+    return kwargs
 
 
 def _training_figures(mode):
@@ -1397,31 +1407,29 @@ def _jax_figures(*, quick, log):
         return [], None
     env, allocator = jax_child_env()
     mode = "quick" if quick else "full"
-    settings = SETTINGS[mode]
-    processes = settings["jax_layer_processes"]
-    share = math.ceil(settings["layer"]["repeats"] / processes)
+    processes = SETTINGS[mode]["jax_processes"]
     log(
         f"the same layer/model figures under the JAX backend ({allocator}): the layer figures in "
-        f"{processes} fresh processes ({share} pairs each), the model figures in one ..."
+        f"{processes['layer']} fresh processes, the model figures in {processes['models']} ..."
     )
-    runs = []
-    for _ in range(processes):
-        args = ("figures", mode, "--part", "layer", "--layer-repeats", share)
-        result = _run_worker(*args, env=env, timeout=3600, check=False)
-        if result.returncode != 0:
-            return _jax_failed(result, log), allocator
-        runs.append([Figure(**f) for f in read_worker_result(result.stdout)])
-        log(
-            f"  layer process {len(runs)}/{processes}: "
-            + ", ".join(f"{f.name} {f.ratio:.3f}" for f in runs[-1])
-        )
-    layer = [f.as_dict() for f in pool_figures(runs)]
-    for f in layer:  # what each process measured, for judging the pooled median
-        f["process_ratios"] = [g.ratio for run in runs for g in run if g.name == f["name"]]
-    result = _run_worker("figures", mode, "--part", "models", env=env, timeout=3600, check=False)
-    if result.returncode != 0:
-        return _jax_failed(result, log), allocator
-    return layer + read_worker_result(result.stdout), allocator
+    figures = []
+    for part in ("layer", "models"):
+        runs = []
+        for _ in range(processes[part]):
+            args = ("figures", mode, "--part", part, "--share", processes[part])
+            result = _run_worker(*args, env=env, timeout=3600, check=False)
+            if result.returncode != 0:
+                return _jax_failed(result, log), allocator
+            runs.append([Figure(**f) for f in read_worker_result(result.stdout)])
+            log(
+                f"  {part} process {len(runs)}/{processes[part]}: "
+                + ", ".join(f"{f.name} {f.ratio:.3f}" for f in runs[-1])
+            )
+        for f in pool_figures(runs):
+            # what each process measured, for judging the pooled median
+            ratios = [g.ratio for run in runs for g in run if g.name == f.name]
+            figures.append(dict(f.as_dict(), process_ratios=ratios))
+    return figures, allocator
 
 
 def _jax_failed(result, log):

@@ -286,31 +286,31 @@ def test_pool_figures_takes_the_median_over_every_process_pair():
     assert run_1[0].a == [1.1, 1.2] and run_1[0].calls == 4  # the inputs are left as they were
 
 
-def test_jax_figures_spread_the_layer_pairs_over_fresh_processes(monkeypatch):
-    """`_jax_figures`: N layer children of ceil(repeats / N) pairs, pooled; one models child."""
+def test_jax_figures_spread_each_figures_pairs_over_fresh_processes(monkeypatch):
+    """`_jax_figures`: N layer children, then M model children, each told its share; pooled."""
     calls = []
 
     def fake_worker(*args, env, timeout, check):
         calls.append(args)
-        if "layer" in args:
-            repeats = args[args.index("--layer-repeats") + 1]
-            pairs = [2.0] * repeats, [1.0] * repeats
-            rows = [bench.Figure("se_layer_vs_floor", "d", "A", "B", *pairs)]
-            out = bench.WORKER_RESULT_PREFIX + json.dumps([vars(f) for f in rows])
-        else:
-            out = bench.WORKER_RESULT_PREFIX + json.dumps([{"name": "train_step"}])
+        share = args[args.index("--share") + 1]
+        layer = args[args.index("--part") + 1] == "layer"
+        name, repeats = ("se_layer_vs_floor", 7) if layer else ("train_step", 5)
+        n = -(-repeats // share)
+        ratio = 2.0 if layer else 1.0 + len(calls) / 10  # the model children differ
+        rows = [bench.Figure(name, "d", "A", "B", [ratio] * n, [1.0] * n)]
+        out = bench.WORKER_RESULT_PREFIX + json.dumps([vars(f) for f in rows])
         return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
 
     monkeypatch.setattr(bench, "_run_worker", fake_worker)
-    monkeypatch.setitem(bench.SETTINGS["quick"], "jax_layer_processes", 3)
-    monkeypatch.setitem(bench.SETTINGS["quick"], "layer", dict(shape=(1, 2, 2, 8), repeats=7))
+    monkeypatch.setitem(bench.SETTINGS["quick"], "jax_processes", dict(layer=3, models=2))
     figures, allocator = bench._jax_figures(quick=True, log=lambda message: None)
-    assert [c[:3] for c in calls] == [("figures", "quick", "--part")] * 4
-    assert [c[3] for c in calls] == ["layer"] * 3 + ["models"]
-    assert all(c[4:] == ("--layer-repeats", 3) for c in calls[:3])  # ceil(7 / 3)
+    assert [c[:3] for c in calls] == [("figures", "quick", "--part")] * 5
+    assert [c[3:] for c in calls] == [("layer", "--share", 3)] * 3 + [("models", "--share", 2)] * 2
     assert [f["name"] for f in figures] == ["se_layer_vs_floor", "train_step"]
     assert figures[0]["repetitions"] == 9 and figures[0]["ratio"] == 2.0 and allocator
     assert figures[0]["process_ratios"] == [2.0, 2.0, 2.0]
+    assert figures[1]["process_ratios"] == [1.4, 1.5] and figures[1]["repetitions"] == 6
+    assert figures[1]["ratio"] == pytest.approx(1.45)  # the median over both children's pairs
 
     def failing_worker(*args, env, timeout, check):
         return subprocess.CompletedProcess(args, 1, stdout="", stderr="Traceback\nBoom: it broke\n")
@@ -367,16 +367,19 @@ def test_worker_runs_as_a_module_in_a_child_process():
 
 @pytest.mark.bench
 @pytest.mark.integration
-def test_jax_layer_child_returns_its_repetitions():
-    """One of `_jax_figures`' layer children, for real: JAX, ``--layer-repeats``, raw pairs."""
+def test_jax_child_returns_its_share_of_the_repetitions():
+    """One of `_jax_figures`' children, for real: JAX, ``--share``, raw pairs of every figure."""
     pytest.importorskip("jax")
     env, _ = bench.jax_child_env()
-    result = bench._run_worker(
-        "figures", "quick", "--part", "layer", "--layer-repeats", 3, env=env, timeout=300
-    )
+    result = bench._run_worker("figures", "quick", "--share", 2, env=env, timeout=600)
     figures = [bench.Figure(**f) for f in bench.read_worker_result(result.stdout)]
-    assert [f.name for f in figures] == ["se_layer_vs_floor", "se_layer_vs_naive"]
-    assert all(f.backend == "jax" and len(f.a) == len(f.b) == 3 and f.calls >= 1 for f in figures)
+    names = [f.name for f in figures]
+    assert names[:2] == ["se_layer_vs_floor", "se_layer_vs_naive"] and "train_step" in names
+    quick = bench.SETTINGS["quick"]
+    assert all(f.backend == "jax" and len(f.a) == len(f.b) and f.calls >= 1 for f in figures)
+    assert len(figures[0].a) == -(-quick["layer"]["repeats"] // 2)  # ceil(6 / 2)
+    train = figures[names.index("train_step")]
+    assert len(train.a) == -(-quick["slow_repeats"] // 2)
     assert all(min(f.a) > 0 and min(f.b) > 0 for f in figures)
 
 
