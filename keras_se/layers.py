@@ -840,8 +840,9 @@ class BatchNormSqueezeExcite(SEGate):
             )
 
     # ------------------------------------------------------------------ compute
-    def _prepare(self, inputs, means):
-        """``x`` (float32 or wider) and the per-sample means (B, C) or None.
+    def _prepare(self, inputs, means, *, cast=True):
+        """``x`` (float32 or wider; as given with ``cast=False``) and the per-sample means
+        (B, C, float32 or wider) or None.
 
         ``inputs`` may be the pair ``[x, means]`` (what ``layer.input`` is in a model).
         """
@@ -849,7 +850,8 @@ class BatchNormSqueezeExcite(SEGate):
             inputs, means = inputs
         x = ops.convert_to_tensor(inputs)
         self._check_input(x)
-        x = self._float32(x)
+        if cast:
+            x = self._float32(x)
         if means is not None:
             means = self._float32(ops.convert_to_tensor(means))
             self._check_means_shape(means.shape, x.shape)
@@ -939,16 +941,9 @@ class BatchNormSqueezeExcite(SEGate):
         """
         import tensorflow as tf
 
-        if means is None and _is_pair(inputs):
-            inputs, means = inputs
-        x = tf.convert_to_tensor(inputs)
-        self._check_input(x)
-        if means is None:
+        x, means = self._prepare(inputs, means, cast=False)  # the kernel takes bfloat16 as is
+        if means is None:  # (the builders pass the means; a layer called alone squeezes here)
             means = self._squeeze(self._float32(x))
-        else:
-            means = self._float32(tf.convert_to_tensor(means))
-            self._check_means_shape(means.shape, x.shape)
-            means = tf.reshape(means, (-1, self.channels))
         gamma = tf.convert_to_tensor(self.gamma)
         beta = tf.convert_to_tensor(self.beta)
         u, batch_mean, variance = _fused_batch_norm_training(self, x, gamma, beta)
