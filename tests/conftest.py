@@ -43,6 +43,24 @@ def _reset_keras_state():
     keras.config.set_image_data_format("channels_last")
 
 
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+    """The quickstart's recipe (SE-ResNet-20 on digits), shrunk to 16x16, batch 16, one epoch
+    of 2 steps: training, export, then the figure step; what `keras_se.quickstart` returns.
+
+    Shared by tests/test_quickstart.py and tests/test_visualize.py; their tests that use it
+    are in the xdist group ``quickstart_run``, so one worker trains it once.
+    """
+    from keras_se import quickstart as qs
+
+    out = tmp_path_factory.mktemp("quickstart")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(qs.QUICKSTART, "image_size", 16)
+        mp.setitem(qs.QUICKSTART, "batch_size", 16)
+        mp.setitem(qs.QUICKSTART, "steps_per_epoch", 2)
+        return qs.quickstart(str(out), epochs=1, verbose=0)
+
+
 def assert_layer_roundtrip(layer_factory, inputs, tmp_path, *, atol=1e-6):
     """The standard checks every keras_se layer passes.
 

@@ -15,23 +15,13 @@ from keras_se import models
 from keras_se import quickstart as qs
 
 
-@pytest.fixture(scope="module")
-def quickstart_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quickstart")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(qs.QUICKSTART, "image_size", 16)
-        mp.setitem(qs.QUICKSTART, "batch_size", 16)
-        mp.setitem(qs.QUICKSTART, "steps_per_epoch", 2)
-        written = qs.quickstart(str(out), epochs=1, verbose=0)
-    return written
-
-
 def test_recipe_is_a_cifar_se_resnet():
     builder = models.builder(qs.QUICKSTART["model"])
     assert builder.se and qs.QUICKSTART["model"].endswith("_cifar")
     assert qs.QUICKSTART["dataset"] == "digits"
 
 
+@pytest.mark.xdist_group("quickstart_run")  # with test_visualize's: one run (tests/conftest.py)
 def test_quickstart_trains_exports_and_ends_with_figures_1_to_3(quickstart_run):
     written = quickstart_run
     model = qs.QUICKSTART["model"]

@@ -395,9 +395,11 @@ def test_batchnorm_state_is_found_by_layer_type():
     assert len(batchnorm_layers(nested)) == 53
 
 
-def test_sigterm_in_process_saves_at_a_step_and_resumes_exactly(tmp_path):
+@pytest.mark.xdist_group("uninterrupted_run")  # shares the CLI's uninterrupted reference run
+def test_sigterm_in_process_saves_at_a_step_and_resumes_exactly(tmp_path, uninterrupted_run):
     """SIGTERM (sent to this process during epoch 1, step 3) stops at the next step boundary with
-    a checkpoint; the rerun continues mid-epoch and ends with the uninterrupted run's weights."""
+    a checkpoint; the rerun continues mid-epoch and ends with the uninterrupted run's weights
+    (`INTERRUPTED` run by the CLI, whose saved settings this run takes)."""
 
     class SignalledTrainer(Trainer):
         def _build_steps(self):
@@ -412,16 +414,16 @@ def test_sigterm_in_process_saves_at_a_step_and_resumes_exactly(tmp_path):
 
             self.train_step = step
 
-    train(_tiny(tmp_path / "reference", steps_per_epoch=6, epochs=2, seed=5), verbose=0)
     out = tmp_path / "stopped"
-    config = _tiny(out, steps_per_epoch=6, epochs=2, seed=5)
+    config = TrainConfig(**dict(RunDir(uninterrupted_run).saved_train_config(), out=str(out)))
+    assert (config.steps_per_epoch, config.epochs, config.seed) == (8, 2, 7)
     with pytest.raises(Preempted, match="epoch 1, step [34]"):
         SignalledTrainer(config, verbose=0).run()
     assert not RunDir(out).has_model() and RunDir(out).read_history() == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler was removed
     train(config, verbose=0)
     assert [row["epoch"] for row in RunDir(out).read_history()] == [1, 2]
-    assert _max_diff(_final_weights(str(out)), _final_weights(str(tmp_path / "reference"))) <= 1e-5
+    assert _max_diff(_final_weights(str(out)), _final_weights(uninterrupted_run)) <= 1e-5
 
 
 def test_divergence_stops_within_one_step_and_keeps_the_last_checkpoint(tmp_path, capsys):

@@ -135,26 +135,8 @@ def test_class_selection():
         vz.resolve_classes(range(6), names)
 
 
-@pytest.fixture(scope="module")
-def quickstart_run(tmp_path_factory):
-    """A tiny quickstart (16x16 digits, 2 steps): training, then the figure step.
-
-    SE-ResNet-18 whatever the quickstart trains: the tests below name its blocks. The
-    quickstart's own test is in tests/test_quickstart.py.
-    """
-    from keras_se import quickstart as qs
-
-    out = tmp_path_factory.mktemp("quickstart")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(qs.QUICKSTART, "model", "se_resnet18")
-        mp.setitem(qs.QUICKSTART, "image_size", 16)
-        mp.setitem(qs.QUICKSTART, "batch_size", 16)
-        mp.setitem(qs.QUICKSTART, "steps_per_epoch", 2)
-        written = qs.quickstart(str(out), epochs=1, verbose=0)
-    return written
-
-
-# The tests that use `quickstart_run` share one xdist worker, so the run is trained once.
+# The tests that use `quickstart_run` (tests/conftest.py: the quickstart's SE-ResNet-20, stages
+# 2-4 of 3 blocks, 16/32/64 channels) share one xdist worker, so the run is trained once.
 @pytest.mark.xdist_group("quickstart_run")
 def test_cli_visualize_writes_json_figures_and_table(capsys, tmp_path, quickstart_run):
     out = tmp_path / "figs"
@@ -165,7 +147,7 @@ def test_cli_visualize_writes_json_figures_and_table(capsys, tmp_path, quickstar
         "--out",
         str(out),
         "--blocks",
-        "SE_3_1,conv5_block2_se",
+        "SE_3_1,conv4_block2_se",
         "--classes",
         "1,7",
         "--max-images",
@@ -178,17 +160,17 @@ def test_cli_visualize_writes_json_figures_and_table(capsys, tmp_path, quickstar
     )
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if "_se " in line]
-    assert [(r[0], r[2]) for r in rows] == [("conv3_block1_se", "3"), ("conv5_block2_se", "8")]
+    assert [(r[0], r[2]) for r in rows] == [("conv3_block1_se", "4"), ("conv4_block2_se", "8")]
     with open(out / "excitations.json") as f:
         data = json.load(f)
     assert data["num_images"] == 40 and [b["name"] for b in data["blocks"]] == [
         "conv3_block1_se",
-        "conv5_block2_se",
+        "conv4_block2_se",
     ]
     assert float(rows[0][4]) == pytest.approx(data["blocks"][0]["specificity"], abs=1e-4)
     assert _svg_panels(out / "excitation_by_depth.svg") == 2
     assert _svg_panels(out / "specificity_by_depth.svg") == 1
-    assert _svg_panels(out / "walkthrough.svg") == vz.walkthrough_panels(64)
+    assert _svg_panels(out / "walkthrough.svg") == vz.walkthrough_panels(16)
 
 
 @pytest.mark.xdist_group("quickstart_run")
