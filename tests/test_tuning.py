@@ -328,7 +328,7 @@ def test_killed_grid_search_resumes_without_rerunning_completed_trials(tmp_path)
         "tune",
         *TINY_FLAGS,
         "--ratios",
-        "4,8,16",
+        "8,16",
         "--out",
         out,
     ]
@@ -341,7 +341,7 @@ def test_killed_grid_search_resumes_without_rerunning_completed_trials(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     completed = {t["trial_id"]: t for t in _trials(out) if t.get("status") == "COMPLETED"}
-    assert 1 <= len(completed) < 3, "killed too late to test resume"
+    assert len(completed) == 1, "killed too late to test resume"
     stamps = {
         tid: os.path.getmtime(os.path.join(out, "tuner", f"trial_{tid}", "run", "model.keras"))
         for tid in completed
@@ -350,14 +350,14 @@ def test_killed_grid_search_resumes_without_rerunning_completed_trials(tmp_path)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = [t for t in _trials(out)]
-    assert sorted(t["hyperparameters"]["values"]["se_ratio"] for t in trials) == [4, 8, 16]
+    assert sorted(t["hyperparameters"]["values"]["se_ratio"] for t in trials) == [8, 16]
     assert all(t["status"] == "COMPLETED" for t in trials)
     for tid, stamp in stamps.items():  # completed trials were not retrained
         assert (
             os.path.getmtime(os.path.join(out, "tuner", f"trial_{tid}", "run", "model.keras"))
             == stamp
         )
-    assert len(json.load(open(os.path.join(out, "results.json")))) == 3
+    assert len(json.load(open(os.path.join(out, "results.json")))) == 2
 
 
 @pytest.mark.integration
