@@ -1196,8 +1196,10 @@ SETTINGS = {
         # one process +-2 %, whatever the input buffer), and so is the textbook model's (its
         # compiled inference median 525 vs 585 ms in two runs, ResNet-50's 502 vs 527): each
         # figure's repetitions are spread over this many fresh processes and pooled
-        # (`pool_figures`).
-        jax_processes=dict(layer=12, models=3),
+        # (`pool_figures`). With 12 and 3, two runs moved the floor row 2.2 % and the
+        # textbook training row 3.2 % (their per-process ratios spread 1.005-1.152 and
+        # 1.005-1.085); twice and 5/3 as many processes halve and shrink that by a quarter.
+        jax_processes=dict(layer=24, models=5),
         pipeline_repeats=3,
         memory_repeats=3,
         # about 9 minutes on 2 idle cores (SE-ResNet-18 at 32x32, batch 64: ~1.2 s a step)
