@@ -36,6 +36,7 @@ Invariants, each kept in the method named:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import shutil
@@ -501,9 +502,14 @@ class Trainer:
             self._sync_moving_stats()
 
     def evaluate(self, epoch):
-        """Validation over all replicas and workers; returns the epoch's history row."""
+        """Validation over all replicas and workers; returns the epoch's history row.
+
+        With ``validation_steps`` only the split's first that many global batches (every
+        worker's pipeline pads to the same number of batches, so all stop together).
+        """
         val_loss = val_correct = val_count = 0.0
-        for batch in self._distributed("validation", training=False, weighted=True):
+        batches = self._distributed("validation", training=False, weighted=True)
+        for batch in itertools.islice(batches, self.config.validation_steps):
             loss_sum, correct, count = self.eval_step(batch)
             val_loss, val_correct, val_count = (
                 val_loss + float(loss_sum),

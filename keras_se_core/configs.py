@@ -145,6 +145,13 @@ class TrainConfig:
     steps_per_epoch: int | None = _setting(
         None, "cap on training steps per epoch", group=_RECIPE, check=_positive_int
     )
+    validation_steps: int | None = _setting(
+        None,
+        "cap on validation batches per evaluation (the first N global batches of the split, "
+        "as Keras's validation_steps); default: the whole split",
+        group=_RECIPE,
+        check=_positive_int,
+    )
     seed: int = _setting(
         0, "seeds weights, data order and augmentation", group=_RECIPE, check=v.check_int
     )

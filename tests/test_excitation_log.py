@@ -82,6 +82,7 @@ def _tiny(out, **overrides):
         image_size=16,
         batch_size=16,
         steps_per_epoch=2,
+        validation_steps=1,  # the logged excitations read the validation split on their own
         epochs=3,
         out=str(out),
         log_excitations=2,

@@ -76,6 +76,8 @@ def test_launcher_runs_two_local_workers(tmp_path):
             "16",
             "--steps-per-epoch",
             "2",
+            "--validation-steps",
+            "1",
             "--epochs",
             "1",
             "--quiet",
