@@ -20,7 +20,7 @@ from keras_se import SqueezeExcite, data
 from keras_se.excitation_log import ExcitationLog, fixed_sample, sample_classes
 from keras_se.rundir import RunDir
 from keras_se.training import TrainConfig, Trainer, train
-from tests.conftest import free_port
+from tests.conftest import TINY_RUN, free_port
 
 
 def _events(logdir):
@@ -77,18 +77,9 @@ def test_known_gates_give_known_statistics_in_the_logs(tmp_path):
 
 
 def _tiny(out, **overrides):
-    values = dict(
-        model="se_resnet18",
-        image_size=16,
-        batch_size=16,
-        steps_per_epoch=2,
-        validation_steps=1,  # the logged excitations read the validation split on their own
-        epochs=3,
-        out=str(out),
-        log_excitations=2,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
+    # (the logged excitations read the validation split on their own, whatever validation_steps)
+    values = dict(TINY_RUN, steps_per_epoch=2, epochs=3, out=str(out), log_excitations=2)
+    return TrainConfig(**{**values, **overrides})
 
 
 def test_training_logs_every_nth_epoch_once_across_a_kill(tmp_path):

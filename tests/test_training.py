@@ -25,7 +25,7 @@ from keras_se.training import (
     synchronize_batchnorm,
     train,
 )
-from tests.conftest import assert_usage_error, free_port, run_cli, run_main
+from tests.conftest import TINY_RUN, assert_usage_error, free_port, run_cli, run_main
 
 # A tiny run: SE-ResNet-18 on 16x16 digits, 3 steps of 16 images per epoch.
 DIGITS16 = [
@@ -38,8 +38,8 @@ DIGITS16 = [
     "--batch-size",
     "16",
 ]
-# Evaluating only the first 16 validation images (3.5 s less per epoch than all 360): the
-# whole split's distributed evaluation is the multi-worker test's (`DIGITS16` without the cap).
+# As `TINY_RUN` (tests/conftest.py): the first 16 validation images only; the whole split's
+# distributed evaluation is the multi-worker test's (`DIGITS16` without the cap).
 TINY = [*DIGITS16, "--validation-steps", "1", "--steps-per-epoch", "3", "--quiet"]
 
 
@@ -341,17 +341,9 @@ def test_sync_bn_clone_synchronizes_fused_se_tails():
 
 
 def _tiny(out, **overrides):
-    values = dict(
-        model="se_resnet18",
-        image_size=16,
-        batch_size=16,
-        steps_per_epoch=4,
-        validation_steps=1,
-        epochs=1,
-        out=str(out),
+    return TrainConfig(
+        **{**TINY_RUN, "steps_per_epoch": 4, "epochs": 1, "out": str(out), **overrides}
     )
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 def test_validation_steps_evaluates_the_first_global_batches(tmp_path):

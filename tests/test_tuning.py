@@ -20,17 +20,9 @@ import tensorflow as tf
 from keras_se import tuning
 from keras_se.training import TrainConfig
 from keras_se_core.errors import MissingExtraError
-from tests.conftest import assert_usage_error, free_port, run_main
+from tests.conftest import TINY_RUN, assert_usage_error, free_port, run_main
 
-# Trials evaluate the first 16 validation images only (tests/test_training.py's TINY)
-TINY = dict(
-    model="se_resnet18",
-    epochs=1,
-    steps_per_epoch=2,
-    validation_steps=1,
-    image_size=16,
-    batch_size=16,
-)
+TINY = dict(TINY_RUN, epochs=1, steps_per_epoch=2)
 TINY_FLAGS = [
     "--model",
     "se_resnet18",
