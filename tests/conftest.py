@@ -33,7 +33,10 @@ def pytest_collection_modifyitems(config, items):
     with open(SLOW_TESTS) as f:
         slow = {line.strip() for line in f if line.strip() and not line.startswith("#")}
     for item in items:
-        if item.nodeid in slow:
+        nodeid, group = item.nodeid, item.get_closest_marker("xdist_group")
+        if group is not None:  # pytest-xdist's --dist loadgroup appends "@<group>" to the id
+            nodeid = nodeid.removesuffix(f"@{group.kwargs.get('name', *group.args[:1])}")
+        if nodeid in slow:
             item.add_marker(pytest.mark.slow)
 
 
