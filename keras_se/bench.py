@@ -1198,7 +1198,8 @@ SETTINGS = {
         # figure's repetitions are spread over this many fresh processes and pooled
         # (`pool_figures`). With 12 and 3, two runs moved the floor row 2.2 % and the
         # textbook training row 3.2 % (their per-process ratios spread 1.005-1.152 and
-        # 1.005-1.085); twice and 5/3 as many processes halve and shrink that by a quarter.
+        # 1.005-1.085); with twice and 5/3 as many processes (1/sqrt(n): 29 % and 23 % less
+        # spread of the pooled medians) all eight JAX rows repeated within 2 % (BENCHMARKS.md).
         jax_processes=dict(layer=24, models=5),
         pipeline_repeats=3,
         memory_repeats=3,

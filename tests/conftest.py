@@ -18,14 +18,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-#: Tests measured at 2 s or more on 2 CPU cores (``pytest --durations=0``): marked ``slow`` so
-#: that ``-m "not slow and not integration"`` is the fast tier (README, Development). One node id
-#: per line; a test that no longer exists is ignored.
 #: A tiny training run (`TrainConfig` keywords): SE-ResNet-18 on 16x16 digits, global batch 16,
 #: evaluating the first 16 validation images only (`validation_steps`; 3.5 s less per epoch than
 #: all 360). The whole split's evaluation is tested by tests/test_training.py's multi-worker test.
 TINY_RUN = dict(model="se_resnet18", image_size=16, batch_size=16, validation_steps=1)
 
+#: Tests measured at 2 s or more on 2 CPU cores (``pytest --durations=0``): marked ``slow`` so
+#: that ``-m "not slow and not integration"`` is the fast tier (README, Development). One node id
+#: per line; a test that no longer exists is ignored.
 SLOW_TESTS = os.path.join(os.path.dirname(__file__), "slow_tests.txt")
 
 
