@@ -33,9 +33,9 @@ def pytest_collection_modifyitems(config, items):
     with open(SLOW_TESTS) as f:
         slow = {line.strip() for line in f if line.strip() and not line.startswith("#")}
     for item in items:
-        nodeid, group = item.nodeid, item.get_closest_marker("xdist_group")
-        if group is not None:  # pytest-xdist's --dist loadgroup appends "@<group>" to the id
-            nodeid = nodeid.removesuffix(f"@{group.kwargs.get('name', *group.args[:1])}")
+        nodeid = item.nodeid
+        if item.get_closest_marker("xdist_group"):  # --dist loadgroup appended "@<group>"
+            nodeid = nodeid.rpartition("@")[0]
         if nodeid in slow:
             item.add_marker(pytest.mark.slow)
 

@@ -31,6 +31,8 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     client = nbclient.NotebookClient(
         notebook,
         timeout=CELL_TIMEOUT,
+        # a kernel that imports TensorFlow on 2 busy cores took over nbclient's default 60 s to start
+        startup_timeout=CELL_TIMEOUT,
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
     )

@@ -40,7 +40,8 @@ DIGITS16 = [
 ]
 # As `TINY_RUN` (tests/conftest.py): the first 16 validation images only; the whole split's
 # distributed evaluation is the multi-worker test's (`DIGITS16` without the cap).
-TINY = [*DIGITS16, "--validation-steps", "1", "--steps-per-epoch", "3", "--quiet"]
+CAPPED = [*DIGITS16, "--validation-steps", "1"]
+TINY = [*CAPPED, "--steps-per-epoch", "3", "--quiet"]
 
 
 def _cli(*args, env=None):
@@ -132,7 +133,7 @@ def _wait_for_step_checkpoint(proc, run_dir, steps_per_epoch, timeout=600):
 
 # 8 steps per epoch, a checkpoint every 2: interrupted runs resume inside an epoch.
 STEP_FLAGS = ["--steps-per-epoch", "8", "--checkpoint-every", "2", "--quiet"]
-STEPPED = [*TINY[:-3], *STEP_FLAGS]
+STEPPED = [*CAPPED, *STEP_FLAGS]
 
 
 INTERRUPTED = [*STEPPED, "--epochs", "2", "--seed", "7"]
@@ -473,7 +474,7 @@ def test_epochs_below_the_epochs_done_are_refused_without_touching_the_run(tmp_p
     train(_tiny(out, steps_per_epoch=1, epochs=2), verbose=0)
     before = (out / "config.json").read_bytes()
     result = run_main(
-        capsys, "train", *TINY[:-3], "--steps-per-epoch", "1", "--epochs", "1", "--out", str(out)
+        capsys, "train", *CAPPED, "--steps-per-epoch", "1", "--epochs", "1", "--out", str(out)
     )
     assert_usage_error(result, "epochs=1", "2 epochs")
     assert (out / "config.json").read_bytes() == before
@@ -495,7 +496,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, c
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
     args = [
-        *TINY[:-3],
+        *CAPPED,
         "--steps-per-epoch",
         "4",
         "--checkpoint-every",
