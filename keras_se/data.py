@@ -84,6 +84,17 @@ DIGITS_SIZE = 32
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 #: Raw sources smaller than this are cached in memory.
 CACHE_LIMIT_BYTES = 2 << 30
+#: Image folders without ``image_size``: the training images whose sizes are read
+#: (headers only, evenly spaced over the class-sorted file list, so spread over classes).
+IMAGE_SIZE_SAMPLE = 100
+#: Largest inferred image size: the paper's 224x224 training crop, for which every
+#: registry architecture is designed. Compute and memory grow with the area, so a
+#: folder of 3000-pixel photos at native size would cost ~180x a 224 run; a larger
+#: size is a deliberate choice (``image_size`` / ``--image-size``).
+MAX_INFERRED_IMAGE_SIZE = 224
+#: Smallest inferred image size: below 8 pixels the models' strided stages have
+#: nothing left to reduce and the augmentation's padded crop is meaningless.
+MIN_INFERRED_IMAGE_SIZE = 8
 
 
 @dataclasses.dataclass
@@ -98,6 +109,9 @@ class DatasetInfo:
     val_size: int
     preprocessing: Preprocessing
     flip: bool = True  # horizontal flip is a valid augmentation (not for digits)
+    #: One line saying how the image size was inferred (image folders without
+    #: ``image_size``), for the caller to print; None when it was given or fixed.
+    image_size_note: str | None = None
 
     def to_dict(self):
         out = dataclasses.asdict(self)
@@ -214,13 +228,85 @@ def _folder_source(split_dir, class_names):
     return _Source(np.array(paths), np.array(labels, "int64"), len(paths), "path")
 
 
-def _probe_image_shape(path):
+def _check_validation_classes(splits, class_names, dataset):
+    """Every validation class folder must have a training folder of the same name.
+
+    A validation folder without one would otherwise be dropped silently (its images never
+    evaluated), and a misspelt one (``Cat`` beside ``cat``) would inflate the accuracy.
+    """
+    val_dir = splits["validation"]
+    val_names = sorted(d for d in os.listdir(val_dir) if os.path.isdir(os.path.join(val_dir, d)))
+    lower = {c.lower(): c for c in class_names}
+    missing = [
+        os.path.join(os.path.basename(val_dir), d)
+        + (f" (training has {lower[d.lower()]!r})" if d.lower() in lower else "")
+        for d in val_names
+        if d not in class_names
+    ]
+    if missing:
+        raise UsageError(
+            f"Validation class folders with no training class folder of the same name: "
+            f"{', '.join(missing)} (the classes are the folders of {splits['train']!r}). "
+            f"Received: dataset={dataset!r}"
+        )
+
+
+def infer_image_size(paths, *, sample=IMAGE_SIZE_SAMPLE):
+    """The square model input size for images ``paths``, and the line that explains it.
+
+    The rule does not depend on any one file: the sizes of up to ``sample`` images,
+    evenly spaced over ``paths`` (an image folder lists them class by class, so the
+    sample spreads over the classes), are read from the file headers only (no
+    decoding); the size is the smaller of the median height and the median width,
+    capped at `MAX_INFERRED_IMAGE_SIZE` (224, the paper's training crop).
+
+    Args:
+        paths: image file paths (e.g. the training split of an image folder).
+        sample: how many images to read at most.
+
+    Returns:
+        ``(size, note)``: the side in pixels and one line to print, e.g.
+        ``"image size 64x64 inferred from the median of 100 training images; set
+        --image-size to choose"``.
+
+    Raises:
+        UsageError: the inferred size is under `MIN_INFERRED_IMAGE_SIZE` (8) pixels,
+            or no image could be read; the message names ``--image-size``.
+
+    Example:
+        >>> size, note = infer_image_size(glob.glob("photos/train/*/*.jpg"))  # doctest: +SKIP
+        >>> print(note)  # doctest: +SKIP
+        image size 224x224 inferred from the median of 100 training images (median 480x640, capped at 224); set --image-size to choose
+    """
     from PIL import Image
 
-    with Image.open(path) as image:
-        width, height = image.size
-        channels = 1 if image.mode in ("L", "1", "I", "F") else 3
-    return height, width, channels
+    paths = list(paths)
+    if not paths:
+        raise UsageError("No training images to infer the image size from: set --image-size.")
+    picks = np.unique(np.round(np.linspace(0, len(paths) - 1, min(sample, len(paths)))).astype(int))
+    heights, widths = [], []
+    for i in picks:
+        with Image.open(paths[i]) as image:  # reads the header only
+            width, height = image.size
+        heights.append(height)
+        widths.append(width)
+    median_h, median_w = int(np.median(heights)), int(np.median(widths))
+    median = min(median_h, median_w)
+    where = f"the median of {len(picks)} training images"
+    if median < MIN_INFERRED_IMAGE_SIZE:
+        raise UsageError(
+            f"The training images are too small for a model: {where} is {median_h}x{median_w} "
+            f"(under {MIN_INFERRED_IMAGE_SIZE} pixels); set --image-size (image_size) to choose "
+            f"the input size, e.g. --image-size 32."
+        )
+    size = min(median, MAX_INFERRED_IMAGE_SIZE)
+    if size < median or median_h != median_w:
+        extra = f" (median {median_h}x{median_w}"
+        extra += (
+            f", capped at {MAX_INFERRED_IMAGE_SIZE})" if size < median else ", the smaller side)"
+        )
+        where += extra
+    return size, f"image size {size}x{size} inferred from {where}; set --image-size to choose"
 
 
 def _tfds_sources(name, data_dir, manual_dir):
@@ -290,7 +376,30 @@ def _tfds_sources(name, data_dir, manual_dir):
 
 
 def describe_dataset(name, *, data_dir=None, manual_dir=None, image_size=None):
-    """Returns ``(DatasetInfo, sources)`` for ``name`` without building pipelines."""
+    """Returns ``(DatasetInfo, sources)`` for ``name`` without building pipelines.
+
+    Args:
+        name: ``"digits"``, an image folder (``train/<class>/``, ``val/<class>/``), or a
+            TFDS name.
+        data_dir, manual_dir: TFDS directories.
+        image_size: the square model input side. None: digits 32; a TFDS dataset its
+            square native size, else 224; an image folder the median size of a sample of
+            its training images, capped at 224 (`infer_image_size`), with the reason in
+            ``DatasetInfo.image_size_note``.
+
+    Returns:
+        ``(DatasetInfo, {"train": source, "validation": source})``.
+
+    Raises:
+        UsageError: an unknown dataset; an image folder without both splits, without
+            classes, with a validation class folder that has no training folder of the
+            same name, or with images too small to infer a size from.
+
+    Example:
+        >>> info, sources = describe_dataset("digits", image_size=16)
+        >>> info.image_shape, sources["train"].size
+        ((16, 16, 3), 1437)
+    """
     if name == DIGITS:
         size = image_size or DIGITS_SIZE
         (x_train, y_train), (x_val, y_val), class_names = load_digits_arrays(size)
@@ -320,12 +429,16 @@ def describe_dataset(name, *, data_dir=None, manual_dir=None, image_size=None):
             raise UsageError(
                 f"No class folders under {splits['train']!r}. Received: dataset={name!r}"
             )
+        _check_validation_classes(splits, class_names, name)
         sources = {split: _folder_source(path, class_names) for split, path in splits.items()}
-        native = _probe_image_shape(sources["train"].raw[0])
+        note = None
+        if image_size is None:
+            image_size, note = infer_image_size(sources["train"].raw)
     else:
         sources, class_names, native = _tfds_sources(name, data_dir, manual_dir)
-    if image_size is None:
-        image_size = native[0] if native[0] is not None and native[0] == native[1] else 224
+        note = None
+        if image_size is None:
+            image_size = native[0] if native[0] is not None and native[0] == native[1] else 224
     shape = (image_size, image_size, 3)
     info = DatasetInfo(
         name=name,
@@ -335,6 +448,7 @@ def describe_dataset(name, *, data_dir=None, manual_dir=None, image_size=None):
         train_size=sources["train"].size,
         val_size=sources["validation"].size,
         preprocessing=Preprocessing(image_size=(image_size, image_size)),
+        image_size_note=note,
     )
     return info, sources
 

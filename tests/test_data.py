@@ -347,3 +347,110 @@ def test_small_image_augmentation_is_pad_4_random_crop_and_flip():
         for s in range(10)
     ]
     assert not any(flipped for *_, flipped in unflipped)
+
+
+# --------------------------------------------------------------------------- image folder checks
+def _png(path, height, width, value=0):
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.full((height, width, 3), value, "uint8")).save(path)
+
+
+def _folder(root, train, val, size=(16, 16)):
+    """``train``/``val``: {class folder: image count}; every image ``size``."""
+    for split, classes in (("train", train), ("val", val)):
+        for name, count in classes.items():
+            for i in range(count):
+                _png(os.path.join(root, split, name, f"{i:02d}.png"), *size, value=(10 * i) % 256)
+    return str(root)
+
+
+def test_validation_class_without_training_folder_is_an_error(tmp_path):
+    """val/c with no train/c used to be dropped silently (5 of 15 images never evaluated)."""
+    root = _folder(tmp_path, {"a": 5, "b": 5}, {"a": 5, "b": 5, "c": 5})
+    with pytest.raises(data.UsageError) as err:
+        data.describe_dataset(root)
+    message = str(err.value)
+    assert "\n" not in message and os.path.join("val", "c") in message
+    assert f"dataset={root!r}" in message
+    assert os.path.join("val", "a") not in message  # only the folders that have no partner
+    # A misspelt (differently cased) folder is named with the training class it misses.
+    root = _folder(tmp_path / "cased", {"cat": 2, "dog": 2}, {"Cat": 2, "dog": 2})
+    with pytest.raises(data.UsageError, match=r"val/Cat \(training has 'cat'\)"):
+        data.describe_dataset(root)
+    # Training classes missing from validation stay allowed (the split is just smaller).
+    root = _folder(tmp_path / "fewer", {"a": 2, "b": 2, "c": 2}, {"a": 2, "b": 2})
+    info, sources = data.describe_dataset(root)
+    assert info.class_names == ["a", "b", "c"] and info.val_size == 4
+
+
+def test_cli_train_refuses_unpaired_validation_folder_before_writing(tmp_path, capsys):
+    from tests.conftest import assert_usage_error, run_main
+
+    root = _folder(tmp_path / "data", {"a": 5, "b": 5}, {"a": 5, "b": 5, "c": 5})
+    out = tmp_path / "run"
+    result = run_main(
+        capsys, "train", "--dataset", root, "--image-size", "16", "--batch-size", "4",
+        "--epochs", "1", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert_usage_error(result, os.path.join("val", "c"), root)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_image_size_is_the_capped_median_of_the_training_images(tmp_path):
+    """Not the first file's size: a 1x1 or a 3000x3000 first image changes nothing."""
+    root = _folder(tmp_path / "tiny_first", {"a": 4, "b": 4}, {"a": 1, "b": 1}, size=(32, 32))
+    _png(os.path.join(root, "train", "a", "00.png"), 1, 1)  # sorts first
+    info, _ = data.describe_dataset(root)
+    assert info.image_shape == (32, 32, 3) and info.preprocessing.image_size == (32, 32)
+    assert info.image_size_note == (
+        "image size 32x32 inferred from the median of 8 training images; set --image-size to choose"
+    )
+    root = _folder(tmp_path / "huge_first", {"a": 4, "b": 4}, {"a": 1, "b": 1}, size=(32, 32))
+    _png(os.path.join(root, "train", "a", "00.png"), 3000, 3000)
+    assert data.describe_dataset(root)[0].image_shape == (32, 32, 3)
+    # All large: the median is capped at the paper's 224 (and the note says so).
+    root = _folder(tmp_path / "large", {"a": 2, "b": 1}, {"a": 1, "b": 1}, size=(300, 400))
+    info, _ = data.describe_dataset(root)
+    assert info.image_shape == (224, 224, 3)
+    assert "(median 300x400, capped at 224)" in info.image_size_note
+    # Non-square below the cap: the smaller median side.
+    root = _folder(tmp_path / "wide", {"a": 2, "b": 1}, {"a": 1, "b": 1}, size=(20, 36))
+    info, _ = data.describe_dataset(root)
+    assert info.image_shape == (20, 20, 3) and "(median 20x36, the smaller side)" in (
+        info.image_size_note
+    )
+    # A given size is used as is, with no note.
+    info, _ = data.describe_dataset(root, image_size=48)
+    assert info.image_shape == (48, 48, 3) and info.image_size_note is None
+
+
+def test_image_size_sample_is_bounded_and_spread_over_classes(tmp_path, monkeypatch):
+    from PIL import Image
+
+    root = _folder(tmp_path, {"a": 30, "b": 30, "c": 30}, {"a": 1, "b": 1, "c": 1}, size=(8, 8))
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda path, *a, **k: opened.append(path) or real_open(path))
+    size, note = data.infer_image_size(data.describe_dataset(root)[1]["train"].raw, sample=10)
+    assert size == 8 and "median of 10 training images" in note
+    chosen = opened[-10:]
+    assert len(set(chosen)) == 10
+    assert {os.path.basename(os.path.dirname(p)) for p in chosen} == {"a", "b", "c"}
+
+
+def test_too_small_images_name_the_image_size_flag(tmp_path, capsys):
+    from tests.conftest import assert_usage_error, run_main
+
+    root = _folder(tmp_path / "data", {"a": 3, "b": 3}, {"a": 1, "b": 1}, size=(4, 4))
+    with pytest.raises(data.UsageError, match="--image-size") as err:
+        data.describe_dataset(root)
+    assert "\n" not in str(err.value) and "4x4" in str(err.value)
+    # The size given explicitly is not inferred, so the same folder works.
+    assert data.describe_dataset(root, image_size=16)[0].image_shape == (16, 16, 3)
+    out = tmp_path / "run"
+    result = run_main(capsys, "train", "--dataset", root, "--out", str(out), "--quiet")
+    assert_usage_error(result, "--image-size", "4x4")
+    assert not out.exists()
