@@ -117,16 +117,90 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, spec, *, source="space"):
+        """A space from ``{"ratios": [...], "squeeze": [...], ...}``.
+
+        Keys left out keep the defaults (``ratios``: the paper's 2, 4, 8, 16, 32; the
+        others: not searched). An empty mapping (or only ``null`` values) is refused:
+        it would silently run the default search, which is what leaving the file out
+        does.
+
+        Args:
+            spec: the mapping.
+            source: what to name in errors (the file path).
+
+        Returns:
+            A `SearchSpace`.
+
+        Example:
+            >>> SearchSpace.from_dict({"ratios": [8, 16], "squeeze": ["avg", "max"]}).size()
+            4
+        """
         if not isinstance(spec, dict):
             raise UsageError(f"A search space must be a mapping. Received: {source}={spec!r}")
         unknown = set(spec) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise UsageError(f"Unknown search-space keys {sorted(unknown)} in {source!r}.")
+        if all(v is None for v in spec.values()):
+            keys = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise UsageError(
+                f"Empty search space in the `--space` file: it must set at least one of {keys} "
+                f"(leave --space out for the default ratios). Received: space={source!r}"
+            )
+        spec = {k: v for k, v in spec.items() if not (k == "ratios" and v is None)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
 
     @classmethod
+    def from_flags(
+        cls, space=None, *, ratios=None, squeeze=None, gate=None, se_mode=None, learning_rate=None
+    ):
+        """The space of ``keras-se tune``: a ``--space`` file, or the flags, never both.
+
+        A file given together with search flags used to win silently (the flags were
+        ignored); now that is an error naming both.
+
+        Args:
+            space: the ``--space`` file path, or None.
+            ratios, squeeze, gate, se_mode, learning_rate: the ``--ratios``, ``--squeeze``,
+                ``--gate``, ``--se-mode`` and ``--lrs`` values; None when not given
+                (``ratios`` None: the paper's 2, 4, 8, 16, 32).
+
+        Returns:
+            A `SearchSpace`.
+
+        Raises:
+            UsageError: a file and flags together, or a bad file (see `from_file`).
+
+        Example:
+            >>> SearchSpace.from_flags(ratios=(4, 16)).size()
+            2
+        """
+        flags = {
+            "--ratios": ratios,
+            "--squeeze": squeeze,
+            "--gate": gate,
+            "--se-mode": se_mode,
+            "--lrs": learning_rate,
+        }
+        given = [flag for flag, value in flags.items() if value is not None]
+        if space is not None and given:
+            raise UsageError(
+                f"--space and {', '.join(given)} both set the search space; give the file or the "
+                f"flags, not both. Received: --space {space!r}, "
+                + ", ".join(f"{flag} {flags[flag]!r}" for flag in given)
+            )
+        if space is not None:
+            return cls.from_file(space)
+        return cls(
+            ratios=ABLATION_RATIOS if ratios is None else ratios,
+            squeeze=squeeze,
+            gate=gate,
+            se_mode=se_mode,
+            learning_rate=learning_rate,
+        )
+
+    @classmethod
     def from_file(cls, path):
-        """Reads ``{"ratios": [...], "squeeze": [...], ...}`` from JSON or YAML."""
+        """Reads ``{"ratios": [...], "squeeze": [...], ...}`` from JSON or YAML (see `from_dict`)."""
         try:
             with open(path) as f:
                 text = f.read()

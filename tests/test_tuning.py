@@ -226,6 +226,44 @@ def test_space_file(tmp_path):
         tuning.SearchSpace.from_file(str(path))
 
 
+def test_empty_space_file_is_refused_not_the_default_search(tmp_path, capsys):
+    """``{}`` used to run the default five-ratio search silently."""
+    path = tmp_path / "space.json"
+    for text in ("{}", '{"ratios": null, "squeeze": null}'):
+        path.write_text(text)
+        with pytest.raises(ValueError, match="Empty search space in the `--space` file") as err:
+            tuning.SearchSpace.from_file(str(path))
+        assert f"space={str(path)!r}" in str(err.value) and "\n" not in str(err.value)
+    out = tmp_path / "tune"
+    result = run_main(capsys, "tune", *TINY_FLAGS, "--space", str(path), "--out", str(out))
+    assert_usage_error(result, "Empty search space", "--space", str(path))
+    assert not out.exists()
+    # A partial file keeps the defaults of the keys it leaves out (documented).
+    path.write_text(json.dumps({"squeeze": ["avg", "max"]}))
+    space = tuning.SearchSpace.from_file(str(path))
+    assert space.dimensions() == [
+        ("se_ratio", tuning.DEFAULT_RATIOS),
+        ("squeeze", ("avg", "max")),
+    ]
+
+
+def test_space_file_and_search_flags_together_are_refused(tmp_path):
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps({"ratios": [8, 32]}))
+    with pytest.raises(ValueError) as err:
+        tuning.SearchSpace.from_flags(str(path), ratios=(4, 16), se_mode=("post",))
+    message = str(err.value)
+    assert "--space" in message and "--ratios" in message and "--se-mode" in message
+    assert repr(str(path)) in message and "(4, 16)" in message
+    # Either one alone is the space it names.
+    assert tuning.SearchSpace.from_flags(str(path)).dimensions() == [("se_ratio", (8, 32))]
+    assert tuning.SearchSpace.from_flags(ratios=(4, 16), learning_rate=(0.1,)).dimensions() == [
+        ("se_ratio", (4, 16)),
+        ("learning_rate", (0.1,)),
+    ]
+    assert tuning.SearchSpace.from_flags().ratios == tuning.DEFAULT_RATIOS == (2, 4, 8, 16, 32)
+
+
 def test_grid_oracle_derives_next_trial_from_recorded_trials_only(tmp_path):
     """The workaround for keras-team/keras-tuner#1055: a fresh oracle reloaded from disk
     continues the grid (the stock GridSearchOracle raises KeyError here)."""
