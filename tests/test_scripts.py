@@ -30,6 +30,55 @@ def test_every_script_has_help(name, capsys):
     assert stop.value.code == 0 and "usage:" in capsys.readouterr().out
 
 
+#: Every file in scripts/ (not only the Python ones), so a new script is covered.
+ALL_SCRIPTS = sorted(
+    n for n in os.listdir(os.path.join(ROOT, "scripts")) if not n.startswith((".", "__"))
+)
+#: Runs a Python script as ``__main__`` and reports whether it imported TensorFlow/Keras.
+_IMPORTS_PROBE = """
+import runpy, sys
+sys.argv = [sys.argv[1], "--help"]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as stop:
+    code = stop.code or 0
+heavy = sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules)
+sys.stderr.write(f"PROBE code={code} heavy={heavy}\\n")
+"""
+
+
+@pytest.mark.parametrize("name", ALL_SCRIPTS)
+def test_every_script_is_executable_and_answers_help(name, tmp_path):
+    """Run as a program (shebang + executable bit): its own usage, exit 0, nothing written."""
+    path = os.path.join(ROOT, "scripts", name)
+    assert os.access(path, os.X_OK), (
+        f"scripts/{name} is not executable (chmod +x, git update-index --chmod=+x)"
+    )
+    with open(path) as f:
+        assert f.readline().startswith("#!"), f"scripts/{name} has no shebang"
+    # `#!/usr/bin/env python3` must find this interpreter.
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    result = subprocess.run(
+        [path, "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    first = result.stdout.lstrip().splitlines()[0]
+    assert first.startswith("usage:") and os.path.splitext(name)[0] in first, result.stdout
+    assert "Traceback" not in result.stderr and not os.listdir(tmp_path)  # e.g. no mkdir --help
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_SCRIPTS if n.endswith(".py")])
+def test_script_help_starts_no_framework(name):
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_PROBE, os.path.join(ROOT, "scripts", name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert "PROBE code=0 heavy=[]" in result.stderr, result.stderr[-2000:]
+
+
 def test_serve_prints_the_tensorflow_serving_command(tmp_path, capsys):
     serve = _load("serve_tf_serving.py")
     with pytest.raises(SystemExit, match="models.config does not exist"):
