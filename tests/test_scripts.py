@@ -38,6 +38,7 @@ ALL_SCRIPTS = sorted(
 _IMPORTS_PROBE = """
 import runpy, sys
 sys.argv = [sys.argv[1], "--help"]
+code = "none (it did not exit)"
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
 except SystemExit as stop:
