@@ -10,6 +10,8 @@ Markdown link syntax. Loaded by mkdocs.yml (mkdocstrings' ``extensions`` option)
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 
 import griffe
@@ -24,3 +26,37 @@ class ExampleSections(griffe.Extension):
         if obj.docstring is not None:
             value = _EXAMPLE.sub(r"\1Examples:", obj.docstring.value)
             obj.docstring.value = _WRAPPED_NAMES.sub(r"\1 \2", value)
+
+
+class FactoryBuilders(griffe.Extension):
+    """The model builders made by a factory (``SEResNet50 = _builder(...)``) become functions.
+
+    Static analysis sees them as attributes without a docstring; their signature and
+    docstring exist at run time only, so they are read from the imported function.
+    """
+
+    def on_module_members(self, *, mod, **kwargs):
+        for name, member in list(mod.members.items()):
+            if member.is_alias or not member.is_attribute or not str(member.value).startswith("_builder("):
+                continue
+            runtime = getattr(importlib.import_module(mod.path), name, None)
+            if not callable(runtime):
+                continue
+            parameters = griffe.Parameters(
+                *(
+                    griffe.Parameter(
+                        p.name,
+                        kind=griffe.ParameterKind(p.kind.description),
+                        default=None if p.default is inspect.Parameter.empty else repr(p.default),
+                    )
+                    for p in inspect.signature(runtime).parameters.values()
+                )
+            )
+            function = griffe.Function(
+                name,
+                lineno=member.lineno,
+                endlineno=member.endlineno,
+                parameters=parameters,
+                docstring=griffe.Docstring(inspect.cleandoc(runtime.__doc__ or ""), lineno=member.lineno),
+            )
+            mod.set_member(name, function)
