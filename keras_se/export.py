@@ -32,6 +32,14 @@ graph accepts. An empty batch returns empty outputs of the usual shapes.
 Outputs are float32 even for mixed-precision models. A model whose classifier has no
 activation (logits) gets a softmax in the graph, so ``probabilities`` always sum to 1.
 
+Precision (``precision=``, ``keras-se export --precision``): ``"float32"`` (default) serves
+a graph that computes in float32, whatever dtype policy the model was trained under;
+``"bfloat16"`` rebuilds the model under Keras's ``mixed_bfloat16`` policy with the same
+weights (float32 variables, bfloat16 convolutions and matmuls; the classifier and the
+softmax stay float32), for CPUs with bfloat16 instructions (AVX512_BF16, AMX) and
+accelerators. The signatures are the same for both: ``uint8`` images in, float32
+``probabilities`` and int64 ``class_id`` out. ``keras_se_export.json`` records it.
+
 Atomicity: the version is written into ``<base>/<name>/.tmp-export-<version>-<pid>-<hex>``
 (a name TF Serving ignores), completed with the TF Serving extras in ``assets.extra/``,
 reloaded and checked against the Keras model, then renamed to ``<base>/<name>/<version>``
@@ -64,7 +72,7 @@ from keras_se.layers import SEGate
 from keras_se.rundir import RunDir
 from keras_se_core import fileio
 from keras_se_core.errors import UsageError
-from keras_se_core.validation import check_int
+from keras_se_core.validation import check_choice, check_int
 
 #: Files and names of the TF Serving layout.
 MODELS_CONFIG = "models.config"
@@ -83,6 +91,10 @@ EXCITATIONS_SIGNATURE = "excitations"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TMP_RE = re.compile(r"^" + re.escape(TMP_PREFIX) + r"(\d+)-(\d+)-[0-9a-f]+$")
+#: What ``export_model(precision=...)`` accepts: the graph's compute dtype.
+PRECISIONS = ("float32", "bfloat16")
+#: The Keras dtype policy each precision rebuilds the model under.
+_PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 _INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian")
 #: Keras vs reloaded SavedModel, on the sample images, by compute dtype.
 _VERIFY_ATOL = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-2}
@@ -137,6 +149,7 @@ class ExportResult:
         max_abs_diff: max |Keras − reloaded SavedModel| of ``probabilities`` on the sample
             images, measured before the version was committed.
         removed_stale: temporary directories of dead exports removed on the way.
+        precision: the graph's compute precision, ``"float32"`` or ``"bfloat16"``.
     """
 
     path: str
@@ -150,6 +163,7 @@ class ExportResult:
     preprocessing_note: str
     max_abs_diff: float
     removed_stale: tuple = ()
+    precision: str = "float32"
 
 
 # ---------------------------------------------------------------------- loading
@@ -404,6 +418,69 @@ def _prepare_model_dir(base_dir, name):
     if not os.access(model_dir, os.W_OK | os.X_OK):
         raise UsageError(f"`base` is not writable. Received: base={base_dir!r}")
     return model_dir
+
+
+# ---------------------------------------------------------------------- precision
+def _head_layers(model):
+    """The classifier layers kept in float32: the last layer and, when it has no weights
+    (a ``Softmax``/``Activation``), the last layer before it that has."""
+    head = [model.layers[-1]]
+    if not head[0].weights:
+        weighted = [layer for layer in model.layers[:-1] if layer.weights]
+        head += weighted[-1:]
+    return head
+
+
+def with_precision(model, precision):
+    """``model`` computing in ``precision``: itself when it does, else a rebuild with its weights.
+
+    ``"bfloat16"``: every layer under ``mixed_bfloat16`` (float32 variables, bfloat16
+    compute) except the classifier (`_head_layers`: its matmul and softmax in float32).
+    ``"float32"``: every layer under ``float32`` (a mixed-precision model served in full
+    precision). The rebuild is ``keras.models.clone_model`` with each layer's config given
+    the policy, then ``set_weights`` with the model's weights (BatchNorm statistics included).
+
+    Args:
+        model: a Keras classifier.
+        precision: one of `PRECISIONS`.
+
+    Returns:
+        A ``keras.Model`` with the same weights and architecture.
+
+    Example:
+        >>> from keras_se import models
+        >>> net = models.get("se_resnet18", input_shape=(32, 32, 3), classes=3)
+        >>> bf16 = with_precision(net, "bfloat16")
+        >>> bf16.layers[1].compute_dtype, bf16.layers[-1].compute_dtype
+        ('bfloat16', 'float32')
+    """
+    check_choice("precision", precision, PRECISIONS)
+    head = {id(layer) for layer in _head_layers(model)}
+    policy = _PRECISION_POLICIES[precision]
+
+    def wanted(layer):
+        return "float32" if id(layer) in head else policy
+
+    if all(layer.dtype_policy.name == wanted(layer) for layer in _all_layers(model)):
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        config["dtype"] = wanted(layer)
+        return layer.__class__.from_config(config)
+
+    rebuilt = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def _all_layers(model):
+    """The layers of ``model``, those of nested models included, without input layers."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        elif not isinstance(layer, keras.layers.InputLayer):
+            yield layer
 
 
 # ---------------------------------------------------------------------- graph
@@ -681,6 +758,7 @@ def export_model(
     top_k=None,
     dynamic_size=False,
     preprocessing=None,
+    precision="float32",
 ):
     """Exports a classifier as ``<base_dir>/<name>/<version>/`` SavedModel for TF Serving.
 
@@ -705,6 +783,10 @@ def export_model(
             interpolation, round to 0..255; with ``crop_pct < 1`` resize to
             size / crop_pct and centre-crop). Default: images must have the model's size.
         preprocessing: a `Preprocessing` overriding the one the source carries.
+        precision: what the graph computes in: ``"float32"`` (default; a mixed-precision
+            model is rebuilt in float32) or ``"bfloat16"`` (the model rebuilt under the
+            ``mixed_bfloat16`` policy with the same weights, classifier and softmax in
+            float32; see `with_precision`). Inputs and outputs are the same either way.
 
     Returns:
         An `ExportResult`.
@@ -716,19 +798,24 @@ def export_model(
     """
     require("tensorflow", feature="keras_se.export", extra="serve")
     require("tensorflow_serving", feature="keras_se.export", extra="serve")
+    check_choice("precision", precision, PRECISIONS)
     src = (
         source
         if isinstance(source, ExportSource)
         else load_source(source, preprocessing=preprocessing)
     )
-    plan = _plan(
-        src,
+    options = dict(
         name=src.name if name is None else name,
         version=version,
         with_excitations=with_excitations,
         top_k=top_k,
         dynamic_size=dynamic_size,
     )
+    plan = _plan(src, **options)  # every check on the model as given, then the rebuild
+    model = with_precision(src.model, precision)
+    if model is not src.model:
+        src = dataclasses.replace(src, model=model)
+        plan = _plan(src, **options)  # the SE layers of the rebuilt model
 
     # Everything that can fail on user input is checked above; now touch the disk.
     base_dir = os.fspath(base_dir)
@@ -763,6 +850,8 @@ def export_model(
             "dynamic_size": plan.dynamic_size,
             "resize_to": list(plan.size) if plan.resize else None,
             "softmax_added": plan.logits,
+            "precision": precision,
+            "compute_dtypes": sorted({layer.compute_dtype for layer in _all_layers(src.model)}),
             "signatures": signatures,
             "max_abs_diff": max_abs_diff,
         }
@@ -785,6 +874,7 @@ def export_model(
         preprocessing_note=src.preprocessing_note,
         max_abs_diff=max_abs_diff,
         removed_stale=removed,
+        precision=precision,
     )
 
 
@@ -944,6 +1034,12 @@ def format_result(result):
         f"Exported {result.name} version {result.version} to {result.path}",
         f"preprocessing: mean={list(p.mean)} std={list(p.std)} scale={p.scale:.6g} "
         f"(from {result.preprocessing_note})",
+        f"precision: {result.precision}"
+        + (
+            " (mixed_bfloat16: bfloat16 convolutions and matmuls, float32 classifier and outputs)"
+            if result.precision == "bfloat16"
+            else ""
+        ),
     ]
     for sig, io in result.signatures.items():
         lines.append(f"signature {sig}:")

@@ -32,6 +32,8 @@ CLASS_NAMES = ["cat", "dog", "fish", "bird"]
 #: Per-channel statistics unlike the ImageNet defaults, so a wrong spec shows.
 SPEC = Preprocessing(mean=(0.2, 0.5, 0.7), std=(0.3, 0.1, 0.2))
 ATOL = 1e-5
+#: max |bfloat16 export - float32 model| of probabilities (8 mantissa bits: ~0.4 % per value)
+BF16_ATOL = 0.05
 SUBPROCESS_TIMEOUT = 240
 
 
@@ -90,8 +92,51 @@ def exported(tmp_path_factory):
     result = export.export_model(run_dir, base, with_excitations=True, top_k=2)
     loaded = tf.saved_model.load(result.path)
     return types.SimpleNamespace(
-        root=root, run_dir=run_dir, model=model, base=base, result=result, loaded=loaded
+        root=root,
+        run_dir=run_dir,
+        model=model,
+        base=base,
+        result=result,
+        loaded=loaded,
+        precision="float32",
     )
+
+
+@pytest.fixture(scope="module", params=export.PRECISIONS)
+def served(request, exported, tmp_path_factory):
+    """`exported`, and the same run directory exported with ``precision="bfloat16"``: the
+    serving contract (dtypes, in-graph checks, empty batches) must hold for both."""
+    if request.param == "float32":
+        return exported
+    base = os.path.join(tmp_path_factory.mktemp("export_bf16"), "models")
+    result = export.export_model(
+        exported.run_dir, base, with_excitations=True, top_k=2, precision=request.param
+    )
+    return types.SimpleNamespace(
+        **dict(
+            vars(exported),
+            base=base,
+            result=result,
+            loaded=tf.saved_model.load(result.path),
+            precision=request.param,
+        )
+    )
+
+
+def _graph_ops(fn):
+    """``(op type, T attribute or None)`` of every node a concrete function runs, the nodes of
+    the functions it calls (the Keras layers are traced into the graph's function library)
+    included: what TensorFlow will execute, read from the graph itself."""
+    graph_def = fn.graph.as_graph_def()
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        nodes += list(function.node_def)
+    ops = []
+    for node in nodes:
+        single = "T" in node.attr and node.attr["T"].WhichOneof("value") == "type"
+        dtype = tf.dtypes.as_dtype(node.attr["T"].type).name if single else None
+        ops.append((node.op, dtype))
+    return ops
 
 
 # ---------------------------------------------------------------------- layout
@@ -135,7 +180,8 @@ def test_export_writes_tf_serving_layout(exported):
     assert "input  image: uint8 [-1, 32, 32, 3]" in text
 
 
-def test_serving_signature_names_dtypes_and_training_preprocessing(exported):
+def test_serving_signature_names_dtypes_and_training_preprocessing(served):
+    exported = served
     loaded = exported.loaded
     assert set(loaded.signatures) == {"serving_default", "serving_preprocessed", "excitations"}
     fn = loaded.signatures["serving_default"]
@@ -158,9 +204,13 @@ def test_serving_signature_names_dtypes_and_training_preprocessing(exported):
     }
     assert {k: (v.dtype, v.shape.as_list()) for k, v in outputs.items()} == expected
 
+    # The bfloat16 graph against the same model rebuilt under mixed_bfloat16 in Keras (the
+    # function it must compute), and loosely against the float32 model.
+    model = export.with_precision(exported.model, exported.precision)
+    assert (model is exported.model) == (exported.precision == "float32")
     for batch in (1, 3):  # dynamic batch
         images = _images(batch, seed=batch)
-        reference = _keras_probabilities(exported.model, images, SPEC)
+        reference = _keras_probabilities(model, images, SPEC)
         served = {k: v.numpy() for k, v in fn(image=tf.constant(images)).items()}
         assert np.abs(served["probabilities"] - reference).max() <= ATOL
         np.testing.assert_array_equal(served["class_id"], reference.argmax(-1))
@@ -168,6 +218,8 @@ def test_serving_signature_names_dtypes_and_training_preprocessing(exported):
             served["top_k_probabilities"], np.sort(reference, -1)[:, ::-1][:, :2], atol=ATOL
         )
         np.testing.assert_array_equal(served["top_k_class_ids"][:, 0], reference.argmax(-1))
+        float32 = _keras_probabilities(exported.model, images, SPEC)
+        assert np.abs(served["probabilities"] - float32).max() <= BF16_ATOL
 
         # The float signature takes already-preprocessed images (documented).
         pre = loaded.signatures["serving_preprocessed"]
@@ -376,21 +428,139 @@ def test_bare_keras_file_defaults_versions_and_models_config(tmp_path):
 
 
 def test_mixed_precision_model_exports_float32(tmp_path):
+    """A model trained under mixed_float16 is served in float32 by default (precision="float32"):
+    the graph has no float16 op, and computes the float32 rebuild with the same weights."""
     keras.config.set_dtype_policy("mixed_float16")
     model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
     keras.config.set_dtype_policy("float32")
     assert model.outputs[0].dtype == "float16"
     result = export.export_model(model, tmp_path, name="mixed", with_excitations=True)
+    assert result.precision == "float32"
     loaded = tf.saved_model.load(result.path)
     images = _images(3, seed=9)
     served = loaded.signatures["serving_default"](image=tf.constant(images))
     gates = loaded.signatures["excitations"](image=tf.constant(images))
     assert served["probabilities"].dtype == tf.float32
     assert all(g.dtype == tf.float32 for g in gates.values())
-    reference = _keras_probabilities(model, images, Preprocessing())
-    diff = np.abs(served["probabilities"].numpy() - reference).max()
-    print(f"mixed_float16: max |keras - SavedModel| = {diff:.3g}")
-    assert diff <= 1e-3
+    ops = _graph_ops(loaded.signatures["serving_default"])
+    assert {dtype for _, dtype in ops} & {"float16", "bfloat16"} == set()
+    assert {dtype for op, dtype in ops if op == "Conv2D"} == {"float32"}
+    rebuilt = export.with_precision(model, "float32")
+    assert rebuilt is not model and rebuilt.outputs[0].dtype == "float32"
+    reference = _keras_probabilities(rebuilt, images, Preprocessing())
+    assert np.abs(served["probabilities"].numpy() - reference).max() <= ATOL
+    # and the mixed model it came from, to float16's precision
+    mixed = _keras_probabilities(model, images, Preprocessing())
+    diff = np.abs(served["probabilities"].numpy() - mixed).max()
+    print(f"mixed_float16 model vs its float32 export: max |diff| = {diff:.3g}")
+    assert diff <= 1e-2
+
+
+# ---------------------------------------------------------------------- precision
+def test_bfloat16_export_runs_bfloat16_convolutions(served):
+    """What TensorFlow executes: every Conv2D in bfloat16 (float32 in the float32 export), the
+    classifier's MatMul and softmax in float32; the metadata and report say which."""
+    ops = _graph_ops(served.loaded.signatures["serving_default"])
+    convs = [dtype for op, dtype in ops if op == "Conv2D"]
+    matmuls = [dtype for op, dtype in ops if op == "MatMul"]
+    # SE-ResNet-18: 20 convolutions (stem, 16 in blocks, 3 projections); 8 SE blocks x 2 FCs + head
+    assert len(convs) == 20 and len(matmuls) == 17
+    assert {dtype for op, dtype in ops if op == "Softmax"} == {"float32"}
+    with open(os.path.join(served.result.path, "assets.extra", export.METADATA_FILE)) as f:
+        meta = json.load(f)
+    text = export.format_result(served.result)
+    assert served.result.precision == meta["precision"] == served.precision
+    assert f"precision: {served.precision}" in text
+    if served.precision == "float32":
+        assert set(convs) == set(matmuls) == {"float32"}
+        assert "bfloat16" not in {dtype for _, dtype in ops}
+        assert meta["compute_dtypes"] == ["float32"]
+    else:
+        assert set(convs) == {"bfloat16"}
+        assert sorted(matmuls) == ["bfloat16"] * 16 + ["float32"]  # the SE FCs, then the head
+        assert meta["compute_dtypes"] == ["bfloat16", "float32"]
+        assert "mixed_bfloat16" in text
+    # the float32 model's weights went into the graph (not a fresh initialisation)
+    images = _images(2, seed=21)
+    out = served.loaded.signatures["serving_default"](image=tf.constant(images))
+    float32 = _keras_probabilities(served.model, images, SPEC)
+    assert np.abs(out["probabilities"].numpy() - float32).max() <= BF16_ATOL
+
+
+def test_precision_is_checked_before_anything_is_written(exported, tmp_path):
+    with pytest.raises(ValueError, match=r"`precision` must be one of .*Received: precision='fp16'"):
+        export.export_model(exported.model, tmp_path / "models", precision="fp16")
+    with pytest.raises(ValueError, match=r"Received: precision='bfloat16 '"):
+        export.with_precision(exported.model, "bfloat16 ")
+    assert os.listdir(tmp_path) == []
+
+
+def test_with_precision_keeps_weights_and_the_classifier_in_float32():
+    model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
+    assert export.with_precision(model, "float32") is model  # nothing to change
+    bf16 = export.with_precision(model, "bfloat16")
+    assert bf16.layers[-1].name == "predictions" and bf16.layers[-1].compute_dtype == "float32"
+    assert {layer.compute_dtype for layer in bf16.layers[1:-1]} == {"bfloat16"}
+    assert all(v.dtype == "float32" for v in bf16.weights)  # float32 variables
+    for ours, theirs in zip(model.weights, bf16.weights):
+        assert ours.path == theirs.path
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert export.with_precision(bf16, "bfloat16") is bf16
+    back = export.with_precision(bf16, "float32")
+    assert {layer.compute_dtype for layer in back.layers} == {"float32"}
+
+
+def _digits_model():
+    """SE-ResNet-20 (CIFAR layout) trained 4 epochs on the 16x16 digits: ~96 % validation
+    accuracy, so that agreement is measured on a model that separates the classes."""
+    from keras_se.data import DIGITS_MEAN, DIGITS_STD, load_digits_arrays
+
+    (x_train, y_train), (x_val, y_val), _ = load_digits_arrays(16)
+    spec = Preprocessing(mean=DIGITS_MEAN, std=DIGITS_STD)
+    keras.utils.set_random_seed(0)
+    model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=10)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(_numpy_preprocess(x_train, spec), y_train, batch_size=64, epochs=4, verbose=0)
+    return model, spec, x_val, y_val
+
+
+@pytest.mark.slow
+def test_bfloat16_export_agrees_with_float32_on_digits(tmp_path):
+    model, spec, x_val, y_val = _digits_model()
+    probabilities = {}
+    for precision in export.PRECISIONS:
+        result = export.export_model(
+            model, tmp_path, name="digits", preprocessing=spec, precision=precision
+        )
+        fn = tf.saved_model.load(result.path).signatures["serving_default"]
+        probabilities[precision] = fn(image=tf.constant(x_val))["probabilities"].numpy()
+    p32, p16 = probabilities["float32"], probabilities["bfloat16"]
+    accuracy = (p32.argmax(-1) == y_val).mean()
+    agreement = (p32.argmax(-1) == p16.argmax(-1)).mean()
+    diff = np.abs(p32 - p16).max()
+    print(f"digits: float32 accuracy {accuracy:.4f}, top-1 agreement {agreement:.4f}, max |dp| {diff:.3g}")
+    assert accuracy >= 0.9  # a model that separates the classes, not a constant
+    assert agreement >= 0.995 and len(y_val) == 360  # at most 1 of the 360 differs
+    assert diff <= BF16_ATOL
+    assert abs((p16.argmax(-1) == y_val).mean() - accuracy) <= 1 / 360
+
+
+@pytest.mark.slow
+def test_bfloat16_se_resnet50_export_keeps_the_top5(tmp_path):
+    """SE-ResNet-50 (the full architecture, 1000 classes, random weights) at 64x64 rather than
+    224x224 (the depth and widths are what bfloat16 rounding accumulates over; 12x fewer FLOPs)."""
+    keras.utils.set_random_seed(0)
+    model = models.get("se_resnet50", input_shape=(64, 64, 3))
+    images = _images(8, seed=13, size=(64, 64))
+    top5 = {}
+    for precision in export.PRECISIONS:
+        result = export.export_model(model, tmp_path, name="r50", precision=precision)
+        fn = tf.saved_model.load(result.path).signatures["serving_default"]
+        out = fn(image=tf.constant(images))["probabilities"].numpy()
+        top5[precision] = np.argsort(-out, axis=-1)[:, :5]
+    overlap = [len(set(a) & set(b)) for a, b in zip(top5["float32"], top5["bfloat16"])]
+    print(f"SE-ResNet-50 64x64: top-5 overlap per image {overlap}")
+    assert np.mean(overlap) >= 4.5 and min(overlap) >= 3
 
 
 def test_dynamic_size_resizes_inside_the_graph(tmp_path):
@@ -421,7 +591,7 @@ def _invalid_argument(fn, value):
     [(2, H, W, 1), (2, H, W, 4), (2, H + 1, W, C), (2, H, W - 8, C), (H, W, C), (1, 2, H, W, C)],
     ids=["1_channel", "4_channels", "height", "width", "rank_3", "rank_5"],
 )
-def test_serving_signature_refuses_a_wrong_image_shape_inside_the_graph(exported, shape):
+def test_serving_signature_refuses_a_wrong_image_shape_inside_the_graph(served, shape):
     """A request TF Serving would pass straight to the graph: the graph names what is wrong."""
     received = f"Received: image.shape=[{', '.join(str(d) for d in shape)}]"
     for signature, dtype in (
@@ -429,12 +599,13 @@ def test_serving_signature_refuses_a_wrong_image_shape_inside_the_graph(exported
         ("excitations", np.uint8),
         ("serving_preprocessed", np.float32),
     ):
-        message = _invalid_argument(exported.loaded.signatures[signature], np.zeros(shape, dtype))
+        message = _invalid_argument(served.loaded.signatures[signature], np.zeros(shape, dtype))
         assert f"`image` must have shape [batch, {H}, {W}, {C}]" in message, message
         assert received in message, message
 
 
-def test_empty_batch_gives_empty_outputs_of_the_right_shapes(exported):
+def test_empty_batch_gives_empty_outputs_of_the_right_shapes(served):
+    exported = served
     signatures = exported.loaded.signatures
     out = signatures["serving_default"](image=tf.zeros((0, H, W, C), tf.uint8))
     shapes = {k: (v.dtype, tuple(v.shape)) for k, v in out.items()}
