@@ -20,9 +20,13 @@ paths; the matching ``*_figure`` function returns the ``matplotlib.figure.Figure
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 import os
+import re
+import warnings
 
 import numpy as np
 
@@ -37,6 +41,33 @@ MAX_CLASSES = 5
 #: Channels sampled per panel in the excitation-by-depth figure (the paper: 50).
 NUM_CHANNELS = 50
 FORMATS = ("png", "svg")
+#: Families tried, in order, when the default font (DejaVu Sans) lacks a class name's
+#: glyphs: common fonts with the CJK (Chinese, Japanese, Korean) ideographs and kana.
+FALLBACK_FAMILIES = (
+    "Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR",
+    "Source Han Sans", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei",
+    "Droid Sans Fallback", "AR PL UMing CN", "AR PL UKai CN", "IPAGothic", "IPAexGothic",
+    "Noto Sans SC", "Noto Sans JP", "Noto Sans KR", "NanumGothic", "Microsoft YaHei",
+    "SimHei", "Yu Gothic", "MS Gothic", "Malgun Gothic", "PingFang SC", "Hiragino Sans",
+    "Apple SD Gothic Neo", "Arial Unicode MS",
+)  # fmt: skip
+#: File-name fragments (lower case, no ``-``/``_``) of those fonts: finds one installed after
+#: matplotlib cached its font list (the cache is not refreshed when fonts are added).
+FALLBACK_FILES = (
+    "notosanscjk", "notoserifcjk", "sourcehan", "wqy", "droidsansfallback", "uming", "ukai",
+    "ipag", "ipaexg", "nanum", "msyh", "simhei", "yugoth", "msgothic", "malgun", "pingfang",
+    "hiragino", "applesdgothic", "arialuni",
+)  # fmt: skip
+FONT_HINT = (
+    "install a CJK font, e.g. `apt-get install fonts-noto-cjk` (Debian/Ubuntu), "
+    "`dnf install google-noto-sans-cjk-fonts` (Fedora) or `brew install --cask font-noto-sans-cjk`"
+)
+#: ``(characters, font.family list or None)`` resolved by an enclosing `_text_fonts`.
+_RESOLVED_FONTS = contextvars.ContextVar("keras_se_resolved_fonts", default=None)
+
+
+class MissingGlyphWarning(UserWarning):
+    """No installed font has the glyphs of some text (class names) drawn in a figure."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -65,6 +96,119 @@ def save_figure(fig, out):
             fig.savefig(tmp, format=fmt, dpi=110)
         paths.append(path)
     return tuple(paths)
+
+
+def _has_glyphs(path, chars):
+    from matplotlib import font_manager
+
+    try:
+        font = font_manager.get_font(path)  # cached FT2Font (face 0 of a .ttc collection)
+    except (OSError, RuntimeError):
+        return False
+    return all(font.get_char_index(ord(c)) != 0 for c in chars)
+
+
+def _fallback_family(chars):
+    """The first of `FALLBACK_FAMILIES` installed with every glyph of ``chars``, or None."""
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    paths = {}
+    for entry in manager.ttflist:
+        paths.setdefault(entry.name, entry.fname)
+    for family in FALLBACK_FAMILIES:
+        if family in paths and _has_glyphs(paths[family], chars):
+            return family
+    known = {entry.fname for entry in manager.ttflist}
+    for path in sorted(font_manager.findSystemFonts()):
+        flat = re.sub(r"[-_ ]", "", os.path.basename(path).lower())
+        if path not in known and flat.startswith(FALLBACK_FILES) and _has_glyphs(path, chars):
+            first = len(manager.ttflist)
+            manager.addfont(path)  # matplotlib's way to use a font missing from its cache
+            return manager.ttflist[first].name  # face 0 of a collection: the one checked
+    return None
+
+
+def _resolve_fonts(texts):
+    """``(font.family list or None, characters missing from the default font)``."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    chars = sorted({c for text in texts for c in str(text) if not c.isspace()})
+    families = list(matplotlib.rcParams["font.family"])
+    default = font_manager.findfont(font_manager.FontProperties(family=families))
+    missing = [c for c in chars if not _has_glyphs(default, c)]
+    if not missing:
+        return None, []
+    family = _fallback_family(missing)
+    return ([*families, family] if family else None), missing
+
+
+def fonts_for_text(texts, *, warn=True):
+    """The matplotlib ``font.family`` list that draws ``texts`` (e.g. CJK class names).
+
+    The rule: when the default font has every glyph, nothing changes (None). Otherwise
+    the first installed font of `FALLBACK_FAMILIES` with all the missing glyphs (checked
+    with FreeType's ``get_char_index``) is appended to the default family list, so
+    matplotlib's font fallback draws Latin text as before and the rest with it. When
+    none is installed, ONE `MissingGlyphWarning` names the missing characters and what
+    to install (the figure is still drawn, with empty boxes for them).
+
+    Args:
+        texts: the strings to draw.
+        warn: warn when no installed font has the glyphs.
+
+    Returns:
+        A list for ``matplotlib.rcParams["font.family"]``, or None (use the default).
+
+    Example:
+        >>> fonts_for_text(["cat", "dog"]) is None
+        True
+        >>> fonts_for_text(["猫", "犬"])  # doctest: +SKIP
+        ['sans-serif', 'Noto Sans CJK JP']
+    """
+    families, missing = _resolve_fonts(texts)
+    if missing and families is None and warn:
+        warnings.warn(
+            f"No installed font has the glyphs {''.join(missing)!r} of the class names; they "
+            f"are drawn as empty boxes. To draw them, {FONT_HINT}.",
+            MissingGlyphWarning,
+            stacklevel=2,
+        )
+    return families
+
+
+@contextlib.contextmanager
+def _text_fonts(texts):
+    """Figures drawn inside use `fonts_for_text` ``(texts)``: at most one warning for all.
+
+    Nested uses (``visualize_model`` → ``plot_*`` → ``*_figure``) reuse the outermost
+    resolution when their characters are a subset, so one run warns once.
+    """
+    import matplotlib
+
+    chars = {c for text in texts for c in str(text) if not c.isspace()}
+    outer = _RESOLVED_FONTS.get()
+    if outer is not None and chars <= outer[0]:
+        yield outer[1]
+        return
+    families, missing = _resolve_fonts(texts)
+    if missing and families is None:
+        fonts_for_text(texts)  # the one warning
+    token = _RESOLVED_FONTS.set((chars, families))
+    try:
+        with contextlib.ExitStack() as stack:
+            if missing and families is None:
+                # The warning above said it once; matplotlib would add one per glyph and file.
+                stack.enter_context(warnings.catch_warnings())
+                warnings.filterwarnings(
+                    "ignore", message=r"Glyph \d+ .*missing from", category=UserWarning
+                )
+            if families:
+                stack.enter_context(matplotlib.rc_context({"font.family": families}))
+            yield families
+    finally:
+        _RESOLVED_FONTS.reset(token)
 
 
 def sampled_channels(channels, count=NUM_CHANNELS):
@@ -135,6 +279,11 @@ def excitation_by_depth_figure(analysis, *, blocks="default", classes=None):
     """The paper's excitation figure: one panel per SE block (see `plot_excitation_by_depth`)."""
     chosen = analysis_lib.select_blocks(analysis.blocks, blocks)
     class_ids = resolve_classes(classes, analysis.class_names)
+    with _text_fonts([analysis.class_names[c] for c in class_ids]):
+        return _excitation_by_depth_figure(analysis, chosen, class_ids)
+
+
+def _excitation_by_depth_figure(analysis, chosen, class_ids):
     cols = min(3, len(chosen))
     rows = math.ceil(len(chosen) / cols)
     fig = _figure(4.2 * cols, 3.0 * rows + 0.6)
@@ -196,7 +345,11 @@ def plot_excitation_by_depth(analysis, out, *, blocks="default", classes=None):
         >>> plot_excitation_by_depth(result, "figs/excitation_by_depth")  # doctest: +SKIP
         ('figs/excitation_by_depth.png', 'figs/excitation_by_depth.svg')
     """
-    return save_figure(excitation_by_depth_figure(analysis, blocks=blocks, classes=classes), out)
+    names = [analysis.class_names[c] for c in resolve_classes(classes, analysis.class_names)]
+    with _text_fonts(names):
+        return save_figure(
+            excitation_by_depth_figure(analysis, blocks=blocks, classes=classes), out
+        )
 
 
 # --------------------------------------------------------------------------- figure 2
@@ -267,6 +420,11 @@ def _show_map(ax, values, title, vmin, vmax):
 
 def walkthrough_figure(walk, *, title=None):
     """One SE block on one image (see `plot_walkthrough`); ``walk`` from `keras_se.analysis.walkthrough`."""
+    with _text_fonts([title or ""]):
+        return _walkthrough_figure(walk, title=title)
+
+
+def _walkthrough_figure(walk, *, title):
     from matplotlib.gridspec import GridSpec
 
     channels = walk.features.shape[-1]
@@ -352,7 +510,8 @@ def plot_walkthrough(walk, out, *, title=None):
     Returns:
         ``(png_path, svg_path)``.
     """
-    return save_figure(walkthrough_figure(walk, title=title), out)
+    with _text_fonts([title or ""]):
+        return save_figure(walkthrough_figure(walk, title=title), out)
 
 
 # --------------------------------------------------------------------------- figure 4
@@ -623,20 +782,18 @@ def visualize_model(
 
     os.makedirs(out, exist_ok=True)
     files = {"analysis": result.save_json(os.path.join(out, "excitations.json"))}
-    files["excitation_by_depth"] = plot_excitation_by_depth(
-        result,
-        os.path.join(out, "excitation_by_depth"),
-        blocks="default" if blocks is None else "all",
-        classes=class_ids,
-    )
-    files["specificity_by_depth"] = plot_specificity_by_depth(
-        result, os.path.join(out, "specificity_by_depth")
-    )
-    files["walkthrough"] = plot_walkthrough(
-        walk,
-        os.path.join(out, "walkthrough"),
-        title=f"{split} image {image_index}, class {class_names[label]}",
-    )
+    title = f"{split} image {image_index}, class {class_names[label]}"
+    with _text_fonts([*(class_names[c] for c in class_ids), title]):  # at most one warning
+        files["excitation_by_depth"] = plot_excitation_by_depth(
+            result,
+            os.path.join(out, "excitation_by_depth"),
+            blocks="default" if blocks is None else "all",
+            classes=class_ids,
+        )
+        files["specificity_by_depth"] = plot_specificity_by_depth(
+            result, os.path.join(out, "specificity_by_depth")
+        )
+        files["walkthrough"] = plot_walkthrough(walk, os.path.join(out, "walkthrough"), title=title)
     return VisualizeResult(
         analysis=result,
         files=files,
