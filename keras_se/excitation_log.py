@@ -20,6 +20,10 @@ Resume: an epoch is logged right after its checkpoint, and its JSON is written l
 run restored at epoch K whose ``excitations/epoch_K.json`` is missing (killed between
 the checkpoint and the log) logs epoch K from the restored weights before training on,
 so every due epoch is logged once.
+
+`ExcitationRecorder` is the one implementation of the analysis and its outputs; the
+training loop uses it through `ExcitationLog`, ``model.fit`` users through
+`keras_se.callbacks.ExcitationMonitor`.
 """
 
 from __future__ import annotations
@@ -70,34 +74,29 @@ def _png(figure):
     return buffer.getvalue()
 
 
-class ExcitationLog:
-    """Analyses the SE blocks of ``model`` every ``every`` epochs and logs the results.
+class ExcitationRecorder:
+    """The analysis and its outputs, shared by `ExcitationLog` and the Keras callback.
+
+    One implementation of what ``keras-se train --log-excitations`` and
+    `keras_se.callbacks.ExcitationMonitor` write: the TensorBoard summaries (TensorFlow
+    only) and the epoch's JSON (`keras_se.rundir.RunDir.write_excitations`).
 
     Args:
-        model: the model being trained (the probe shares its layers and weights).
-        run_dir: the `keras_se.rundir.RunDir`.
-        info, source: the `DatasetInfo` and the validation source the sample comes from.
-        every: analyse after every N-th epoch (and after the last).
-        epochs: the run's number of epochs.
-        sample: ``(images, labels)`` to analyse instead of `fixed_sample` of ``source``.
+        model: a model with SE layers (`keras_se.SqueezeExcite` or the fused
+            `keras_se.BatchNormSqueezeExcite`); the probe shares its layers and weights.
+        images, labels: the fixed sample (preprocessed images, class indices).
+        class_names: the names of the classes ``labels`` index.
+
+    Raises:
+        ValueError: ``model`` has no SE layers (the message names the model).
     """
 
-    def __init__(self, model, run_dir, info, source, *, every, epochs, sample=None):
-        self.run_dir, self.every, self.epochs = run_dir, every, epochs
-        self.class_names = list(info.class_names)
+    def __init__(self, model, images, labels, *, class_names):
+        self.class_names = list(class_names)
         self.blocks = analysis_lib.find_se_blocks(model)
         self.probe = analysis_lib.excitation_model(model, self.blocks)
         self.model_name = model.name
-        self.images, self.labels = sample if sample is not None else fixed_sample(info, source)
-
-    def due(self, epoch):
-        """True when epoch ``epoch`` (1-based) is analysed."""
-        return epoch % self.every == 0 or epoch == self.epochs
-
-    def catch_up(self, epoch, writer):
-        """Logs ``epoch`` (the restored one) if it was due and its log is missing."""
-        if epoch and self.due(epoch) and epoch not in self.run_dir.excitation_epochs():
-            self.log(epoch, writer)
+        self.images, self.labels = images, labels
 
     def analyse(self):
         """The `ExcitationAnalysis` of the sample and the raw gates, one ``(N, C)`` per block."""
@@ -112,13 +111,13 @@ class ExcitationLog:
         )
         return result, gates
 
-    def log(self, epoch, writer):
-        """Analyses now and writes the TensorBoard summaries, then ``excitations/epoch_K.json``."""
+    @staticmethod
+    def write_summaries(writer, epoch, result, gates):
+        """The TensorBoard summaries of one analysis (needs TensorFlow)."""
         import tensorflow as tf
 
         from keras_se import visualize
 
-        result, gates = self.analyse()
         with writer.as_default(step=epoch):
             for stats, gate in zip(result.blocks, gates):
                 tf.summary.histogram(f"excitation/{stats.name}", gate.ravel())
@@ -132,5 +131,51 @@ class ExcitationLog:
                 png = tf.io.decode_png(_png(figure), channels=4)
                 tf.summary.image(f"figures/{name}", png[None])
         writer.flush()
-        self.run_dir.write_excitations(epoch, dict(result.to_dict(), epoch=epoch))
+
+    def record(self, epoch, run_dir, writer=None):
+        """Analyses now, writes the summaries (when ``writer``), then the epoch's JSON last."""
+        result, gates = self.analyse()
+        if writer is not None:
+            self.write_summaries(writer, epoch, result, gates)
+        run_dir.write_excitations(epoch, dict(result.to_dict(), epoch=epoch))
         return result
+
+
+class ExcitationLog:
+    """Analyses the SE blocks of ``model`` every ``every`` epochs and logs the results.
+
+    Args:
+        model: the model being trained (the probe shares its layers and weights).
+        run_dir: the `keras_se.rundir.RunDir`.
+        info, source: the `DatasetInfo` and the validation source the sample comes from.
+        every: analyse after every N-th epoch (and after the last).
+        epochs: the run's number of epochs.
+        sample: ``(images, labels)`` to analyse instead of `fixed_sample` of ``source``.
+    """
+
+    def __init__(self, model, run_dir, info, source, *, every, epochs, sample=None):
+        self.run_dir, self.every, self.epochs = run_dir, every, epochs
+        images, labels = sample if sample is not None else fixed_sample(info, source)
+        self.recorder = ExcitationRecorder(model, images, labels, class_names=info.class_names)
+
+    def due(self, epoch):
+        """True when epoch ``epoch`` (1-based) is analysed."""
+        return due(epoch, every=self.every, epochs=self.epochs)
+
+    def catch_up(self, epoch, writer):
+        """Logs ``epoch`` (the restored one) if it was due and its log is missing."""
+        if epoch and self.due(epoch) and epoch not in self.run_dir.excitation_epochs():
+            self.log(epoch, writer)
+
+    def analyse(self):
+        """The `ExcitationAnalysis` of the sample and the raw gates, one ``(N, C)`` per block."""
+        return self.recorder.analyse()
+
+    def log(self, epoch, writer):
+        """Analyses now and writes the TensorBoard summaries, then ``excitations/epoch_K.json``."""
+        return self.recorder.record(epoch, self.run_dir, writer)
+
+
+def due(epoch, *, every, epochs=None):
+    """True when the 1-based ``epoch`` is analysed: every ``every``-th and the last."""
+    return epoch % every == 0 or (epochs is not None and epoch == epochs)

@@ -91,12 +91,79 @@ def _import_torch(what):
     return torch
 
 
+def _check_state_dict_path(path):
+    path = os.fspath(path)
+    if not path.endswith(STATE_DICT_SUFFIXES):
+        raise UsageError(
+            f"A reference state dict must be one of {', '.join(STATE_DICT_SUFFIXES)}. "
+            f"Received: weights={path!r}"
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No such weights file. Received: weights={path!r}")
+    return path
+
+
+def _unreadable(path, err, what):
+    return UsageError(
+        f"Cannot read the weights file {os.path.abspath(path)} as {what} ({_one_line(err)}; "
+        f"truncated, or not a {what} file?). Received: weights={path!r}"
+    )
+
+
+def _read_file(path, *, shapes_only=False):
+    """The one reader of state dict files: ``{key: array}`` (or ``{key: shape}``).
+
+    Every failure to read (a truncated or corrupt file, a bfloat16 tensor NumPy cannot
+    hold, a pickle that is not a state dict) is a `UsageError` naming the file and what
+    is wrong; only a missing optional package stays a `MissingDependencyError`.
+    """
+    path = _check_state_dict_path(path)
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        try:
+            if shapes_only:  # the header only: no tensor data is read
+                with safe_open(path, "np") as f:
+                    return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+            state = load_file(path)
+        except Exception as err:  # corrupt header, truncated data, bfloat16 (no NumPy dtype)
+            raise _unreadable(path, err, "safetensors") from err
+    else:
+        torch = _import_torch(f"Reading {os.path.basename(path)!r}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated zip, not a pickle, unsafe pickle
+            raise _unreadable(path, err, "PyTorch state dict") from err
+        for wrapper in ("state_dict", "model", "model_state_dict"):
+            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+        if not isinstance(state, dict):
+            raise UsageError(
+                f"The file holds a {type(state).__name__}, not a state dict. Received: weights={path!r}"
+            )
+        state = {
+            key: (value.float() if value.is_floating_point() else value).numpy()
+            for key, value in state.items()
+            if torch.is_tensor(value)
+        }
+    if state and all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    if shapes_only:
+        return {key: tuple(value.shape) for key, value in state.items()}
+    return {
+        key: value.astype("float32") if value.dtype.kind == "f" else value
+        for key, value in state.items()
+    }
+
+
 def read_state_dict(path):
     """Reads a PyTorch state dict as ``{key: numpy array}``.
 
     ``.safetensors`` needs only the ``safetensors`` package (NumPy); ``.pth``/``.pt``/``.bin``
     need PyTorch and are loaded with ``weights_only=True``. A ``"state_dict"``/``"model"``
-    wrapper and a ``"module."`` prefix (DataParallel) are removed.
+    wrapper and a ``"module."`` prefix (DataParallel) are removed. A file that cannot be
+    read (truncated, corrupt) raises a `UsageError` (a ValueError) naming it.
 
     Args:
         path: a local file.
@@ -109,54 +176,12 @@ def read_state_dict(path):
         >>> sd["layer0.conv1.weight"].shape                        # doctest: +SKIP
         (64, 3, 7, 7)
     """
-    path = os.fspath(path)
-    if not path.endswith(STATE_DICT_SUFFIXES):
-        raise UsageError(
-            f"A reference state dict must be one of {', '.join(STATE_DICT_SUFFIXES)}. "
-            f"Received: source={path!r}"
-        )
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such weights file. Received: source={path!r}")
-    if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-
-        try:
-            state = load_file(path)
-        except Exception as err:  # corrupt header, bfloat16 (no NumPy dtype), ...
-            raise UsageError(
-                f"Cannot read the safetensors file ({_one_line(err)}). Received: source={path!r}"
-            ) from err
-    else:
-        torch = _import_torch(f"Reading {os.path.basename(path)!r}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for wrapper in ("state_dict", "model", "model_state_dict"):
-            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-                state = state[wrapper]
-        if not isinstance(state, dict):
-            raise UsageError(
-                f"The file holds a {type(state).__name__}, not a state dict. Received: source={path!r}"
-            )
-        state = {
-            key: (value.float() if value.is_floating_point() else value).numpy()
-            for key, value in state.items()
-            if torch.is_tensor(value)
-        }
-    if state and all(key.startswith("module.") for key in state):
-        state = {key[len("module.") :]: value for key, value in state.items()}
-    return {
-        key: value.astype("float32") if value.dtype.kind == "f" else value
-        for key, value in state.items()
-    }
+    return _read_file(path)
 
 
 def _read_shapes(path):
     """Key → shape of a state dict file; safetensors headers only (no tensor data)."""
-    if os.fspath(path).endswith(".safetensors"):
-        from safetensors import safe_open
-
-        with safe_open(os.fspath(path), "np") as f:
-            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
-    return {key: value.shape for key, value in read_state_dict(path).items()}
+    return _read_file(path, shapes_only=True)
 
 
 def detect_layout(keys):
@@ -177,8 +202,9 @@ def file_architecture(path):
     """Builder options (``stride_in_1x1``, ``stem_pool``) that the state dict at ``path`` needs.
 
     The layout is detected from the file's keys (and, for legacy files, the cardinality
-    from the first 3x3 conv); only safetensors headers are read. Anything else (a missing
-    file, a Keras file, unknown keys) gives ``{}``: the loader then says what is wrong.
+    from the first 3x3 conv); only safetensors headers are read. A missing file, a Keras
+    file or unknown keys give ``{}`` (the loader then says what is wrong); a file that
+    cannot be read raises the reader's `UsageError`, which names it.
 
     Example:
         >>> file_architecture("se_resnext50.safetensors")  # doctest: +SKIP
@@ -300,6 +326,7 @@ class _Tensor:
     variable: object  # keras.Variable
     to_keras: object
     to_torch: object
+    layer: str = ""  # the keras_se layer the variable belongs to
 
     def torch_shape(self):
         return self.to_torch(np.zeros(self.variable.shape, "float32")).shape
@@ -443,7 +470,9 @@ def _model_tensors(model, layout):
             continue
         if isinstance(layer, BatchNormSqueezeExcite):
             prefix = (_torch_prefix(f"{layer.name[: -len('_se')]}_3_bn", layout), prefix)
-        tensors.extend(_layer_tensors(layer, prefix))
+        tensors.extend(
+            dataclasses.replace(t, layer=layer.name) for t in _layer_tensors(layer, prefix)
+        )
     if unmapped:
         raise UsageError(
             f"Layers without a reference twin: {', '.join(unmapped[:8])}"
@@ -459,16 +488,107 @@ def _listing(keys, limit=8):
     return ", ".join(keys[:limit]) + more
 
 
-def load_reference_weights(model, path, *, source=None, hint=""):
+@dataclasses.dataclass(frozen=True)
+class ReferenceLoad:
+    """What `assign_reference_weights` did.
+
+    Attributes:
+        loaded: names of the model's layers whose weights were set, in network order.
+        skipped: layers left as they were (``("predictions",)`` when the classifier's
+            class count differs and ``skip_mismatched_head`` was set), else ``()``.
+        source_classes: the file's classifier classes, or None without a classifier.
+        layout: ``"legacy"`` or ``"timm"``.
+    """
+
+    loaded: tuple
+    skipped: tuple
+    source_classes: int | None
+    layout: str
+
+
+def assign_reference_weights(model, path, *, source=None, hint="", skip_mismatched_head=False):
+    """`load_reference_weights`, returning a `ReferenceLoad` report instead of the model.
+
+    With ``skip_mismatched_head``, a classifier whose class count differs from the
+    model's ``predictions`` layer is left out (the layer keeps its fresh weights) and
+    every other weight must still fit, all or nothing.
+    """
+    source = path if source is None else source
+    state = read_state_dict(path)
+    layout = detect_layout(state)
+    tensors = _model_tensors(model, layout)
+    classifier = _CLASSIFIER[layout]
+    file_weight = state.get(f"{classifier}.weight")
+    source_classes = int(file_weight.shape[0]) if file_weight is not None else None
+
+    head = _layer(model, "predictions")
+    ignored = {k for k in state if k.endswith(".num_batches_tracked")}
+    if head is None:
+        ignored |= {k for k in state if k.split(".")[0] == classifier}
+    skipped = ()
+    if (
+        skip_mismatched_head
+        and head is not None
+        and file_weight is not None
+        and tuple(np.transpose(file_weight).shape) != tuple(head.kernel.shape)
+    ):
+        ignored |= {k for k in state if k.split(".")[0] == classifier}
+        tensors = [t for t in tensors if t.layer != head.name]
+        skipped = (head.name,)
+    expected = {t.key for t in tensors}
+    missing = expected - set(state)
+    unused = set(state) - expected - ignored
+    values, mismatched, first = [], [], None
+    for t in tensors:
+        if t.key not in state:
+            first = first or f"{t.layer} (no {t.key} in the file)"
+            continue
+        try:
+            value = t.to_keras(state[t.key])
+        except ValueError:  # wrong rank for the transpose/reshape
+            value = None
+        if value is None or tuple(value.shape) != tuple(t.variable.shape):
+            found = tuple(state[t.key].shape)
+            mismatched.append(f"{t.key} {found} vs {t.torch_shape()}")
+            first = first or (
+                f"{t.layer} ({t.key}: the model expects {t.torch_shape()}, the file has {found})"
+            )
+        values.append((t.variable, value))
+    if missing or unused or mismatched:
+        problems = [
+            f"first mismatched layer: {first}" if first else "",
+            f"missing keys: {_listing(missing)}" if missing else "",
+            f"unused keys: {_listing(unused)}" if unused else "",
+            f"shape mismatch (file vs model): {_listing(mismatched)}" if mismatched else "",
+        ]
+        top = (
+            " (the classifier: use classes=1000 or include_top=False)"
+            if any(m.startswith(classifier + ".") for m in mismatched)
+            else ""
+        )
+        raise UsageError(
+            f"The {layout!r}-layout state dict does not fit model {model.name!r}{hint}: "
+            f"{'; '.join(p for p in problems if p)}{top}. Nothing was loaded. Received: weights={source!r}"
+        )
+    for variable, value in values:  # all checks passed: no partial load possible
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    loaded = tuple(dict.fromkeys(t.layer for t in tensors))
+    return ReferenceLoad(loaded, skipped, source_classes, layout)
+
+
+def load_reference_weights(model, path, *, source=None, hint="", skip_mismatched_head=False):
     """Loads a timm/Caffe-port state dict file into a keras_se ResNet/ResNeXt, all or nothing.
 
     Every model weight must find its key (with the right shape) and every key of the
-    file must be used; otherwise a ValueError lists the missing, unused and mismatched
-    keys and no weight is changed. The classifier keys are skipped when the model has
-    no top (``include_top=False``); BatchNorm ``num_batches_tracked`` counters are ignored.
-    The model's BatchNorm epsilon (1e-5), stride placement and stem pool are checked
-    against the layout. Named sources (downloads) and the preprocessing that goes with
-    them: `keras_se.models.pretrained.load_reference_weights`.
+    file must be used; otherwise a ValueError names the first mismatched layer, lists
+    the missing, unused and mismatched keys and no weight is changed. The classifier
+    keys are skipped when the model has no top (``include_top=False``), or, with
+    ``skip_mismatched_head``, when their class count differs from the model's;
+    BatchNorm ``num_batches_tracked`` counters are ignored. The model's BatchNorm
+    epsilon (1e-5), stride placement and stem pool are checked against the layout.
+    Named sources (downloads) and the preprocessing that goes with them:
+    `keras_se.models.pretrained.load_reference_weights`; every kind of weights with a
+    report: `keras_se.models.load_weights`.
 
     Args:
         model: a keras_se ResNet/ResNeXt (``keras_se.models``).
@@ -476,6 +596,8 @@ def load_reference_weights(model, path, *, source=None, hint=""):
             (legacy or not, detected).
         source: what the user named (a named source), echoed in errors; default ``path``.
         hint: text added after the model name in errors (``" (weights for se_resnet50)"``).
+        skip_mismatched_head: leave a classifier of another class count fresh instead
+            of refusing the file.
 
     Returns:
         ``model``.
@@ -485,45 +607,9 @@ def load_reference_weights(model, path, *, source=None, hint=""):
         >>> model = models.SEResNet50()
         >>> load_reference_weights(model, "se_resnet50.safetensors")  # doctest: +SKIP
     """
-    source = path if source is None else source
-    state = read_state_dict(path)
-    layout = detect_layout(state)
-    tensors = _model_tensors(model, layout)
-
-    expected = {t.key for t in tensors}
-    ignored = {k for k in state if k.endswith(".num_batches_tracked")}
-    if _layer(model, "predictions") is None:
-        ignored |= {k for k in state if k.split(".")[0] == _CLASSIFIER[layout]}
-    missing = expected - set(state)
-    unused = set(state) - expected - ignored
-    values, mismatched = [], []
-    for t in tensors:
-        if t.key not in state:
-            continue
-        try:
-            value = t.to_keras(state[t.key])
-        except ValueError:  # wrong rank for the transpose/reshape
-            value = None
-        if value is None or tuple(value.shape) != tuple(t.variable.shape):
-            mismatched.append(f"{t.key} {tuple(state[t.key].shape)} vs {t.torch_shape()}")
-        values.append((t.variable, value))
-    if missing or unused or mismatched:
-        problems = [
-            f"missing keys: {_listing(missing)}" if missing else "",
-            f"unused keys: {_listing(unused)}" if unused else "",
-            f"shape mismatch (file vs model): {_listing(mismatched)}" if mismatched else "",
-        ]
-        top = (
-            " (the classifier: use classes=1000 or include_top=False)"
-            if any(m.startswith(_CLASSIFIER[layout] + ".") for m in mismatched)
-            else ""
-        )
-        raise UsageError(
-            f"The {layout!r}-layout state dict does not fit model {model.name!r}{hint}: "
-            f"{'; '.join(p for p in problems if p)}{top}. Nothing was loaded. Received: source={source!r}"
-        )
-    for variable, value in values:  # all checks passed: no partial load possible
-        variable.assign(np.asarray(value, dtype=variable.dtype))
+    assign_reference_weights(
+        model, path, source=source, hint=hint, skip_mismatched_head=skip_mismatched_head
+    )
     return model
 
 

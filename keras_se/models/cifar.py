@@ -72,8 +72,6 @@ DEFAULT_INPUT_SIZE = 32
 MIN_INPUT_SIZE = 4
 
 
-
-
 def build_cifar_resnet(
     *,
     stackwise_num_blocks,
@@ -219,7 +217,7 @@ _TITLES = {
 def _builder(arch, *, se, public_name, model_name):
     """Makes the public builder for one architecture row, SE on or off."""
     spec = ARCHITECTURES[arch]
-    title = _TITLES.get(arch, f"ResNet-{arch[len('resnet'):]} (basic units, option-A shortcuts)")
+    title = _TITLES.get(arch, f"ResNet-{arch[len('resnet') :]} (basic units, option-A shortcuts)")
     twin = public_name[2:] if se else "SE" + public_name
     options = dict(se_mode="standard", se_kwargs=None)
     if spec["unit"] == "pre" and spec["block"] == "basic":

@@ -8,12 +8,11 @@ replacement for a stock one.
 from __future__ import annotations
 
 import inspect
-import os
 
 import keras
 
 from keras_se import weights as reference_weights
-from keras_se.models import pretrained
+from keras_se.models import loading, pretrained
 from keras_se_core.choices import SE_MODES
 from keras_se_core.validation import (
     check_bool,
@@ -66,40 +65,25 @@ def check_application_args(
             "`pooling` does not apply with `features_only=True` (the outputs are the unpooled "
             f"stage maps); leave it None. Received: pooling={pooling!r}"
         )
-    if weights is not None and not (
-        isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)
-    ):
-        if not pretrained.is_named_source(weights):
-            text = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else ""
-            looks_like_file = text.endswith(pretrained.KERAS_SUFFIXES + STATE_DICT_SUFFIXES) or (
-                os.sep in text and not text.startswith("timm/")
-            )
-            if looks_like_file:
-                raise ValueError(
-                    f"`weights` names a file that does not exist: {os.path.abspath(weights)}. "
-                    f"Received: weights={weights!r}"
-                )
-            hint = ""
-            if weights == "imagenet" or str(weights).startswith("timm/"):
-                hint = (
-                    " keras_se ships no bundled weights; name a reference source instead, e.g. "
-                    "weights='timm/legacy_seresnet50.in1k' (downloaded, needs network; known: "
-                    "keras_se.models.pretrained.SOURCES), or a local .safetensors/.pth file."
-                )
-            raise ValueError(
-                "`weights` must be None (random initialization), the path to an existing "
-                f"weights file or a named reference source.{hint} Received: weights={weights!r}"
-            )
+    loading.check_weights_source(weights)
     check_choice("pooling", pooling, POOLINGS)
     check_positive_int("classes", classes)
     if include_top:
         try:
-            keras.activations.get(classifier_activation)
+            activation = keras.activations.get(classifier_activation)
         except (ValueError, TypeError) as err:
             raise ValueError(
                 "`classifier_activation` must be a Keras activation or None. "
                 f"Received: classifier_activation={classifier_activation!r}"
             ) from err
+        if classes == 1 and activation is keras.activations.softmax:
+            # A softmax over one unit is 1.0 whatever the input: nothing can be learned.
+            raise ValueError(
+                "`classes=1` with the softmax classifier always outputs 1.0; for one "
+                '(binary) class use classifier_activation="sigmoid" (or None for a logit), '
+                "or classes=2 with the softmax. "
+                f"Received: classes={classes!r}, classifier_activation={classifier_activation!r}"
+            )
 
 
 def resolve_input_shape(input_shape, input_tensor, *, default_size, include_top):
@@ -193,7 +177,8 @@ def finish_model(
     layers: its output is ``pyramid``, a dict ``{"P<level>": stage output}`` (level =
     log2 of the stride), recorded by the builder. ``weights`` are loaded into the model
     the other arguments describe first (so a file with the classifier loads with
-    ``include_top=True``), then the head is left out.
+    ``include_top=True``), then the head is left out. Weights of another class count
+    load the backbone and leave a fresh classifier (`keras_se.models.loading.load_weights`).
     """
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -207,32 +192,13 @@ def finish_model(
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     model = keras.Model(inputs, x, name=name)
     if weights is not None:
-        load_weights_file(model, weights)
+        loading.load_weights(model, weights)
     if features_only:
-        return keras.Model(inputs, dict(pyramid), name=name)
+        features = keras.Model(inputs, dict(pyramid), name=name)
+        if hasattr(model, "preprocessing"):
+            features.preprocessing = model.preprocessing
+        return features
     return model
-
-
-def load_weights_file(model, path):
-    """Loads a weights file into ``model``; the one place builders load weights.
-
-    Keras files (``.weights.h5``, ``.keras``) go through ``model.load_weights``;
-    timm state dicts (``.safetensors``, ``.pth``, ``.bin``) and named sources
-    (``"timm/legacy_seresnet50.in1k"``) through
-    `keras_se.models.pretrained.load_reference_weights`.
-    """
-    if pretrained.is_named_source(path):
-        return pretrained.load_reference_weights(model, path)
-    path = os.fspath(path)
-    if pretrained.is_keras_file(path):
-        model.load_weights(path)
-        return model
-    if path.endswith(STATE_DICT_SUFFIXES):
-        return pretrained.load_reference_weights(model, path)
-    raise ValueError(
-        "`weights` file type not recognised: expected .weights.h5, .keras, "
-        f"{', '.join(STATE_DICT_SUFFIXES)} or a named source. Received: weights={path!r}"
-    )
 
 
 def weights_architecture(weights):

@@ -9,6 +9,8 @@ Keras nor TensorFlow; `keras_se.data` applies it with TensorFlow ops.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 from keras_se_core.errors import UsageError
 
@@ -57,3 +59,38 @@ class Preprocessing:
             if config.get(key) is not None:
                 config[key] = tuple(config[key])
         return cls(**config)
+
+
+#: The sidecar beside a saved model: ``model.keras`` → ``model.preprocessing.json``.
+SIDECAR_SUFFIX = ".preprocessing.json"
+
+
+def sidecar_path(model_path):
+    """The preprocessing sidecar path for a model file (``keras_se.data.preprocessing_path``).
+
+    Example:
+        >>> sidecar_path("runs/a/model.keras")
+        'runs/a/model.preprocessing.json'
+    """
+    model_path = os.fspath(model_path)
+    root = model_path[: -len(".keras")] if model_path.endswith(".keras") else model_path
+    return root + SIDECAR_SUFFIX
+
+
+def read_sidecar(model_path, default=None):
+    """The `Preprocessing` saved beside ``model_path``, or ``default`` when there is none.
+
+    The reader for the models package (which sits below ``keras_se.data``); the same
+    file as ``keras_se.data.load_preprocessing``.
+    """
+    path = sidecar_path(model_path)
+    if not os.path.exists(path):
+        return default
+    try:
+        with open(path) as f:
+            return Preprocessing.from_dict(json.load(f))
+    except (OSError, ValueError, TypeError) as err:
+        raise UsageError(
+            f"Unreadable preprocessing file {path} ({type(err).__name__}: {err}). "
+            f"Received: weights={os.fspath(model_path)!r}"
+        ) from err

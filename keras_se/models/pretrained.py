@@ -167,8 +167,9 @@ def load_reference_model(source, *, model=None, **kwargs):
         source: a named source (``"timm/legacy_seresnet50.in1k"``; downloaded) or a
             state dict file (then ``model`` is required).
         model: keras_se model name (registry); named sources know theirs.
-        **kwargs: builder arguments (``include_top``, ``input_shape``, ``pooling``...);
-            ``stride_in_1x1``/``stem_pool`` are set to what the weights need.
+        **kwargs: builder arguments (``include_top``, ``input_shape``, ``pooling``,
+            ``classes``...); ``stride_in_1x1``/``stem_pool`` are set to what the weights
+            need. With another ``classes`` the classifier starts fresh (one warning).
 
     Returns:
         The model, with ``model.preprocessing`` set (see `Preprocessing`).
@@ -193,7 +194,8 @@ def load_reference_model(source, *, model=None, **kwargs):
         if not options:  # not a readable timm state dict: the reader says why
             reference.detect_layout(reference.read_state_dict(path))
         built = registry.get(model, **options, **kwargs)
-    hint = f" (weights for {get_source(source).model})" if is_named_source(source) else ""
-    reference.load_reference_weights(built, path, source=source, hint=hint)
+    from keras_se.models import loading  # below this module's callers; imports this one
+
+    loading.load_weights(built, source)  # a fresh classifier when `classes` differs
     built.preprocessing = reference_preprocessing(source)
     return built
