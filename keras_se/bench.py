@@ -578,26 +578,74 @@ TORCH_LAYOUTS = ("nchw", "channels_last")
 PEER_TOLERANCE = 1e-3
 
 
+#: What the peer Python imports to run ``python -m keras_se._bench_worker serve torch``.
+PEER_MODULES = ("torch", "timm", "safetensors.torch", "keras_se._bench_worker")
+#: What it needs installed for them (keras_se brings keras, numpy and safetensors).
+PEER_PYTHON_INSTALL = "pip install keras-se torch timm"
+#: Imports each module named on the command line; prints ``module: Error: message`` for the
+#: first that fails (exit 1). Run as the worker runs: same cwd, ``KERAS_BACKEND=torch``.
+_PEER_PROBE = (
+    "import importlib, sys\n"
+    "for name in sys.argv[1:]:\n"
+    "    try:\n"
+    "        importlib.import_module(name)\n"
+    "    except Exception as err:\n"
+    "        print(f'{name}: {type(err).__name__}: {err}'.splitlines()[0])\n"
+    "        sys.exit(1)\n"
+)
+
+
+def _probe_peer_python(python):
+    """None when ``python`` imports every `PEER_MODULES`, else why not (one line)."""
+    try:
+        probe = subprocess.run(
+            [python, "-c", _PEER_PROBE, *PEER_MODULES],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(os.environ, KERAS_BACKEND="torch"),
+        )
+    except OSError as err:
+        return f"cannot run it ({err.strerror or err})"
+    if probe.returncode == 0:
+        return None
+    lines = (probe.stdout.strip() or probe.stderr.strip() or f"exit {probe.returncode}").splitlines()
+    return lines[-1]
+
+
 def find_peer_python(python=None):
     """The Python that runs the PyTorch side: ``python``, else this one, else ``$KERAS_SE_PEER_PYTHON``.
 
+    The side runs as ``python -m keras_se._bench_worker serve torch``: besides torch and
+    timm its Python needs keras_se itself (`PEER_MODULES`). Checked here, before any
+    figure is timed.
+
     Raises:
-        UsageError: none of them imports ``torch`` and ``timm``.
+        UsageError: an explicit ``python`` that cannot import them (the message names
+            what failed and what to install into that interpreter), or none of the
+            default candidates imports them.
     """
-    candidates = [python] if python else [sys.executable, os.environ.get("KERAS_SE_PEER_PYTHON")]
-    for candidate in filter(None, candidates):
-        try:
-            probe = subprocess.run(
-                [candidate, "-c", "import torch, timm"], capture_output=True, timeout=600
+    if python:
+        reason = _probe_peer_python(python)
+        if reason is None:
+            return python
+        if reason.startswith("cannot run it"):
+            raise UsageError(
+                f"--peer timm needs a Python with PyTorch and timm ({PEER_INSTALL}); "
+                f"--peer-python {reason}. Received: peer_python={python!r}"
             )
-        except OSError:
-            continue
-        if probe.returncode == 0:
+        raise UsageError(
+            f"--peer-python cannot run the timm side of --peer timm ({reason}): that interpreter "
+            f"needs keras_se, torch and timm: {python} -m {PEER_PYTHON_INSTALL}. "
+            f"Received: peer_python={python!r}"
+        )
+    for candidate in filter(None, [sys.executable, os.environ.get("KERAS_SE_PEER_PYTHON")]):
+        if _probe_peer_python(candidate) is None:
             return candidate
     raise UsageError(
         f"--peer timm needs PyTorch and timm: {PEER_INSTALL} (or pip install 'keras-se[torch]' timm), "
-        "or name a Python that has them with --peer-python or $KERAS_SE_PEER_PYTHON. "
-        f"Received: peer_python={python or sys.executable!r}"
+        "or name a Python that has them and keras_se with --peer-python or $KERAS_SE_PEER_PYTHON. "
+        f"Received: peer_python={sys.executable!r}"
     )
 
 

@@ -223,6 +223,51 @@ def test_peer_without_torch_is_a_usage_error(capsys, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def _python_with_torch_but_not_keras_se(tmp_path):
+    """A hermetic stand-in for a venv that has torch and timm but not keras_se: this Python
+    without site-packages (``-S``) or the working directory on its path (``-P``), with
+    importable ``torch``, ``timm`` and ``safetensors.torch`` modules on ``PYTHONPATH``."""
+    import os
+    import stat
+    import sys
+
+    fake = tmp_path / "fake_site"
+    for module in ("torch", "timm", "safetensors"):
+        (fake / module).mkdir(parents=True)
+        (fake / module / "__init__.py").write_text("__version__ = '0.0'\n")
+    (fake / "safetensors" / "torch.py").write_text("")
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="{fake}" exec "{sys.executable}" -S -P "$@"\n')
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    probe = subprocess.run([str(python), "-c", "import torch, timm"], capture_output=True)
+    assert probe.returncode == 0, probe.stderr
+    assert subprocess.run([str(python), "-c", "import keras_se"], cwd=os.getcwd()).returncode == 1
+    return str(python)
+
+
+def test_peer_python_without_keras_se_is_a_usage_error_before_any_figure(
+    capsys, tmp_path, monkeypatch
+):
+    """Issue 30 item 10: torch and timm are not enough, the peer Python runs keras_se's worker."""
+    python = _python_with_torch_but_not_keras_se(tmp_path)
+
+    def no_benchmark(*args, **kwargs):
+        raise AssertionError("a benchmark started before the peer Python was checked")
+
+    for name in ("bench_peer", "bench_se_layer", "bench_models", "LiveWorker"):
+        monkeypatch.setattr(bench, name, no_benchmark)
+    result = run_main(capsys, "bench", "--only", "layer", "--peer", "timm", "--peer-python", python)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for needle in (
+        "No module named 'keras_se'",
+        f"{python} -m pip install keras-se torch timm",
+        f"peer_python={python!r}",
+    ):
+        assert needle in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
 @pytest.mark.bench
 @pytest.mark.integration
 def test_keras_side_serves_the_protocol(tmp_path):
