@@ -739,6 +739,8 @@ def visualize_model(
     dataset = dataset or run_dataset or data_lib.DIGITS
     image_size = None if untrained else _input_size(model)
     info, sources = data_lib.describe_dataset(dataset, image_size=image_size)
+    if verbose and info.image_size_note:  # an untrained model on an image folder
+        print(info.image_size_note)
     if untrained:
         model = models.get(model, input_shape=tuple(info.image_shape), classes=info.num_classes)
     if preprocessing is not None:

@@ -256,7 +256,7 @@ def test_cjk_class_names_without_a_cjk_font_warn_once(tmp_path, no_cjk_font):
 
 
 @pytest.mark.slow
-def test_visualize_on_cjk_classes_without_a_cjk_font_warns_once(tmp_path, no_cjk_font):
+def test_visualize_on_cjk_classes_without_a_cjk_font_warns_once(tmp_path, no_cjk_font, capsys):
     """`keras-se visualize`'s path: figures 1 and 3 both draw the names, one warning in all."""
     import warnings
 
@@ -273,8 +273,12 @@ def test_visualize_on_cjk_classes_without_a_cjk_font_warns_once(tmp_path, no_cjk
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         result = vz.visualize_model(
-            "se_resnet18", dataset=str(tmp_path / "data"), out=str(tmp_path / "figs"), verbose=0
+            "se_resnet18", dataset=str(tmp_path / "data"), out=str(tmp_path / "figs"), verbose=1
         )
+    # An untrained model on an image folder: the inferred input size is said once.
+    assert "image size 16x16 inferred from the median of 6 training images" in (
+        capsys.readouterr().out
+    )
     ours, theirs = _glyph_warnings(records)
     assert len(ours) == 1 and not theirs, [str(w.message) for w in records]
     assert result.analysis.class_names == ["犬", "猫"]  # sorted folder names
