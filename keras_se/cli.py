@@ -171,6 +171,16 @@ def cmd_visualize(args):
     return 0
 
 
+def cmd_predict(args):
+    from keras_se import predict
+
+    result = predict.predict_images(args.images, model=args.model, top_k=args.top_k)
+    for path, reason in result.skipped:
+        print(f"keras-se predict: skipping {path}: {reason}", file=sys.stderr)
+    print(predict.format_predictions(result, as_json=args.json))
+    return 0
+
+
 if __name__ == "__main__":  # ``python -m keras_se.cli``, as in keras_se 0.1: run the launcher
     import runpy
 

@@ -341,7 +341,38 @@ def _visualize(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-SUBCOMMANDS = (_info, _convert, _train, _tune, _bench, _quickstart, _export, _visualize)
+def _predict(sub):
+    p = sub.add_parser(
+        "predict",
+        help="top-k classes of image files with a trained model and its own preprocessing",
+        description="Classify images with a training run directory, a .keras file or a "
+        "SavedModel from keras-se export, using the model's own preprocessing and class names "
+        "(ImageNet names for 1000-class models without names). Unreadable images are named "
+        "on stderr and skipped.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or directories")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="training run directory, .keras file, or SavedModel directory (keras-se export)",
+    )
+    p.add_argument(
+        "--top-k", type=_positive_int, default=5, metavar="K", help="classes per image; default 5"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+
+
+SUBCOMMANDS = (
+    _info,
+    _convert,
+    _train,
+    _tune,
+    _bench,
+    _quickstart,
+    _export,
+    _visualize,
+    _predict,
+)
 
 
 def build_parser():
