@@ -37,6 +37,10 @@ class ImagePrediction:
     Attributes:
         path: the image file.
         top: ``[(class_id, class_name, probability), ...]``, most probable first.
+
+    Example:
+        >>> ImagePrediction("a.png", [(2, "owl", 0.75)]).to_dict()["top_k"][0]["class_name"]
+        'owl'
     """
 
     path: str
@@ -61,6 +65,11 @@ class PredictResult:
         predictions: one `ImagePrediction` per readable image, in the order given.
         skipped: ``[(path, reason)]`` for the files that could not be read.
         preprocessing: the `Preprocessing` applied.
+
+    Example:
+        >>> result = predict_images(["a.png"], model="model.keras")  # doctest: +SKIP
+        >>> result.to_dict()["skipped"]                              # doctest: +SKIP
+        []
     """
 
     model: str
@@ -82,6 +91,10 @@ def image_files(paths):
 
     A directory contributes its files with an image extension (sorted, not recursive).
     A path that does not exist is a `UsageError`.
+
+    Example:
+        >>> image_files(["photos/"])  # doctest: +SKIP
+        ['photos/a.jpg', 'photos/b.png']
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -200,7 +213,13 @@ def _saved_model_predictor(path):
 
 
 def load_predictor(model):
-    """A `_Predictor` for a run directory, a ``.keras`` file, a SavedModel or a keras.Model."""
+    """A `_Predictor` for a run directory, a ``.keras`` file, a SavedModel or a keras.Model.
+
+    Example:
+        >>> predictor = load_predictor("runs/quickstart/run")  # doctest: +SKIP
+        >>> predictor.classes, predictor.size                  # doctest: +SKIP
+        (10, (32, 32))
+    """
     import keras
 
     from keras_se import export

@@ -498,6 +498,11 @@ class ReferenceLoad:
             class count differs and ``skip_mismatched_head`` was set), else ``()``.
         source_classes: the file's classifier classes, or None without a classifier.
         layout: ``"legacy"`` or ``"timm"``.
+
+    Example:
+        >>> report = assign_reference_weights(model, "w.safetensors")  # doctest: +SKIP
+        >>> report.skipped, report.layout                              # doctest: +SKIP
+        ((), 'legacy')
     """
 
     loaded: tuple
@@ -512,6 +517,12 @@ def assign_reference_weights(model, path, *, source=None, hint="", skip_mismatch
     With ``skip_mismatched_head``, a classifier whose class count differs from the
     model's ``predictions`` layer is left out (the layer keeps its fresh weights) and
     every other weight must still fit, all or nothing.
+
+    Example:
+        >>> from keras_se import models
+        >>> model = models.SEResNet50(classes=5)
+        >>> assign_reference_weights(model, "in1k.safetensors", skip_mismatched_head=True).skipped  # doctest: +SKIP
+        ('predictions',)
     """
     source = path if source is None else source
     state = read_state_dict(path)

@@ -12,7 +12,9 @@ from keras_se_core import cli as launcher
 from keras_se_core.configs import TrainConfig
 from tests.conftest import assert_usage_error, run_main
 
-SUBCOMMANDS = ("info", "convert", "train", "tune", "bench", "quickstart", "export", "visualize")
+SUBCOMMANDS = (
+    "info", "convert", "train", "tune", "bench", "quickstart", "export", "visualize", "predict",
+)  # fmt: skip
 
 
 @pytest.mark.integration

@@ -66,6 +66,11 @@ class LoadedWeights:
             source's, timm's default for a state dict file, a ``.keras`` file's
             sidecar), or None when the source carries none.
         message: the line warned when the classifier started fresh, else None.
+
+    Example:
+        >>> info = load_weights(model, "ten_classes.keras")  # doctest: +SKIP
+        >>> info.new_head, info.loaded[:2]                   # doctest: +SKIP
+        (True, ('conv1_conv', 'conv1_bn'))
     """
 
     source: str
