@@ -52,6 +52,7 @@ def _reference_class_means(model, layer_name, x, y):
     return np.stack([gates[y == c].mean(axis=0) for c in range(CLASSES)])
 
 
+@pytest.mark.slow
 def test_fit_writes_the_json_and_tags_of_log_excitations(tmp_path):
     model = _user_model()
     x, y = _data()

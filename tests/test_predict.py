@@ -76,6 +76,7 @@ def _check(result, sources, names):
         )
 
 
+@pytest.mark.slow
 def test_keras_file_and_run_dir_use_the_models_preprocessing(sources):
     result = predict_images([sources["images"]], model=sources["keras"], top_k=2)
     _check(result, sources, ["0", "1", "2"])  # a bare .keras file has no class names
@@ -94,6 +95,7 @@ def test_savedmodel_from_export(sources):
         _check(predict_images([sources["images"]], model=model), sources, NAMES)
 
 
+@pytest.mark.slow
 def test_cli_text_json_and_a_corrupt_file(sources, capsys, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png at all")

@@ -99,6 +99,7 @@ def _assert_backbone_loaded_head_fresh(source, target, *, source_classes, classe
     assert not np.allclose(values(new.kernel), values(old.kernel)[:, :classes])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
 def test_keras_files_of_ten_classes_load_into_five(tmp_path, suffix):
     from keras_se.data import Preprocessing, save_preprocessing
@@ -126,6 +127,7 @@ def test_keras_files_of_ten_classes_load_into_five(tmp_path, suffix):
     _assert_backbone_loaded_head_fresh(source, built, source_classes=10, classes=5)
 
 
+@pytest.mark.slow
 def test_timm_state_dict_of_ten_classes_loads_into_five(tmp_path):
     source = models.get("se_resnet18", **REF, classes=10)
     path = reference.save_reference_weights(source, str(tmp_path / "ten.safetensors"))
@@ -180,6 +182,7 @@ def test_keras_file_addresses_are_keras_own(tmp_path):
             assert [a.shape for a in found] == [tuple(w.shape) for w in layer.weights], layer.name
 
 
+@pytest.mark.slow
 def test_bad_weights_name_the_argument_and_the_first_mismatched_layer(tmp_path):
     missing = str(tmp_path / "nope.weights.h5")
     with pytest.raises(ValueError, match=r"does not exist.*Received: weights="):
