@@ -14,6 +14,9 @@ Commands:
     ``full``), 1/N of each figure's repetitions (`figures`).
     ``training MODE``: the training-loop figures of `keras_se.bench_training` (`training`;
     in a fresh process because the Trainer sets global Keras state such as the dtype policy).
+    ``onednn MODEL SIZE BATCH STEPS``: a ``mixed_bfloat16`` forward and training step of
+    registry ``MODEL``, run with ``ONEDNN_VERBOSE=1`` by `keras_se.bench.onednn_kernels`
+    (`onednn_phases`), phases separated by ``bench.ONEDNN_MARK`` lines on stdout.
     ``serve SIDE --threads N``: a live worker of the peer comparison (`keras_se.bench.serve`):
     ``keras`` (keras_se) or ``torch`` (timm), one JSON request per line on stdin, one
     ``JSON`` reply line each on stdout; anything else the libraries print goes to stderr.
@@ -116,6 +119,36 @@ def training(mode):
     return {"figures": [dataclasses.asdict(f) for f in figures], "read_volume": rows}
 
 
+def onednn_phases(name, size, batch, steps):
+    """`keras_se.bench.onednn_kernels`' child: ``steps`` bfloat16 forward calls, then training
+    steps, of registry model ``name``, each phase after one untimed call and between marks.
+
+    The marks go to file descriptor 1 after a flush, in order with oneDNN's verbose lines.
+    """
+    import numpy as np
+
+    from keras_se import export, models
+
+    def mark(phase):
+        sys.stdout.flush()
+        os.write(1, (bench.ONEDNN_MARK + phase + "\n").encode())
+
+    model = export.with_precision(
+        models.get(name, input_shape=(size, size, 3)), "bfloat16"
+    )
+    x = np.random.default_rng(0).random((batch, size, size, 3)).astype("float32")
+    y = np.zeros((batch,), "int64")
+    forward = bench.compiled_forward(model)
+    train = bench.compiled_train_step(export.with_precision(model, "bfloat16"))
+    for phase, fn in (("forward", lambda: forward(x)), ("train_step", lambda: train(x, y))):
+        fn()
+        mark(phase)
+        for _ in range(steps):
+            fn()
+        mark("end")
+    return {"steps": steps}
+
+
 def serve(side, threads, device):
     """`keras_se.bench.serve` with the replies on the real stdout and all other output on stderr."""
     replies = os.fdopen(os.dup(1), "w")
@@ -137,6 +170,11 @@ def main(argv=None):
     figure.add_argument("--share", type=int, default=1)
     train = commands.add_parser("training", help="the training-loop figures")
     train.add_argument("mode", choices=("quick", "full"))
+    onednn = commands.add_parser("onednn", help="bfloat16 forward and training step phases")
+    onednn.add_argument("model")
+    onednn.add_argument("size", type=int)
+    onednn.add_argument("batch", type=int)
+    onednn.add_argument("steps", type=int)
     live = commands.add_parser("serve", help="a live worker of the peer comparison")
     live.add_argument("side", choices=("keras", "torch"))
     live.add_argument("--threads", type=int, required=True)
@@ -148,6 +186,8 @@ def main(argv=None):
         result = train_memory(args.model, args.size, args.batch)
     elif args.command == "training":
         result = training(args.mode)
+    elif args.command == "onednn":
+        result = onednn_phases(args.model, args.size, args.batch, args.steps)
     else:
         result = figures(args.mode, args.part, args.share)
     print(bench.WORKER_RESULT_PREFIX + json.dumps(result), flush=True)

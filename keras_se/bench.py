@@ -54,11 +54,16 @@ GOALS = {
     "read_volume_2": ("<=", 1.05),
     "read_volume_4": ("<=", 1.05),
     "excitation_log_overhead": ("<=", 1.05),
+    # the bfloat16 export (`bench_bf16`): float32 ÷ bfloat16 time = bfloat16 ÷ float32 images/s
+    "bf16_export_speedup_b64": (">=", 1.5),
+    # uint8 -> preprocessing -> probabilities through the SavedModel vs the bare compiled forward
+    "serving_overhead": ("<=", 1.03),
 }
 
 #: The figure groups ``run_benchmarks(only=...)`` (``keras-se bench --only``) selects from.
-GROUPS = ("layer", "models", "pipeline", "memory", "training", "jax", "peer")
-#: The groups a plain ``keras-se bench`` runs (the peer comparison is opt-in: ``--peer timm``).
+GROUPS = ("layer", "models", "pipeline", "memory", "training", "jax", "peer", "bf16")
+#: The groups a plain ``keras-se bench`` runs (the peer comparison is opt-in: ``--peer timm``;
+#: the bfloat16 export and peak figures too: ``--only bf16``).
 DEFAULT_GROUPS = ("layer", "models", "pipeline", "memory", "training", "jax")
 
 
@@ -1172,6 +1177,350 @@ def bench_device_peer(
     return {"figures": figures, "versions": versions, "logit_diff_float32": diff}
 
 
+# --------------------------------------------------------------------------- bf16: export precision, the limit
+#: The line a ``_bench_worker onednn`` child writes between its phases (`parse_onednn_verbose`).
+ONEDNN_MARK = "@@keras_se_onednn_phase "
+
+
+def loadavg():
+    """The 1-minute load average (``/proc/loadavg``), or None where there is none."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _rate_figure(name, description, labels, times, work, *, unit="GFLOP/s"):
+    """A `Figure` of rates from `interleave`'s two lists of seconds: ``work[i] / t / 1e9``."""
+    a, b = ([w / t / 1e9 for t in ts] for w, ts in zip(work, times))
+    return Figure(name, description, *labels, a, b, unit=unit, backend=keras.backend.backend())
+
+
+def agreement(reference, other):
+    """How far ``other``'s class probabilities are from ``reference``'s (same images).
+
+    Returns:
+        ``{"images", "top1_agreement", "top5_overlap", "max_abs_diff"}``: the share of
+        images with the same top class, the mean share of the top-5 classes in common, and
+        the largest |difference| of any probability.
+    """
+    reference, other = np.asarray(reference, "float64"), np.asarray(other, "float64")
+    k = min(5, reference.shape[-1])
+    top_a = np.argsort(-reference, axis=-1)[:, :k]
+    top_b = np.argsort(-other, axis=-1)[:, :k]
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(top_a, top_b)]
+    return {
+        "images": int(reference.shape[0]),
+        "top1_agreement": float(np.mean(top_a[:, 0] == top_b[:, 0])),
+        "top5_overlap": float(np.mean(overlap)),
+        "max_abs_diff": float(np.abs(reference - other).max()),
+    }
+
+
+def _serving_fn(path):
+    """``images -> probabilities`` (NumPy) through a SavedModel's ``serving_default``."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    fn = loaded.signatures["serving_default"]
+
+    def call(images, loaded=loaded):  # the loaded object owns the variables: keep it alive
+        return fn(image=images)["probabilities"].numpy()
+
+    return call
+
+
+def digits_agreement(export_dir, *, epochs):
+    """SE-ResNet-20 trained ``epochs`` on the 16x16 digits, exported in float32 and bfloat16:
+    `agreement` of the two SavedModels on the 360 validation images, and both accuracies."""
+    from keras_se import export
+    from keras_se.data import DIGITS_MEAN, DIGITS_STD, Preprocessing, load_digits_arrays
+
+    (x_train, y_train), (x_val, y_val), _ = load_digits_arrays(16)
+    spec = Preprocessing(mean=DIGITS_MEAN, std=DIGITS_STD)
+    x = (x_train.astype("float32") * spec.scale - np.array(spec.mean)) / np.array(spec.std)
+    keras.utils.set_random_seed(0)
+    model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=10)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x.astype("float32"), y_train, batch_size=64, epochs=epochs, verbose=0)
+    probabilities = {}
+    for precision in export.PRECISIONS:
+        result = export.export_model(
+            model, export_dir, name="digits", preprocessing=spec, precision=precision
+        )
+        probabilities[precision] = _serving_fn(result.path)(x_val)
+    result = agreement(probabilities["float32"], probabilities["bfloat16"])
+    for precision, p in probabilities.items():
+        result[f"accuracy_{precision}"] = float(np.mean(p.argmax(-1) == y_val))
+    return result
+
+
+def bench_bf16(
+    *,
+    model,
+    size,
+    batches,
+    repeats,
+    overhead_batch,
+    compute_batch,
+    train_repeats,
+    matmul,
+    conv,
+    digits_epochs,
+    onednn_steps,
+    log=print,
+):
+    """The bfloat16 SavedModel against the float32 one, the serving overhead and the limit.
+
+    Every timing is a `_figure` (A and B interleaved after warm-up, medians over the
+    repetitions):
+
+    * ``bf16_export_speedup_b{N}``: ``serving_default`` (uint8 in) of the float32 export (A)
+      and the bfloat16 export (B) of registry ``model``; A/B time is bfloat16 ÷ float32
+      images/s (goal at batch 64: >= 1.5).
+    * ``serving_overhead``: the float32 SavedModel on uint8 images (in-graph check,
+      preprocessing, head) against the bare model's compiled forward on preprocessed images.
+    * ``peak_matmul``/``peak_conv3x3``: GFLOP/s of a ``matmul``-square matmul and a 3x3
+      convolution of shape ``conv`` (N, H, W, C -> C) in bfloat16 (A) and float32 (B).
+    * ``share_of_peak_{inference,train_step}_{float32,bfloat16}``: the model's GFLOP/s
+      (``2 x MACs`` per image forward, ``6 x MACs`` for a training step: the backward pass
+      costs twice the forward; MACs from `keras_se.utils.model_stats`) against the 3x3
+      convolution's of the same precision, interleaved: the share of the reached peak.
+
+    Returns:
+        ``{"figures": [...], "model", "macs", "agreement": {...}, "onednn": {...},
+        "loadavg": [[step, before, after], ...]}``.
+    """
+    import tensorflow as tf
+
+    from keras_se import export
+    from keras_se.utils import model_stats
+
+    figures, loads, info = [], [], {"model": model, "size": size}
+
+    def measured(step, fn):
+        before = loadavg()
+        value = fn()
+        loads.append([step, before, loadavg()])
+        return value
+
+    keras.utils.set_random_seed(0)
+    net = models.get(model, input_shape=(size, size, 3))
+    macs = model_stats(net).macs
+    info["macs"] = macs
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        log(f"  exporting {model} ({size}x{size}) in float32 and bfloat16 ...")
+        paths = {
+            p: export.export_model(net, tmp, name=f"{model}_{p}", precision=p).path
+            for p in export.PRECISIONS
+        }
+        serve32, serve16 = (_serving_fn(paths[p]) for p in export.PRECISIONS)
+        for batch in batches:
+            images = tf.constant(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
+            log(f"  SavedModel throughput, batch {batch} ...")
+            figure = measured(
+                f"bf16_export_speedup_b{batch}",
+                lambda images=images, batch=batch: _figure(
+                    f"bf16_export_speedup_b{batch}",
+                    f"{model} SavedModel serving_default (uint8 in), batch {batch}, {size}x{size}: "
+                    "A/B time = bfloat16 ÷ float32 images/s",
+                    ("float32 SavedModel", "bfloat16 SavedModel"),
+                    lambda: serve32(images),
+                    lambda: serve16(images),
+                    repeats=repeats,
+                ),
+            )
+            figure.description += (
+                f" ({batch / statistics.median(figure.a):.3g} vs "
+                f"{batch / statistics.median(figure.b):.3g} images/s)"
+            )
+            figures.append(figure)
+        info["agreement"] = {
+            f"{model}_random_weights_b{batches[-1]}": agreement(serve32(images), serve16(images))
+        }
+        if digits_epochs:
+            log(f"  agreement on the digits validation split ({digits_epochs} epochs) ...")
+            info["agreement"]["digits_se_resnet20"] = measured(
+                "digits_agreement",
+                lambda: digits_agreement(os.path.join(tmp, "digits"), epochs=digits_epochs),
+            )
+
+        log(f"  serving overhead, batch {overhead_batch} ...")
+        from keras_se.data import Preprocessing, normalize
+
+        images = rng.integers(0, 256, (overhead_batch, size, size, 3), dtype=np.uint8)
+        pre = normalize(tf.constant(images), Preprocessing())
+        bare = compiled_forward(net)
+        uint8 = tf.constant(images)
+        figures.append(
+            measured(
+                "serving_overhead",
+                lambda: _figure(
+                    "serving_overhead",
+                    f"{model} float32, batch {overhead_batch}, {size}x{size}: SavedModel "
+                    "serving_default (uint8 -> check -> preprocessing -> probabilities) vs the "
+                    "model's compiled forward on preprocessed images",
+                    ("SavedModel serving_default", "tf.function model(x)"),
+                    lambda: serve32(uint8),
+                    lambda: bare(pre),
+                    repeats=repeats,
+                ),
+            )
+        )
+
+    # the limit: TensorFlow's peak on a big matmul and a ResNet-shaped 3x3 convolution
+    peak, peak_flops = {}, {}
+    n, c = matmul, conv[-1]
+    peak_flops["matmul"] = 2.0 * n**3
+    peak_flops["conv"] = 2.0 * math.prod(conv) * c * 9
+    for dtype in ("float32", "bfloat16"):
+        a = tf.cast(tf.random.normal((n, n)), dtype)
+        x = tf.cast(tf.random.normal(conv), dtype)
+        k = tf.cast(tf.random.normal((3, 3, c, c)), dtype)
+        mm = tf.function(lambda a=a: tf.linalg.matmul(a, a))
+        cv = tf.function(lambda x=x, k=k: tf.nn.conv2d(x, k, 1, "SAME"))
+        peak[dtype] = {
+            "matmul": lambda mm=mm: mm().numpy(),
+            "conv": lambda cv=cv: cv().numpy(),
+        }
+    conv_text = "x".join(map(str, conv)) + f" -> {c}, 3x3"
+    for kind, what in (("matmul", f"{n}x{n} matmul"), ("conv", f"conv {conv_text}")):
+        log(f"  peak GFLOP/s: {what} ...")
+        times = measured(
+            f"peak_{kind}",
+            lambda kind=kind: interleave(
+                peak["bfloat16"][kind], peak["float32"][kind], repeats=repeats, warmup=2
+            ),
+        )
+        figures.append(
+            _rate_figure(
+                "peak_matmul" if kind == "matmul" else "peak_conv3x3",
+                f"TensorFlow's reached GFLOP/s, {what}: bfloat16 vs float32",
+                ("bfloat16", "float32"),
+                times,
+                (peak_flops[kind], peak_flops[kind]),
+            )
+        )
+
+    # the model against that peak, each precision against its own
+    y = rng.integers(0, 1000, size=(compute_batch,))
+    x = rng.standard_normal((compute_batch, size, size, 3)).astype("float32")
+    for precision in ("float32", "bfloat16"):
+        variant = export.with_precision(net, precision)
+        forward = compiled_forward(variant)
+        train = compiled_train_step(export.with_precision(net, precision))
+        for mode, fn, flops, reps in (
+            ("inference", lambda forward=forward: forward(x), 2.0, repeats),
+            ("train_step", lambda train=train: train(x, y), 6.0, train_repeats),
+        ):
+            name = f"share_of_peak_{mode}_{precision}"
+            log(f"  {name} ...")
+            times = measured(
+                name,
+                lambda fn=fn, reps=reps, precision=precision: interleave(
+                    fn, peak[precision]["conv"], repeats=reps, warmup=2
+                ),
+            )
+            figures.append(
+                _rate_figure(
+                    name,
+                    f"{model} {mode.replace('_', ' ')} ({precision}), batch {compute_batch}, "
+                    f"{size}x{size}, {flops:g} x {macs / 1e9:.3g} GMACs per image, vs the "
+                    f"{precision} conv {conv_text}: share of the reached peak",
+                    (f"{model} {mode}", f"conv 3x3 {precision}"),
+                    times,
+                    (flops * macs * compute_batch, peak_flops["conv"]),
+                )
+            )
+
+    log("  which oneDNN kernels run (ONEDNN_VERBOSE=1, a child process) ...")
+    info["onednn"] = measured(
+        "onednn",
+        lambda: onednn_kernels(model, size, compute_batch, steps=onednn_steps),
+    )
+    info["loadavg"] = loads
+    info["figures"] = figures
+    return info
+
+
+def onednn_kernels(model, size, batch, *, steps, env=None):
+    """oneDNN primitives run by a bfloat16 forward and training step, from ``ONEDNN_VERBOSE=1``.
+
+    A fresh ``_bench_worker onednn`` child builds registry ``model`` under ``mixed_bfloat16``
+    and runs ``steps`` forward calls and training steps after one untimed call of each;
+    oneDNN prints one ``onednn_verbose,...,exec,...`` line per primitive executed.
+
+    Returns:
+        ``{"isa": ..., "forward": {kernel: {"count", "ms"}}, "train_step": {...}}``: per
+        phase, the calls and milliseconds by ``"<primitive> <implementation> (<dtypes>)"``,
+        and the ISA oneDNN reports (e.g. ``Intel AVX2``, ``Intel AVX-512 with AMX``).
+    """
+    env = dict(env or _tensorflow_env(), ONEDNN_VERBOSE="1")
+    result = _run_worker("onednn", model, size, batch, steps, env=env, timeout=3600)
+    return parse_onednn_verbose(result.stdout)
+
+
+def parse_onednn_verbose(text):
+    """`onednn_kernels`' summary of a child's stdout (phases separated by `ONEDNN_MARK` lines)."""
+    phases, phase, isa = {}, None, None
+    for line in text.splitlines():
+        if line.startswith(ONEDNN_MARK):
+            phase = line[len(ONEDNN_MARK) :].strip()
+            phase = None if phase == "end" else phase
+            if phase:
+                phases.setdefault(phase, {})
+            continue
+        if not line.startswith("onednn_verbose,"):
+            continue
+        fields = line.split(",")
+        if "isa:" in line and isa is None:
+            isa = next(f.split("isa:", 1)[1] for f in fields if "isa:" in f)
+        if phase is None or len(fields) < 10 or fields[3] != "exec":
+            continue
+        # onednn_verbose,v1,primitive,exec,cpu,KIND,IMPLEMENTATION,PROP,MEMORY,...,TIME
+        kind, impl = fields[5], fields[6] or "-"
+        dtypes = sorted({m.split(":")[0].split("_")[-1] for m in fields[8].split() if "_" in m})
+        key = f"{kind} {impl} ({'/'.join(dtypes)})"
+        entry = phases[phase].setdefault(key, {"count": 0, "ms": 0.0})
+        entry["count"] += 1
+        try:
+            entry["ms"] += float(fields[-1])
+        except ValueError:
+            pass
+    return {"isa": isa, **phases}
+
+
+def bf16_markdown(info):
+    """The lines under the bf16 table: agreement, oneDNN kernels, load averages."""
+    lines = [f"Model: {info['model']} at {info['size']}x{info['size']}, {info['macs'] / 1e9:.4g} GMACs per image."]
+    for key, a in info.get("agreement", {}).items():
+        accuracy = "".join(
+            f", accuracy {p} {a[f'accuracy_{p}']:.4f}"
+            for p in ("float32", "bfloat16")
+            if f"accuracy_{p}" in a
+        )
+        lines.append(
+            f"Agreement of the bfloat16 with the float32 SavedModel, {key} ({a['images']} images): "
+            f"top-1 {a['top1_agreement']:.4f}, top-5 overlap {a['top5_overlap']:.4f}, "
+            f"max |Δprobability| {a['max_abs_diff']:.3g}{accuracy}."
+        )
+    onednn = info.get("onednn") or {}
+    lines.append(f"oneDNN (ONEDNN_VERBOSE=1) ISA: {onednn.get('isa')}; kernels executed per phase:")
+    lines += ["", "| phase | primitive implementation (dtypes) | calls | ms |", "|---|---|---|---|"]
+    for phase, kernels in onednn.items():
+        if phase == "isa":
+            continue
+        for key, entry in sorted(kernels.items(), key=lambda kv: -kv[1]["ms"]):
+            lines.append(f"| {phase} | {key} | {entry['count']} | {entry['ms']:.1f} |")
+        if not kernels:
+            lines.append(f"| {phase} | (no oneDNN primitive) | 0 | 0 |")
+    loads = ", ".join(f"{step} {b}→{a}" for step, b, a in info.get("loadavg", []))
+    lines += ["", f"Load average (1 min) before→after each measurement: {loads}."]
+    return lines
+
+
 # --------------------------------------------------------------------------- report
 def machine_info():
     import importlib
@@ -1227,6 +1576,20 @@ SETTINGS = {
         ),
         # keras_se vs timm: one model, tiny inputs
         peer=dict(models=("se_resnet50",), size=64, batch=2, repeats=2, train_repeats=2),
+        # the bfloat16 export and the limit: SE-ResNet-18 at 32x32, tiny peak shapes
+        bf16=dict(
+            model="se_resnet18",
+            size=32,
+            batches=(1, 2),
+            repeats=2,
+            overhead_batch=2,
+            compute_batch=2,
+            train_repeats=2,
+            matmul=128,
+            conv=(2, 14, 14, 32),
+            digits_epochs=0,
+            onednn_steps=1,
+        ),
     ),
     "full": dict(
         size=224,
@@ -1265,6 +1628,20 @@ SETTINGS = {
             batch=8,
             repeats=15,
             train_repeats=7,
+        ),
+        # `keras-se bench --only bf16`: about 20 minutes on 2 cores without bfloat16 instructions
+        bf16=dict(
+            model="se_resnet50",
+            size=224,
+            batches=(1, 8, 64),
+            repeats=7,
+            overhead_batch=8,
+            compute_batch=8,
+            train_repeats=5,
+            matmul=2048,
+            conv=(8, 56, 56, 64),
+            digits_epochs=4,
+            onednn_steps=2,
         ),
     ),
 }
@@ -1368,6 +1745,11 @@ def run_benchmarks(
     if "jax" in groups and keras.backend.backend() != "jax":
         jax_figures, report["machine"]["jax_allocator"] = _jax_figures(quick=quick, log=log)
         report["figures"] += jax_figures
+    if "bf16" in groups and tensorflow:
+        log("the bfloat16 export, the serving overhead and the machine's peak ...")
+        bf16_report = bench_bf16(log=log, **settings["bf16"])
+        report["figures"] += [f.as_dict() for f in bf16_report.pop("figures")]
+        report["bf16"] = bf16_report
     if "peer" in groups:
         log(f"keras_se (TensorFlow) vs timm (PyTorch, {peer_python}) ...")
         peer_report = bench_peer(python=peer_python, threads=threads, log=log, **settings["peer"])
@@ -1532,14 +1914,19 @@ def format_markdown(report, *, command):
             f"| {f['backend']} | {f['description']} | {f['a']} | {f['b']} | {cell('a')} | {cell('b')} | "
             f"{f['ratio']:.3f}{spread} | {f['goal'] or '—'} | {status} |"
         )
+    if report.get("bf16"):
+        lines += ["", *bf16_markdown(report["bf16"])]
     return "\n".join(lines)
 
 
 def report_section(report):
-    """The BENCHMARKS.md section a report belongs in: ``"gpu"``, ``"peer"`` or ``""`` (the main table)."""
+    """The BENCHMARKS.md section a report belongs in: ``"gpu"``, ``"peer"``, ``"bf16"`` or ``""``
+    (the main table)."""
     if report["mode"].endswith("-gpu"):
         return "gpu"
-    return "peer" if report.get("groups") == ["peer"] else ""
+    if report.get("groups") in (["peer"], ["bf16"]):
+        return report["groups"][0]
+    return ""
 
 
 def write_report(report, *, out=None, markdown=None, command="keras-se bench", section=""):
