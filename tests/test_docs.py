@@ -49,7 +49,7 @@ API_MODULES = [
     "keras_se.predict",
 ]
 
-SKIP_DIRECTIVE = re.compile(r"<!--\s*skip:\s*next\s*(?P<reason>.*?)\s*-->")
+SKIP_DIRECTIVE = re.compile(r"^<!--\s*skip:\s*next\s*(?P<reason>.*?)\s*-->", re.MULTILINE)
 
 
 def _rel(path):
@@ -86,7 +86,7 @@ def _page_param(path):
 
 def _python_blocks(text):
     return len(re.findall(r"^```python\s*$", text, re.MULTILINE)) + len(
-        re.findall(r"<!--\s*invisible-code-block:\s*python", text)
+        re.findall(r"^<!--\s*invisible-code-block:\s*python", text, re.MULTILINE)
     )
 
 
