@@ -3,13 +3,23 @@
 ``auto`` picks multi-worker when ``TF_CONFIG`` names more than one worker, mirrored
 when more than one GPU is visible, else one device. ``TF_CONFIG`` is read once here
 (`tf_config`) and a malformed value is a `UsageError` naming it.
+
+Before a multi-worker strategy starts, every task meets the others in a bounded
+rendezvous (`wait_for_cluster`): TensorFlow's own start-up waits for missing peers for
+an hour, holding the interpreter (Python signal handlers cannot run) and replacing the
+SIGTERM handler, so a cluster with a worker that never starts could only be SIGKILLed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import select
+import signal
+import socket
+import time
 
 import keras
 import numpy as np
@@ -76,8 +86,169 @@ def split_cpu(count):
         ) from err
 
 
-def make_strategy(name="auto", *, tpu=None):
-    """The tf.distribute strategy for ``name`` (one of ``choices.STRATEGIES``)."""
+def _cluster_tasks(config):
+    """``[(task name, "host:port"), ...]`` of the chief and workers, the leader first."""
+    cluster = config.get("cluster", {})
+    return [
+        (f"{job}:{index}", address)
+        for job in ("chief", "worker")
+        for index, address in enumerate(cluster.get(job, []))
+    ]
+
+
+def _split_address(address):
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "localhost", int(port)
+
+
+@contextlib.contextmanager
+def _signals_raise(what):
+    """SIGTERM and SIGINT raise a `UsageError` naming ``what`` (main thread only)."""
+
+    def handler(signum, frame):
+        raise UsageError(
+            f"{signal.Signals(signum).name} while {what}; stopped before training started"
+        )
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _send_line(conn, text):
+    with contextlib.suppress(OSError):
+        conn.sendall(text.encode() + b"\n")
+
+
+def _lead_rendezvous(tasks, deadline, timeout):
+    """The leader: accepts one connection per other task, then tells them all to go."""
+    _, port = _split_address(tasks[0][1])
+    try:
+        server = socket.create_server(("", port))
+    except OSError as err:
+        raise UsageError(
+            f"`TF_CONFIG`: this task's address {tasks[0][1]} cannot be listened on "
+            f"({err.strerror or err}). Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
+        ) from err
+    joined, buffers = {}, {}
+    try:
+        while len(joined) < len(tasks) - 1:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = [f"{name} ({addr})" for name, addr in tasks[1:] if name not in joined]
+                raise UsageError(
+                    f"workers never connected within {timeout:g} s: {', '.join(missing)}; start "
+                    f"every task of TF_CONFIG's cluster, or wait longer with --cluster-timeout. "
+                    f"Received: cluster_timeout={timeout:g}"
+                )
+            readable, _, _ = select.select([server, *buffers], [], [], min(left, 0.5))
+            for ready in readable:
+                if ready is server:
+                    conn, _ = server.accept()
+                    buffers[conn] = b""
+                    continue
+                chunk = b""
+                with contextlib.suppress(OSError):
+                    chunk = ready.recv(256)
+                if not chunk:  # a task that connected and went away: forget it
+                    joined = {k: c for k, c in joined.items() if c is not ready}
+                    buffers.pop(ready).close()
+                    continue
+                buffers[ready] += chunk
+                if b"\n" in buffers[ready]:
+                    joined[buffers[ready].split(b"\n")[0].decode()] = ready
+        for conn in joined.values():
+            _send_line(conn, "go")
+        # The others close first (their side keeps TIME_WAIT), so TensorFlow's server can
+        # bind this port at once.
+        for conn in joined.values():
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                conn.recv(16)
+    finally:
+        for conn in buffers:
+            conn.close()
+        server.close()
+
+
+def _join_rendezvous(tasks, me, deadline, timeout):
+    """A non-leader task: connects to the leader (retrying) until it says go."""
+    leader, address = tasks[0]
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise UsageError(
+                f"the cluster did not start within {timeout:g} s: {leader} ({address}) never "
+                f"answered, or other workers never connected to it; start every task of "
+                f"TF_CONFIG's cluster, or wait longer with --cluster-timeout. "
+                f"Received: cluster_timeout={timeout:g}"
+            )
+        try:
+            conn = socket.create_connection(_split_address(address), timeout=min(left, 2))
+        except OSError:
+            time.sleep(min(0.2, max(left, 0)))
+            continue
+        with conn:
+            _send_line(conn, me)
+            data = b""
+            while b"\n" not in data and time.monotonic() < deadline:
+                readable, _, _ = select.select([conn], [], [], min(deadline - time.monotonic(), 0.5))
+                if readable:
+                    try:
+                        chunk = conn.recv(256)
+                    except OSError:
+                        chunk = b""
+                    if not chunk:
+                        break  # the leader restarted: connect again
+                    data += chunk
+            if data.startswith(b"go"):
+                return
+
+
+def wait_for_cluster(timeout, config=None):
+    """Waits up to ``timeout`` seconds until every chief/worker task of ``TF_CONFIG`` runs.
+
+    The leader (the chief, else worker 0) listens on its own ``TF_CONFIG`` port (before
+    TensorFlow's server takes it); every other task connects to it and waits for "go",
+    sent when all have connected. SIGTERM and Ctrl-C stop the wait at once.
+
+    Args:
+        timeout: seconds to wait for the whole cluster.
+        config: the parsed ``TF_CONFIG`` (default: `tf_config()`).
+
+    Raises:
+        UsageError: a task did not connect in time (the leader names the missing ones), or
+            SIGTERM/SIGINT arrived while waiting.
+
+    Example:
+        >>> wait_for_cluster(60, {})  # no cluster: returns at once
+    """
+    config = tf_config() if config is None else config
+    tasks = _cluster_tasks(config)
+    if len(tasks) < 2:
+        return
+    me = f"{config['task']['type']}:{config['task']['index']}"
+    deadline = time.monotonic() + timeout
+    with _signals_raise(f"waiting for the cluster's workers ({len(tasks)} tasks)"):
+        if me == tasks[0][0]:
+            _lead_rendezvous(tasks, deadline, timeout)
+        else:
+            _join_rendezvous(tasks, me, deadline, timeout)
+
+
+def make_strategy(name="auto", *, tpu=None, cluster_timeout=None):
+    """The tf.distribute strategy for ``name`` (one of ``choices.STRATEGIES``).
+
+    ``cluster_timeout``: for multi-worker, seconds to wait for every task of the cluster
+    (`wait_for_cluster`) before TensorFlow starts its collectives; None: no rendezvous.
+    """
     check_choice("strategy", name, choices.STRATEGIES)
     if name == "auto":
         # Physical devices: listing logical ones would initialise the runtime, after
@@ -93,6 +264,8 @@ def make_strategy(name="auto", *, tpu=None):
             raise UsageError(
                 "`strategy='multi-worker'` needs TF_CONFIG with a cluster of workers (see README)."
             )
+        if cluster_timeout is not None:
+            wait_for_cluster(cluster_timeout)
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "one-device":

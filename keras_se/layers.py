@@ -206,6 +206,36 @@ class PointwiseConv2D(keras.layers.Conv2D):
         return ops.reshape(outputs, _per_channel_shape(-1, self.filters, 4, self.data_format))
 
 
+_GROUPED_GRADIENTS = []  # one cached answer of `_tf_grouped_gradients`
+
+
+def _tf_grouped_gradients():
+    """Whether TensorFlow's own kernels differentiate grouped convolutions here.
+
+    TensorFlow's CPU kernels do only with oneDNN, which TensorFlow turns on by itself
+    only on some CPUs (``TF_ENABLE_ONEDNN_OPTS``; off on an AVX2-only AMD EPYC, for one):
+    without it the backward pass fails ("Gradients for grouped convolutions are not
+    supported on CPU"), so `Conv2D` keeps Keras's XLA path. Probed once, eagerly, on a
+    tiny convolution.
+    """
+    if not _GROUPED_GRADIENTS:
+        import tensorflow as tf
+
+        with tf.init_scope():  # eagerly, also when first called while tracing a function
+            try:  # the input gradient of a 2-group 3x3 convolution, 4 channels
+                tf.raw_ops.Conv2DBackpropInput(
+                    input_sizes=[1, 3, 3, 4],
+                    filter=tf.ones((3, 3, 2, 4)),
+                    out_backprop=tf.ones((1, 3, 3, 4)),
+                    strides=[1, 1, 1, 1],
+                    padding="SAME",
+                )
+                _GROUPED_GRADIENTS.append(True)
+            except tf.errors.InvalidArgumentError:
+                _GROUPED_GRADIENTS.append(False)
+    return _GROUPED_GRADIENTS[0]
+
+
 @keras.saving.register_keras_serializable(package="keras_se")
 class Conv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` whose grouped case TensorFlow runs with its own kernels (ResNeXt's 3x3).
@@ -239,6 +269,7 @@ class Conv2D(keras.layers.Conv2D):
             self.groups == 1
             or keras.backend.backend() != "tensorflow"
             or self.data_format != "channels_last"
+            or not _tf_grouped_gradients()
         ):
             return super().convolution_op(inputs, kernel)
         import tensorflow as tf
@@ -465,9 +496,26 @@ class SEGate(keras.layers.Layer):
             self.reduce_bias = None
             self.expand_bias = None
 
+    def _check_float(self, x):
+        """A gate averages and scales its input: refuse integer/bool inputs by name, at
+        build time of a functional model (its symbolic call) rather than inside a kernel."""
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if not keras.backend.is_float_dtype(dtype):
+            raise TypeError(
+                f"Layer '{self.name}' ({self.__class__.__name__}) needs a floating-point input "
+                f"(a feature map); cast it first, e.g. keras.ops.cast(x, 'float32'). "
+                f"Received: input dtype={dtype}"
+            )
+
+    def compute_output_spec(self, inputs, *args, **kwargs):
+        # The symbolic call of a functional model: refuse a non-float input here, at build.
+        self._check_float(inputs[0] if _is_pair(inputs) else inputs)
+        return super().compute_output_spec(inputs, *args, **kwargs)
+
     def _check_input(self, x):
         """For the methods that bypass ``__call__``: builds the layer on ``x`` if needed,
         else refuses another channel count as the ``InputSpec`` does in ``__call__``."""
+        self._check_float(x)
         if not self.built:
             self.build(tuple(x.shape))
             return
@@ -597,6 +645,7 @@ class SqueezeExcite(SEGate):
         self._build_gate(input_shape)
 
     def call(self, inputs):
+        self._check_float(inputs)
         s = self._gate_from_pooled(self._squeeze(inputs))
         s = self._broadcastable(s, len(inputs.shape))
         if s.dtype != inputs.dtype:
@@ -954,6 +1003,7 @@ class BatchNormSqueezeExcite(SEGate):
         return tf.cast(_scale_without_saving(u, s, x, a, b), self.compute_dtype)
 
     def call(self, inputs, means=None, training=None):
+        self._check_float(inputs[0] if _is_pair(inputs) else inputs)
         if self._fusable(inputs, training):
             return self._fused_call(inputs, means)
         x, means = self._prepare(inputs, means)

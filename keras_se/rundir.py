@@ -11,6 +11,7 @@ run through this class, never by file name::
     model.keras                  the final model (model.preprocessing.json beside it)
     summary.json                 final accuracy, parameters, time
     worker_K.summary.json        non-chief workers' summaries (multi-worker runs)
+    .lock                        the running process's id; an advisory lock (`RunDir.lock`)
 
 Format versions: 1 (keras_se 0.1: checkpoints hold model, optimizer and epoch) and
 2 (checkpoints also hold the step inside the epoch and the epoch's running sums, so a
@@ -28,10 +29,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import glob
 import json
 import os
+import re
 import shutil
 
 from keras_se_core.errors import UsageError
@@ -56,6 +60,7 @@ class RunDir:
     CHECKPOINTS = "checkpoints"
     LOGS = "logs"
     EXCITATIONS = "excitations"
+    LOCK = ".lock"
 
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
@@ -124,6 +129,41 @@ class RunDir:
                 f"({err.strerror or err})"
             ) from err
         return created
+
+    def lock(self, *, what="out"):
+        """Takes the run directory's advisory lock for this process (held until it exits).
+
+        ``fcntl.flock`` on ``.lock``: the kernel releases it when the process ends, however
+        it ends, so a killed run never leaves a stale lock. The file holds the owner's
+        process id, which a second run names in its error.
+
+        Raises:
+            UsageError: another live process holds the lock (naming its id).
+        """
+        fd = os.open(self.file(self.LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UsageError(
+                f"`{what}` is in use by another run (process {owner}); wait for it to end or use "
+                f"another --{what}. Received: {what}={self.path!r}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd  # kept open: closing it would release the lock
+        return self
+
+    def unlock(self):
+        """Releases the lock taken by `lock` and removes ``.lock`` (a no-op without it)."""
+        fd = getattr(self, "_lock_fd", None)
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.remove(self.file(self.LOCK))
+        os.close(fd)
+        self._lock_fd = None
 
     @staticmethod
     def remove_created(created):
@@ -239,6 +279,51 @@ class RunDir:
         return model
 
     # ----------------------------------------------------------------- checkpoints
+    CHECKPOINT_STATE = "checkpoint"  # tf.train.CheckpointManager's list of checkpoints
+
+    def checkpoint_candidates(self):
+        """Checkpoint prefixes to restore from, newest first (``checkpoints/ckpt-N``).
+
+        Every prefix with an ``.index`` file, and every prefix the state file names (whose
+        files may be missing: restoring it then fails and the caller says why), by number.
+        """
+        prefixes = {
+            path[: -len(".index")]
+            for path in glob.glob(os.path.join(self.checkpoint_dir, "ckpt-*.index"))
+        }
+        state = self.file(os.path.join(self.CHECKPOINTS, self.CHECKPOINT_STATE))
+        if os.path.exists(state):
+            with open(state) as f:
+                for name in re.findall(r'checkpoint_path: "([^"]+)"', f.read()):
+                    prefixes.add(os.path.join(self.checkpoint_dir, os.path.basename(name)))
+
+        def number(prefix):
+            found = re.fullmatch(r"ckpt-(\d+)", os.path.basename(prefix))
+            return int(found.group(1)) if found else -1
+
+        return sorted((p for p in prefixes if number(p) >= 0), key=number, reverse=True)
+
+    def set_aside_checkpoints(self, prefixes, *, keep):
+        """Renames the files of unusable checkpoints ``prefixes`` to ``*.unusable`` and
+        rewrites the state file to list ``keep`` (prefixes, newest first), so that the
+        checkpoint manager neither lists nor rotates them; nothing is deleted."""
+        import tensorflow as tf
+
+        for prefix in prefixes:
+            for path in glob.glob(glob.escape(prefix) + ".*"):
+                if not path.endswith(".unusable"):
+                    os.replace(path, path + ".unusable")
+        if keep:
+            tf.compat.v1.train.update_checkpoint_state(
+                self.checkpoint_dir,
+                keep[0],
+                all_model_checkpoint_paths=list(reversed(keep)),
+            )
+
+    def has_checkpoint_state(self):
+        """True once a checkpoint was saved here (the manager's state file exists)."""
+        return os.path.exists(os.path.join(self.checkpoint_dir, self.CHECKPOINT_STATE))
+
     def remove_partial_checkpoints(self):
         """Deletes temporary files a failed checkpoint save left behind (``*_temp*``)."""
         for path in glob.glob(os.path.join(self.checkpoint_dir, "*_temp*")):

@@ -39,8 +39,10 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import shutil
 import signal
+import sys
 import time
 
 import keras
@@ -206,10 +208,19 @@ class Trainer:
         created = self.run_dir.create()
         try:
             self.setup()
+            if self.chief:  # one run per directory: a second process is refused, naming the first
+                self.run_dir.lock()
             self.restore()
         except BaseException:
+            self.run_dir.unlock()
             self.run_dir.remove_created(created)  # only directories left empty
             raise
+        try:
+            return self._run()
+        finally:
+            self.run_dir.unlock()
+
+    def _run(self):
         if self.chief:
             self.run_dir.write_config(self.config, self.info.to_dict())
         if self.excitations and self.position[1] == 0:
@@ -232,7 +243,9 @@ class Trainer:
         # Devices and collectives must be configured before TensorFlow runs any op.
         if config.cpu_devices:
             distribute.split_cpu(config.cpu_devices)
-        self.strategy = distribute.make_strategy(config.strategy, tpu=config.tpu)
+        self.strategy = distribute.make_strategy(
+            config.strategy, tpu=config.tpu, cluster_timeout=config.cluster_timeout
+        )
         keras.utils.set_random_seed(config.seed)
         self.chief = distribute.is_chief(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
@@ -247,6 +260,8 @@ class Trainer:
             manual_dir=config.manual_dir,
             image_size=config.image_size,
         )
+        if self.info.image_size_note and self.chief and self.verbose:
+            print(self.info.image_size_note)  # how an image folder's input size was chosen
         if self.info.num_classes < 2:
             raise UsageError(
                 f"`dataset` must have at least 2 classes to train a classifier "
@@ -403,10 +418,9 @@ class Trainer:
         objects = dict(model=self.model, optimizer=self.optimizer, epoch=self.epoch_var)
         if version >= 2:
             objects.update(step=self.step_var, sums=self.sums_var)
-        latest = tf.train.latest_checkpoint(self.run_dir.checkpoint_dir)
+        latest = self._restore_newest(tf.train.Checkpoint(**objects))
         self.history = self.run_dir.read_history()
         if latest:
-            tf.train.Checkpoint(**objects).restore(latest).assert_existing_objects_matched()
             done = int(self.epoch_var.numpy())
             self.history = [row for row in self.history if row["epoch"] <= done]
             if self.verbose and self.chief:
@@ -435,6 +449,39 @@ class Trainer:
             if self.chief
             else tf.summary.create_noop_writer()
         )
+
+    def _restore_newest(self, checkpoint):
+        """Restores the newest checkpoint that can be restored; returns its prefix (or None).
+
+        A checkpoint whose files are missing or unreadable is skipped with a line saying
+        why, the next older one is tried, and the skipped files are renamed out of the
+        checkpoint manager's way (`RunDir.set_aside_checkpoints`). A directory that once
+        held a checkpoint but has none left that restores is an error: a run is never
+        silently started over (and its older checkpoints never rotated away).
+        """
+        candidates, skipped = self.run_dir.checkpoint_candidates(), {}
+        for prefix in candidates:
+            try:
+                checkpoint.restore(prefix).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError) as err:
+                reason = " ".join((getattr(err, "message", None) or str(err)).split())[:160]
+                skipped[prefix] = reason
+                if self.chief:
+                    print(f"Skipping checkpoint {prefix}: cannot be restored ({reason})", file=sys.stderr)
+                continue
+            if skipped and self.chief:
+                self.run_dir.set_aside_checkpoints(
+                    list(skipped), keep=[c for c in candidates if c not in skipped]
+                )
+            return prefix
+        if skipped or self.run_dir.has_checkpoint_state():
+            listing = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in skipped.items())
+            raise UsageError(
+                f"`out` holds a run but none of its checkpoints can be restored "
+                f"({listing or 'the checkpoint files are missing'}); restore the files or use a "
+                f"new --out. Received: out={self.config.out!r}"
+            )
+        return None
 
     def train_epoch(self, epoch):
         """Trains one epoch (from the restored step); checkpoints every N steps and on SIGTERM."""

@@ -37,7 +37,14 @@ GROUPS = (
 _DATA, _RECIPE, _CKPT, _HW = GROUPS
 
 #: Settings that may change between a run and its resume (they do not change what is computed).
-RESUMABLE_CHANGES = ("out", "epochs", "checkpoint_every", "keep_checkpoints", "log_excitations")
+RESUMABLE_CHANGES = (
+    "out",
+    "epochs",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_excitations",
+    "cluster_timeout",
+)
 
 
 def _setting(default, help, *, group, check=None, flag=None, metavar=None, cli=True, const=None):
@@ -185,6 +192,14 @@ class TrainConfig:
         check=_choice(choices.STRATEGIES),
     )
     tpu: str | None = _setting(None, "TPU address for --strategy tpu", group=_HW)
+    cluster_timeout: float = _setting(
+        600.0,
+        "multi-worker: seconds to wait for every task of TF_CONFIG's cluster to start; then "
+        "one line names the workers that never connected (exit 2)",
+        group=_HW,
+        check=_positive_number,
+        metavar="SECONDS",
+    )
     cpu_devices: int | None = _setting(
         None,
         "split the CPU into N logical devices (try --strategy mirrored without GPUs)",
