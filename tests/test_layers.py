@@ -915,3 +915,35 @@ def test_fused_batch_norm_inference_mixed_precision_and_roundtrip(tmp_path):
     finally:
         keras.config.set_dtype_policy(previous)
     assert_layer_roundtrip(lambda: FusedBatchNormalization(epsilon=1e-5, name="bn"), x, tmp_path)
+
+
+@pytest.mark.parametrize("layer_class", [SqueezeExcite, BatchNormSqueezeExcite])
+def test_integer_inputs_are_refused_by_name_and_low_precision_floats_work(layer_class):
+    """An SE gate averages and scales a feature map: an int32 input is a TypeError naming the
+    layer and the dtype, both when a functional model is built and when called eagerly; float16
+    and bfloat16 inputs (autocast, or under the layer's own dtype) give the float32 result."""
+    x = keras.Input((4, 4, 8), dtype="int32")
+    with pytest.raises(TypeError, match=r"'gate_f'.*input dtype=int32"):
+        keras.Model(x, layer_class(ratio=2, name="gate_f")(x))
+    with pytest.raises(TypeError, match=r"'gate_e'.*input dtype=int32"):
+        layer_class(ratio=2, name="gate_e")(np.ones((1, 4, 4, 8), "int32"))
+
+    images = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
+    reference = layer_class(ratio=2)
+    expected = keras.ops.convert_to_numpy(reference(images))
+    for dtype, atol in (("float16", 1e-2), ("bfloat16", 5e-2)):
+        x = keras.Input((4, 4, 8), dtype=dtype)
+        layer = layer_class(ratio=2)
+        model = keras.Model(x, layer(x))
+        layer.set_weights(reference.get_weights())
+        out = model(keras.ops.cast(images, dtype))  # autocast to the float32 policy
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(out), expected, atol=atol)
+        own = layer_class(ratio=2, dtype=dtype)  # computing in the low precision itself
+        own.build(images.shape)
+        own.set_weights(reference.get_weights())
+        out = own(keras.ops.cast(images, dtype))
+        assert keras.backend.standardize_dtype(out.dtype) == dtype
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), expected, atol=atol * 4
+        )
