@@ -71,6 +71,12 @@ class SEBlock:
         depth: position among all SE blocks in network order, from 1.
         channels: number of channels the block gates.
         layer: the SE layer itself (`SqueezeExcite` or `BatchNormSqueezeExcite`).
+
+    Example:
+        >>> from keras_se import models
+        >>> blocks = find_se_blocks(models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3))
+        >>> blocks[3], blocks[3].label
+        (SEBlock(name='conv3_block1_se', stage=3, index=1, depth=4, channels=32), 'SE_3_1')
     """
 
     name: str
@@ -175,6 +181,12 @@ def default_blocks(blocks):
 
     Returns:
         The selected subset, in network order.
+
+    Example:
+        >>> from keras_se import models
+        >>> blocks = find_se_blocks(models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3))
+        >>> [b.label for b in default_blocks(blocks)]
+        ['SE_2_3', 'SE_3_3', 'SE_4_1', 'SE_4_2', 'SE_4_3']
     """
     stages = {}
     for block in blocks:
@@ -197,6 +209,12 @@ def select_blocks(blocks, selection=None):
 
     Raises:
         ValueError: naming the first unknown entry and the known names.
+
+    Example:
+        >>> from keras_se import models
+        >>> blocks = find_se_blocks(models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3))
+        >>> [b.name for b in select_blocks(blocks, ["SE_3_2", 1])]
+        ['conv2_block1_se', 'conv3_block2_se']
     """
     if selection is None or selection == "all":
         return list(blocks)
@@ -260,6 +278,14 @@ def excitation_model(model, blocks=None):
 
     Returns:
         A ``keras.Model``.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3)
+        >>> probe = excitation_model(model, find_se_blocks(model)[:2])
+        >>> [g.shape for g in probe.predict(np.zeros((4, 16, 16, 3), "float32"), verbose=0)]
+        [(4, 16), (4, 16)]
     """
     blocks = find_se_blocks(model) if blocks is None else list(blocks)
     if len(model.inputs) != 1:
@@ -337,6 +363,17 @@ class BlockStatistics:
             units: ``sqrt(mean_j Σ_c n_c (μ_cj − μ_j)² / N)`` (the root mean square over
             channels of the between-class standard deviation). η² is scale-free; this
             says whether the class differences are large in absolute terms.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3)
+        >>> images = np.random.default_rng(0).random((12, 16, 16, 3), dtype="float32")
+        >>> result = analyze_excitations(model, (images, np.arange(12) % 3),
+        ...                              class_names=["a", "b", "c"], verbose=0)
+        >>> stats = result.block("SE_4_3")
+        >>> stats.name, stats.class_means.shape, stats.mean.shape
+        ('conv4_block3_se', (3, 64), (64,))
     """
 
     name: str
@@ -441,6 +478,16 @@ class ExcitationAnalysis:
         class_counts: ``(K,)`` images per class.
         num_images: images analysed.
         blocks: `BlockStatistics` per analysed SE block.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3)
+        >>> images = np.random.default_rng(0).random((12, 16, 16, 3), dtype="float32")
+        >>> result = analyze_excitations(model, (images, np.arange(12) % 3),
+        ...                              class_names=["a", "b", "c"], verbose=0)
+        >>> result.num_images, result.class_counts.tolist(), len(result.blocks)
+        (12, [4.0, 4.0, 4.0], 9)
     """
 
     model_name: str
@@ -681,6 +728,15 @@ class Walkthrough:
         squeeze: ``(C,)`` z, U pooled over space (the layer's ``squeeze``: avg or max).
         excitation: ``(C,)`` s, the gate.
         scaled: ``(h, w, C)`` X~ = s · U, the block's output as the model computes it.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3)
+        >>> image = np.random.default_rng(0).random((16, 16, 3), dtype="float32")
+        >>> step = walkthrough(model, image, block="SE_3_3")
+        >>> step.features.shape, step.squeeze.shape, step.excitation.shape, step.scaled.shape
+        ((8, 8, 32), (32,), (32,), (8, 8, 32))
     """
 
     block: SEBlock
@@ -754,6 +810,12 @@ def default_walkthrough_block(blocks):
     A middle block: its feature maps are still large enough to look at (16x16 on a
     32x32 CIFAR-stem ResNet) and its gates already differ between channels. A model
     with one stage gets its last block.
+
+    Example:
+        >>> from keras_se import models
+        >>> blocks = find_se_blocks(models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3))
+        >>> default_walkthrough_block(blocks).label
+        'SE_3_3'
     """
     stages = {}
     for b in blocks:

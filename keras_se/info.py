@@ -14,7 +14,23 @@ def _version(module):
 
 
 def collect_info(*, devices=True):
-    """A dict of versions, the Keras backend, devices, and registered models/layers."""
+    """A dict of versions, the Keras backend, devices, and registered models/layers.
+
+    What ``keras-se info`` prints (`format_info`).
+
+    Args:
+        devices: also list the backend's devices (imports TensorFlow on its backend).
+
+    Returns:
+        A dict: ``keras_se``, ``python``, ``keras``, ``backend``, ``image_data_format``, the
+        versions of the optional packages (None when not installed), ``models`` (registry
+        names), ``layers`` (registered keras_se layer classes) and ``devices``.
+
+    Example:
+        >>> info = collect_info(devices=False)
+        >>> "se_resnet50" in info["models"], "keras_se>SqueezeExcite" in info["layers"]
+        (True, True)
+    """
     import keras
 
     import keras_se
@@ -55,6 +71,19 @@ def _devices(backend):
 
 
 def format_info(info):
+    """The `collect_info` dict as aligned ``key: value`` lines (lists joined with commas).
+
+    Args:
+        info: a dict such as `collect_info` returns.
+
+    Returns:
+        A string, one line per key.
+
+    Example:
+        >>> print(format_info({"backend": "jax", "models": ["se_resnet18", "se_resnet50"]}))
+                     backend: jax
+                      models: se_resnet18, se_resnet50
+    """
     lines = []
     for key, value in info.items():
         if isinstance(value, list):

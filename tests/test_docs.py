@@ -288,3 +288,32 @@ def test_every_public_name_is_in_the_api_reference(tmp_path):
     missing = sorted(name for name, _ in _public_names() if name not in anchors)
     assert not missing, f"not in the API reference: {missing}"
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Docstring examples (the modules whose docstrings the docs own; the others join as their
+# examples are written and checked)
+
+DOCTESTED_MODULES = ["keras_se/analysis.py", "keras_se/utils.py", "keras_se/retrofit.py", "keras_se/blocks.py", "keras_se/info.py"]
+#: Modules whose docstring examples take 2 s or more in all.
+SLOW_DOCTESTS = {"keras_se/analysis.py", "keras_se/utils.py", "keras_se/retrofit.py"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_DOCTESTS else [], id=n) for n in DOCTESTED_MODULES],
+)
+def test_docstring_examples_run(name, tmp_path, monkeypatch):
+    """The ``>>>`` examples of the module's docstrings run and print what they show (Sybil)."""
+    sybil = pytest.importorskip("sybil", reason="the doc tests need the docs extra: pip install -e '.[docs]'")
+    import doctest
+
+    from sybil.parsers.rest import DocTestParser
+
+    monkeypatch.chdir(tmp_path)
+    document = sybil.Sybil(parsers=[DocTestParser(optionflags=doctest.ELLIPSIS)]).parse(ROOT / name)
+    ran = 0
+    for example in document:
+        example.evaluate()  # a doctest: +SKIP example evaluates to nothing
+        ran += 1
+    assert ran, f"{name} has no docstring example"
