@@ -61,7 +61,9 @@ def _rel(path):
 
 
 def _sybil():
-    sybil = pytest.importorskip("sybil", reason="the doc tests need the docs extra: pip install -e '.[docs]'")
+    sybil = pytest.importorskip(
+        "sybil", reason="the doc tests need the docs extra: pip install -e '.[docs]'"
+    )
     from sybil.parsers.markdown import ClearNamespaceParser, PythonCodeBlockParser, SkipParser
 
     return sybil.Sybil(parsers=[PythonCodeBlockParser(), SkipParser(), ClearNamespaceParser()])
@@ -106,11 +108,14 @@ def test_page_examples_run(name, tmp_path, monkeypatch):
     # every skip is one of the page's directives, shown with its reason by test_marked_block_is_skipped
     directives = [reason for page, _, reason in _skip_directives() if page == name]
     assert len(skipped) == len(directives), (skipped, directives)
-    assert ran >= _python_blocks((ROOT / name).read_text()) - len(directives)  # a doctest block: one per >>>
+    # every block ran (a doctest block counts once per >>> statement)
+    assert ran >= _python_blocks((ROOT / name).read_text()) - len(directives)
 
 
 @pytest.mark.parametrize(
-    "page, line, reason", _skip_directives(), ids=[f"{p}:{line}" for p, line, _ in _skip_directives()]
+    "page, line, reason",
+    _skip_directives(),
+    ids=[f"{p}:{line}" for p, line, _ in _skip_directives()],
 )
 def test_marked_block_is_skipped(page, line, reason):
     assert len(reason) >= 10, f"{page}:{line}: a skipped block needs its reason"
@@ -129,15 +134,27 @@ RUN = {
 
 #: Why the others are not run, by subcommand (the first rule that matches).
 NOT_RUN = [
-    (r"^keras-se quickstart", "trains for 34 s or more; run end to end by tests/test_quickstart.py"),
+    (
+        r"^keras-se quickstart",
+        "trains for 34 s or more; run end to end by tests/test_quickstart.py",
+    ),
     (r"--dataset (cifar|imagenet|imagenette|tf_flowers)", "downloads a TFDS dataset (network)"),
     (r"--distributed|--strategy multi-worker|TF_CONFIG", "needs several processes or hosts"),
-    (r"^keras-se train", "a full training run (minutes or more); tiny runs: tests/test_training.py"),
+    (
+        r"^keras-se train",
+        "a full training run (minutes or more); tiny runs: tests/test_training.py",
+    ),
     (r"^keras-se tune", "a multi-trial search (minutes); tiny searches: tests/test_tuning.py"),
     (r"^keras-se bench", "the benchmark takes minutes to an hour; smoke tests: pytest -m bench"),
     (r"^keras-se convert timm/", "downloads reference weights (network)"),
-    (r"^keras-se convert", "needs a timm state dict file and PyTorch; tested in tests/test_weights.py"),
-    (r"^keras-se (export|visualize) runs/", "needs a trained run directory; tested in tests/test_export.py, tests/test_visualize.py"),
+    (
+        r"^keras-se convert",
+        "needs a timm state dict file and PyTorch; tested in tests/test_weights.py",
+    ),
+    (
+        r"^keras-se (export|visualize) runs/",
+        "needs a trained run directory; tested in tests/test_export.py, tests/test_visualize.py",
+    ),
 ]
 
 
@@ -174,7 +191,9 @@ def test_shell_command(page, command, tmp_path):
         assert result.stdout.strip()
         return
     reason = _not_run_reason(command)
-    assert reason, f"{page}: `{command}` is neither run (RUN) nor given a reason (NOT_RUN) in {__file__}"
+    assert reason, (
+        f"{page}: `{command}` is neither run (RUN) nor given a reason (NOT_RUN) in {__file__}"
+    )
     if "..." not in argv and not any(a.startswith(("[", "<")) for a in argv):
         from keras_se_core.cli import build_parser
 
@@ -200,7 +219,9 @@ def _public(module):
     """(qualified name, object) of the module's public functions and classes."""
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [n for n, v in vars(module).items() if getattr(v, "__module__", None) == module.__name__]
+        names = [
+            n for n, v in vars(module).items() if getattr(v, "__module__", None) == module.__name__
+        ]
     out = []
     for name in names:
         value = getattr(module, name)
@@ -218,10 +239,11 @@ def _has_example(doc):
     return bool(doc) and bool(re.search(r"^\s*Examples?:\s*$|>>>", doc, re.MULTILINE))
 
 
-#: Public names without an example in their docstring, in files the docs do not own.
-#: Empty this list as the examples are written.
 def _lacking_examples():
-    return sorted(name for name, value in _public_names() if not _has_example(inspect.getdoc(value)))
+    """The public names whose docstring has neither an ``Example:`` section nor ``>>>``."""
+    return sorted(
+        name for name, value in _public_names() if not _has_example(inspect.getdoc(value))
+    )
 
 
 @pytest.mark.xfail(
@@ -262,7 +284,9 @@ def test_every_public_name_is_in_the_api_reference(tmp_path):
     (docs / "index.md").write_text("# API\n")
     for key in ("nav", "hooks", "exclude_docs"):
         config.pop(key, None)
-    config["plugins"] = [p for p in config["plugins"] if not (isinstance(p, dict) and "mkdocs-jupyter" in p)]
+    config["plugins"] = [
+        p for p in config["plugins"] if not (isinstance(p, dict) and "mkdocs-jupyter" in p)
+    ]
     handler = config["plugins"][-1]["mkdocstrings"]["handlers"]["python"]
     handler["paths"] = [str(ROOT)]
     handler["options"]["extensions"] = [
@@ -270,7 +294,9 @@ def test_every_public_name_is_in_the_api_reference(tmp_path):
     ]
     config.update(docs_dir=str(docs), site_dir=str(tmp_path / "site"))
     config["markdown_extensions"] = [
-        e for e in config["markdown_extensions"] if not (isinstance(e, dict) and "pymdownx.snippets" in e)
+        e
+        for e in config["markdown_extensions"]
+        if not (isinstance(e, dict) and "pymdownx.snippets" in e)
     ]
     (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
@@ -289,23 +315,33 @@ def test_every_public_name_is_in_the_api_reference(tmp_path):
     assert not missing, f"not in the API reference: {missing}"
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Docstring examples (the modules whose docstrings the docs own; the others join as their
 # examples are written and checked)
 
-DOCTESTED_MODULES = ["keras_se/analysis.py", "keras_se/utils.py", "keras_se/retrofit.py", "keras_se/blocks.py", "keras_se/info.py"]
+DOCTESTED_MODULES = [
+    "keras_se/analysis.py",
+    "keras_se/utils.py",
+    "keras_se/retrofit.py",
+    "keras_se/blocks.py",
+    "keras_se/info.py",
+]
 #: Modules whose docstring examples take 2 s or more in all.
 SLOW_DOCTESTS = {"keras_se/analysis.py", "keras_se/utils.py", "keras_se/retrofit.py"}
 
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_DOCTESTS else [], id=n) for n in DOCTESTED_MODULES],
+    [
+        pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_DOCTESTS else [], id=n)
+        for n in DOCTESTED_MODULES
+    ],
 )
 def test_docstring_examples_run(name, tmp_path, monkeypatch):
     """The ``>>>`` examples of the module's docstrings run and print what they show (Sybil)."""
-    sybil = pytest.importorskip("sybil", reason="the doc tests need the docs extra: pip install -e '.[docs]'")
+    sybil = pytest.importorskip(
+        "sybil", reason="the doc tests need the docs extra: pip install -e '.[docs]'"
+    )
     import doctest
 
     from sybil.parsers.rest import DocTestParser

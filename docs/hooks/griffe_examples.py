@@ -37,7 +37,11 @@ class FactoryBuilders(griffe.Extension):
 
     def on_module_members(self, *, mod, **kwargs):
         for name, member in list(mod.members.items()):
-            if member.is_alias or not member.is_attribute or not str(member.value).startswith("_builder("):
+            if (
+                member.is_alias
+                or not member.is_attribute
+                or not str(member.value).startswith("_builder(")
+            ):
                 continue
             runtime = getattr(importlib.import_module(mod.path), name, None)
             if not callable(runtime):
@@ -57,6 +61,8 @@ class FactoryBuilders(griffe.Extension):
                 lineno=member.lineno,
                 endlineno=member.endlineno,
                 parameters=parameters,
-                docstring=griffe.Docstring(inspect.cleandoc(runtime.__doc__ or ""), lineno=member.lineno),
+                docstring=griffe.Docstring(
+                    inspect.cleandoc(runtime.__doc__ or ""), lineno=member.lineno
+                ),
             )
             mod.set_member(name, function)

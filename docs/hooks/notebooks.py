@@ -32,7 +32,9 @@ def on_files(files, config):
     (src_dir / "notebooks").mkdir(exist_ok=True)
     # The kernel imports this checkout's keras_se (installed or not), quietly, and draws with Agg;
     # a kernel that imports TensorFlow on 2 busy cores can take over nbclient's 60 s to start.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MPLBACKEND", "Agg")
     config_dir = src_dir / "jupyter_config"
