@@ -248,7 +248,8 @@ def _lacking_examples():
 
 @pytest.mark.xfail(
     strict=False,
-    reason="examples pending in keras_se/training.py, tuning.py, export.py, visualize.py, weights.py, data.py, models/",
+    reason="examples pending in keras_se/data.py, export.py, layers.py, models/inception.py, "
+    "models/registry.py, training.py, tuning.py, visualize.py, weights.py, keras_se_core/configs.py",
 )
 def test_every_public_name_has_an_example():
     assert _public_names(), "no public names found"
