@@ -37,6 +37,7 @@ def cmd_export(args):
         with_excitations=args.with_excitations,
         top_k=args.top_k,
         dynamic_size=args.dynamic_size,
+        precision=args.precision,
     )
     print(export.format_result(result))
     return 0
@@ -70,16 +71,14 @@ def cmd_tune(args):
                 worker_index=args.worker_index,
             )
         )
-    if args.space:
-        space = tuning.SearchSpace.from_file(args.space)
-    else:
-        space = tuning.SearchSpace(
-            ratios=args.ratios,
-            squeeze=args.squeeze,
-            gate=args.gate,
-            se_mode=args.se_mode,
-            learning_rate=args.lrs,
-        )
+    space = tuning.SearchSpace.from_flags(
+        args.space,
+        ratios=args.ratios,
+        squeeze=args.squeeze,
+        gate=args.gate,
+        se_mode=args.se_mode,
+        learning_rate=args.lrs,
+    )
     tuning.search(
         TrainConfig.from_args(args),
         space,

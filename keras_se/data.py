@@ -10,13 +10,17 @@ The spec travels with a model as a small JSON file (`save_preprocessing`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
 
 import numpy as np
 
-from keras_se.models.preprocessing import Preprocessing  # noqa: F401 (keras_se.data.Preprocessing)
+from keras_se.models.preprocessing import (  # noqa: F401 (keras_se.data.Preprocessing)
+    SIDECAR_SUFFIX,
+    Preprocessing,
+    read_sidecar,
+    sidecar_path,
+)
 from keras_se_core.errors import UsageError
 from keras_se_core.fileio import write_json
 
@@ -24,7 +28,7 @@ from keras_se_core.fileio import write_json
 DIGITS_MEAN = (0.3053, 0.3053, 0.3053)
 DIGITS_STD = (0.3760, 0.3760, 0.3760)
 
-PREPROCESSING_SUFFIX = ".preprocessing.json"
+PREPROCESSING_SUFFIX = SIDECAR_SUFFIX  # the one owner: keras_se.models.preprocessing
 
 
 def normalize(images, preprocessing=None):
@@ -54,9 +58,7 @@ def normalize(images, preprocessing=None):
 
 def preprocessing_path(model_path):
     """The sidecar JSON path for a model file: ``model.keras`` → ``model.preprocessing.json``."""
-    model_path = os.fspath(model_path)
-    root = model_path[: -len(".keras")] if model_path.endswith(".keras") else model_path
-    return root + PREPROCESSING_SUFFIX
+    return sidecar_path(model_path)
 
 
 def save_preprocessing(model_path, preprocessing):
@@ -68,11 +70,7 @@ def save_preprocessing(model_path, preprocessing):
 
 def load_preprocessing(model_path, default=None):
     """Reads the spec saved beside ``model_path``; ``default`` when there is none."""
-    path = preprocessing_path(model_path)
-    if not os.path.exists(path):
-        return default
-    with open(path) as f:
-        return Preprocessing.from_dict(json.load(f))
+    return read_sidecar(model_path, default)
 
 
 # --------------------------------------------------------------------------- datasets

@@ -199,7 +199,9 @@ def _join_rendezvous(tasks, me, deadline, timeout):
             _send_line(conn, me)
             data = b""
             while b"\n" not in data and time.monotonic() < deadline:
-                readable, _, _ = select.select([conn], [], [], min(deadline - time.monotonic(), 0.5))
+                readable, _, _ = select.select(
+                    [conn], [], [], min(deadline - time.monotonic(), 0.5)
+                )
                 if readable:
                     try:
                         chunk = conn.recv(256)

@@ -778,6 +778,10 @@ class BatchNormSqueezeExcite(SEGate):
             ``moving = moving * momentum + batch * (1 - momentum)``).
         synchronized: batch statistics across all replicas of a tf.distribute strategy
             (as ``BatchNormalization(synchronized=True)``).
+        batchnorm_trainable: False freezes the BatchNorm part alone (as
+            ``BatchNormalization(trainable=False)``: moving statistics in training too,
+            gamma and beta not trained) while the SE gate trains; fine-tuning's
+            ``--freeze-bn``. ``trainable=False`` freezes the whole layer.
         gamma_initializer, beta_initializer, moving_mean_initializer,
         moving_variance_initializer: BatchNorm initializers.
         gamma_regularizer, beta_regularizer: BatchNorm regularizers.
@@ -817,9 +821,11 @@ class BatchNormSqueezeExcite(SEGate):
         moving_variance_initializer="ones",
         gamma_regularizer=None,
         beta_regularizer=None,
+        batchnorm_trainable=True,
         **kwargs,
     ):
         super().__init__(ratio, **kwargs)
+        self._batchnorm_trainable = check_bool("batchnorm_trainable", batchnorm_trainable)
         self.epsilon = float(check_positive_number("epsilon", epsilon))
         self.momentum = float(check_number("momentum", momentum, minimum=0, maximum=1))
         self.synchronized = check_bool("synchronized", synchronized)
@@ -829,6 +835,17 @@ class BatchNormSqueezeExcite(SEGate):
         self.moving_variance_initializer = keras.initializers.get(moving_variance_initializer)
         self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
         self.beta_regularizer = keras.regularizers.get(beta_regularizer)
+
+    @property
+    def batchnorm_trainable(self):
+        """Whether the BatchNorm part trains (batch statistics, gamma and beta updated)."""
+        return self._batchnorm_trainable
+
+    @batchnorm_trainable.setter
+    def batchnorm_trainable(self, value):
+        self._batchnorm_trainable = check_bool("batchnorm_trainable", value)
+        if self.built:
+            self.gamma.trainable = self.beta.trainable = self._batchnorm_trainable
 
     def __call__(self, inputs, *args, **kwargs):
         # The pair form [x, means] (models saved before `means` was an argument): the
@@ -857,6 +874,7 @@ class BatchNormSqueezeExcite(SEGate):
             shape=shape,
             initializer=self.gamma_initializer,
             regularizer=self.gamma_regularizer,
+            trainable=self._batchnorm_trainable,
             autocast=False,
         )
         self.beta = self.add_weight(
@@ -864,6 +882,7 @@ class BatchNormSqueezeExcite(SEGate):
             shape=shape,
             initializer=self.beta_initializer,
             regularizer=self.beta_regularizer,
+            trainable=self._batchnorm_trainable,
             autocast=False,
         )
         self.moving_mean = self.add_weight(
@@ -933,7 +952,7 @@ class BatchNormSqueezeExcite(SEGate):
 
     def _statistics(self, x, means, training):
         """(mean, variance, per-sample means or None); updates the moving averages."""
-        if not (training and self.trainable):
+        if not (training and self.trainable and self._batchnorm_trainable):
             return (
                 ops.cast(self.moving_mean, x.dtype),
                 ops.cast(self.moving_variance, x.dtype),
@@ -965,6 +984,7 @@ class BatchNormSqueezeExcite(SEGate):
         return (
             training
             and self.trainable
+            and self._batchnorm_trainable
             and not self.synchronized
             and self.squeeze == "avg"
             and keras.backend.backend() == "tensorflow"
@@ -1056,6 +1076,8 @@ class BatchNormSqueezeExcite(SEGate):
         config.update(
             {"epsilon": self.epsilon, "momentum": self.momentum, "synchronized": self.synchronized}
         )
+        if not self._batchnorm_trainable:  # only when set: files of earlier releases load as before
+            config["batchnorm_trainable"] = False
         for part in ("gamma", "beta", "moving_mean", "moving_variance"):
             name = f"{part}_initializer"
             config[name] = keras.initializers.serialize(getattr(self, name))

@@ -36,6 +36,7 @@ Invariants, each kept in the method named:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -50,9 +51,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_se import data as data_lib
-from keras_se import distribute, models
+from keras_se import distribute, finetune
 from keras_se.excitation_log import ExcitationLog
-from keras_se.layers import BatchNormSqueezeExcite
+from keras_se.finetune import BATCHNORM_TYPES, batchnorm_layers
 from keras_se.rundir import RunDir
 from keras_se.utils import model_stats
 from keras_se_core import choices
@@ -64,8 +65,6 @@ __all__ = ["TrainConfig", "Trainer", "train", "Preempted", "Diverged", "format_s
 # Re-exported names of earlier versions (the facts live in keras_se_core).
 STRATEGIES, SCHEDULES = choices.STRATEGIES, choices.SCHEDULES
 make_strategy, weights_digest = distribute.make_strategy, distribute.weights_digest
-#: BatchNorm layer types whose moving statistics are averaged across replicas.
-BATCHNORM_TYPES = (keras.layers.BatchNormalization, BatchNormSqueezeExcite)
 
 
 class Preempted(Exception):  # noqa: N818 (an outcome, not a failure)
@@ -78,16 +77,16 @@ class Diverged(UsageError):
 
 # --------------------------------------------------------------------------- config + model
 def check_config(config):
-    """`TrainConfig.validate` plus the registry name; returns ``config``."""
+    """`TrainConfig.validate` plus ``--model`` (`finetune.model_source`); returns ``config``."""
     config.validate()
-    try:
-        models.builder(config.model)
-    except ValueError as err:  # re-worded with the flag's name, keeping the close matches
-        raise UsageError(
-            str(err).replace(
-                f"Received: name={config.model!r}", f"Received: model={config.model!r}"
-            )
-        ) from None
+    finetune.model_source(config.model)
+    if config.weights:
+        from keras_se.models.loading import check_weights_source
+
+        try:
+            check_weights_source(config.weights)
+        except ValueError as err:
+            raise UsageError(" ".join(str(err).split())) from err
     return config
 
 
@@ -114,17 +113,6 @@ def learning_rate_schedule(config, steps_per_epoch):
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def batchnorm_layers(model):
-    """Every BatchNorm layer of ``model`` (nested models included), by layer type."""
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, BATCHNORM_TYPES):
-            found.append(layer)
-        elif isinstance(layer, keras.Model):
-            found.extend(batchnorm_layers(layer))
-    return found
-
-
 def _clone_layers(model, change):
     """``model`` rebuilt with ``change(layer, config)`` applied to each layer's config."""
 
@@ -133,22 +121,21 @@ def _clone_layers(model, change):
         change(layer, config)
         return layer.__class__.from_config(config)
 
-    return keras.models.clone_model(model, clone_function=clone)
+    cloned = keras.models.clone_model(model, clone_function=clone)
+    cloned.set_weights(model.get_weights())  # pretrained weights (--weights) survive the clone
+    return cloned
 
 
-def build_model(config, info):
-    """The registry model for the dataset; logits in float32 under mixed precision."""
-    kwargs = dict(
-        config.model_kwargs, input_shape=tuple(info.image_shape), classes=info.num_classes
-    )
-    if config.se_ratio is not None:
-        kwargs["se_ratio"] = config.se_ratio
-    model = models.get(config.model, **kwargs)
+def build_model(config, info, *, verbose=0):
+    """The model for the dataset (`finetune.build`: registry, file or factory; weights;
+    retrofit); logits in float32 under mixed precision. Returns ``(model, preprocessing)``
+    with the weights' `Preprocessing` (or None)."""
+    model, preprocessing = finetune.build(config, info, verbose=verbose)
     if config.mixed_precision:
         model = with_float32_head(model)
     if config.sync_bn:
         model = synchronize_batchnorm(model)
-    return model
+    return model, preprocessing
 
 
 def with_float32_head(model):
@@ -201,6 +188,7 @@ class Trainer:
         self.config = check_config(config)
         self.verbose = verbose
         self.run_dir = RunDir(config.out)
+        self.backbone_frozen = None  # --freeze-epochs: the phase the compiled steps were built for
 
     # ----------------------------------------------------------------- setup
     def run(self):
@@ -227,6 +215,7 @@ class Trainer:
             self.excitations.catch_up(self.position[0], self.writer)
         with _sigterm_flag() as self.sigterm:
             for epoch in range(self.position[0], self.config.epochs):
+                self.set_phase(epoch)
                 self.train_epoch(epoch)
                 self.sync_batchnorm()
                 row = self.evaluate(epoch)
@@ -313,7 +302,16 @@ class Trainer:
             keras.config.set_dtype_policy(f"mixed_{config.mixed_precision}")
         try:
             with self.strategy.scope():
-                self.model = build_model(config, self.info)
+                self.model, preprocessing = build_model(
+                    config, self.info, verbose=self.verbose and self.chief
+                )
+                finetune.check_needs(config, self.model)
+                if config.freeze_bn:  # for the whole run, before the optimizer sees the variables
+                    finetune.freeze_batchnorm(self.model)
+                if preprocessing is not None:  # the weights' normalisation, the run's image size
+                    self.info.preprocessing = dataclasses.replace(
+                        preprocessing, image_size=self.info.preprocessing.image_size
+                    )
                 optimizer = keras.optimizers.SGD(
                     learning_rate=learning_rate_schedule(config, self.steps_per_epoch),
                     momentum=config.momentum,
@@ -388,6 +386,29 @@ class Trainer:
             eval_step,
             sync_moving_stats,
         )
+
+    def set_phase(self, epoch):
+        """``--freeze-epochs``: only the classifier trains before that epoch, then everything
+        (BatchNorm stays frozen under ``--freeze-bn``). The optimizer was built on every
+        variable, so its state and the checkpoints are the same in both phases; the
+        compiled steps are rebuilt when the trainable variables change."""
+        if not self.config.freeze_epochs:
+            return
+        frozen = epoch < self.config.freeze_epochs
+        if frozen == self.backbone_frozen:
+            return
+        finetune.freeze_backbone(self.model, trainable=not frozen)
+        if self.config.freeze_bn:
+            finetune.freeze_batchnorm(self.model)
+        self.backbone_frozen = frozen
+        self._build_steps()
+        if self.verbose and self.chief:
+            trainable = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
+            print(
+                f"Epoch {epoch + 1}: "
+                + ("classifier only" if frozen else "backbone unfrozen")
+                + f" ({trainable:,} trainable parameters)"
+            )
 
     def _distributed(self, split, **kwargs):
         """The split's pipeline, one per input pipeline (worker), batched per replica."""
@@ -467,7 +488,10 @@ class Trainer:
                 reason = " ".join((getattr(err, "message", None) or str(err)).split())[:160]
                 skipped[prefix] = reason
                 if self.chief:
-                    print(f"Skipping checkpoint {prefix}: cannot be restored ({reason})", file=sys.stderr)
+                    print(
+                        f"Skipping checkpoint {prefix}: cannot be restored ({reason})",
+                        file=sys.stderr,
+                    )
                 continue
             if skipped and self.chief:
                 self.run_dir.set_aside_checkpoints(

@@ -32,6 +32,8 @@ PRECISIONS = ("float16", "bfloat16")
 ORACLES = ("grid", "random", "bayesian", "hyperband")
 #: The paper's learning-rate scaling: 0.6 for a global batch of 1024.
 REFERENCE_BATCH, REFERENCE_LR = 1024, 0.6
+#: Fine-tuning pretrained weights (``--weights``) defaults to this fraction of that rate.
+FINE_TUNE_LR_FACTOR = 0.1
 
 #: Data formats of Keras image layers.
 DATA_FORMATS = ("channels_last", "channels_first")

@@ -178,7 +178,7 @@ def _tune(sub):
     g.add_argument(
         "--ratios",
         type=_positive_list,
-        default=choices.ABLATION_RATIOS,
+        default=None,  # None: the paper's ratios, unless --space gives the space
         help="reduction ratios; default " + ",".join(map(str, choices.ABLATION_RATIOS)),
     )
     g.add_argument(
@@ -189,7 +189,10 @@ def _tune(sub):
         "--se-mode", type=_subset(choices.SE_MODES), help="also search the SE integration"
     )
     g.add_argument("--lrs", type=_positive_list, help="also search learning rates, e.g. 0.01,0.05")
-    g.add_argument("--space", help="a JSON/YAML search-space file (overrides the flags above)")
+    g.add_argument(
+        "--space",
+        help="a JSON/YAML search-space file (instead of the flags above; not together with them)",
+    )
     g.add_argument("--oracle", choices=choices.ORACLES, default="grid", help="default grid")
     g.add_argument(
         "--max-trials", type=_positive_int, help="cap on trials (default: the grid size)"
@@ -231,8 +234,8 @@ def _bench(sub):
     )
     p.add_argument(
         "--only",
-        help="comma-separated figure groups: layer, models, pipeline, memory, training, jax, peer "
-        "(default: all but peer)",
+        help="comma-separated figure groups: layer, models, pipeline, memory, training, jax, peer, "
+        "bf16 (default: all but peer and bf16)",
     )
     p.add_argument(
         "--peer",
@@ -293,6 +296,14 @@ def _export(sub):
     p.add_argument("--top-k", type=int, metavar="K", help="add top_k_* outputs with K classes")
     p.add_argument(
         "--dynamic-size", action="store_true", help="accept any H/W; resize inside the graph"
+    )
+    p.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="what the served graph computes in: float32, or bfloat16 (mixed_bfloat16 rebuild, "
+        "same weights; classifier and outputs float32; faster only on CPUs with AMX or "
+        "AVX512_BF16, and GPUs); default %(default)s",
     )
 
 

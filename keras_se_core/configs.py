@@ -30,11 +30,12 @@ from keras_se_core import validation as v
 #: Flag groups of ``keras-se train`` / ``tune``, in help order.
 GROUPS = (
     "model and data",
+    "fine-tuning",
     "recipe (defaults follow the paper)",
     "checkpoints and logs",
     "hardware",
 )
-_DATA, _RECIPE, _CKPT, _HW = GROUPS
+_DATA, _FINETUNE, _RECIPE, _CKPT, _HW = GROUPS
 
 #: Settings that may change between a run and its resume (they do not change what is computed).
 RESUMABLE_CHANGES = (
@@ -90,7 +91,12 @@ class TrainConfig:
     """
 
     model: str = _setting(
-        "se_resnet18", "registry name (see `keras-se info`)", group=_DATA, check=_text
+        "se_resnet18",
+        "registry name (see `keras-se info`), a .keras file (continue or fine-tune a saved model), "
+        "or a factory package.module:function(input_shape=, classes=) returning a Keras model "
+        "(keras.applications.ResNet50 works too)",
+        group=_DATA,
+        check=_text,
     )
     dataset: str = _setting(
         "digits",
@@ -117,6 +123,35 @@ class TrainConfig:
         None, "override the SE reduction ratio r", group=_DATA, check=_positive_number
     )
     model_kwargs: dict = dataclasses.field(default_factory=dict, metadata=dict(cli=False))
+    weights: str | None = _setting(
+        None,
+        "fine-tune from pretrained weights: a named source (timm/...), a timm state dict, a "
+        ".weights.h5 or a .keras file; the backbone loads and the classifier starts fresh when the "
+        "class count differs; the weights' preprocessing (mean/std) is used",
+        group=_FINETUNE,
+        check=_text,
+    )
+    freeze_epochs: int = _setting(
+        0,
+        "train only the classifier for the first N epochs (backbone frozen, its BatchNorm in "
+        "inference mode), then everything",
+        group=_FINETUNE,
+        check=_non_negative_int,
+    )
+    freeze_bn: bool = _setting(
+        False,
+        "keep every BatchNorm's statistics and affine parameters fixed for the whole run "
+        "(convolutions and SE gates train, fused SE tails included)",
+        group=_FINETUNE,
+        check=v.check_bool,
+    )
+    retrofit: bool = _setting(
+        False,
+        "insert SE blocks (identity-initialised gates) before every residual addition of the "
+        "model (after --weights), then train: add SE to a pretrained plain network",
+        group=_FINETUNE,
+        check=v.check_bool,
+    )
 
     epochs: int = _setting(10, "number of epochs", group=_RECIPE, check=_positive_int)
     batch_size: int = _setting(
@@ -124,7 +159,8 @@ class TrainConfig:
     )
     learning_rate: float | None = _setting(
         None,
-        "peak learning rate; default 0.6 * batch_size / 1024 (the paper's scaling)",
+        "peak learning rate; default 0.6 * batch_size / 1024 (the paper's scaling), a tenth "
+        "of that when fine-tuning (--weights)",
         group=_RECIPE,
         check=_positive_number,
         flag="--lr",
@@ -223,7 +259,9 @@ class TrainConfig:
         """The learning rate, or the paper's linear scaling of 0.6 at batch 1024."""
         if self.learning_rate is not None:
             return self.learning_rate
-        return choices.REFERENCE_LR * self.batch_size / choices.REFERENCE_BATCH
+        peak = choices.REFERENCE_LR * self.batch_size / choices.REFERENCE_BATCH
+        # Fine-tuning pretrained weights: a tenth (the transfer-learning guide's "low rate").
+        return peak * choices.FINE_TUNE_LR_FACTOR if self.weights else peak
 
     def validate(self):
         """Raises `UsageError` naming the first bad setting; returns ``self``."""
@@ -232,6 +270,11 @@ class TrainConfig:
             value = getattr(self, field.name)
             if check is not None and value is not None:
                 check(field.name, value)
+        if self.freeze_epochs and self.freeze_epochs >= self.epochs:
+            raise v.UsageError(
+                f"`freeze_epochs` must be smaller than `epochs` ({self.epochs}): the backbone "
+                f"trains after them. Received: freeze_epochs={self.freeze_epochs}"
+            )
         if not isinstance(self.model_kwargs, dict):
             raise v.UsageError(
                 f"`model_kwargs` must be a dict. Received: model_kwargs={self.model_kwargs!r}"

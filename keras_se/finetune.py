@@ -1,0 +1,311 @@
+"""Fine-tuning and bringing your own model: what ``keras-se train`` trains, and what it freezes.
+
+``--model`` names one of three sources (`model_source`):
+
+* a registry name (``se_resnet50``; `keras_se.models.names`),
+* a ``.keras`` file: a saved model, continued or fine-tuned (a new classifier when the
+  dataset has another class count),
+* a factory ``package.module:function`` returning a Keras model for
+  ``function(input_shape=..., classes=...)`` (and ``se_ratio=`` when ``--se-ratio`` is
+  set); ``keras.applications.ResNet50`` is the factory ``keras.applications:ResNet50``
+  called with ``weights=None`` (its ImageNet weights need network: give a file with
+  ``--weights``).
+
+Then, in this order: ``--weights`` loads pretrained weights (`keras_se.models.load_weights`:
+the backbone loads, the classifier starts fresh when the class counts differ), and
+``--retrofit`` inserts SE blocks with identity-initialised gates
+(`keras_se.add_squeeze_excite`): a pretrained plain network becomes an SE network that
+computes the same function at step 0 (Hu et al., 2018, Sec. 3: SE blocks drop into
+existing architectures).
+
+Freezing follows the Keras transfer-learning guide: a layer with ``trainable=False``
+trains no weight and a BatchNorm with ``trainable=False`` runs in inference mode.
+`freeze_backbone` leaves only the classifier trainable (``--freeze-epochs``);
+`freeze_batchnorm` fixes every BatchNorm's statistics and affine parameters
+(``--freeze-bn``) while convolutions and SE gates train — in the fused
+`BatchNormSqueezeExcite` tails too, whose BatchNorm part is frozen on its own
+(``batchnorm_trainable=False``) so that the gate fused into it still trains.
+
+Example:
+    >>> from keras_se import finetune, models
+    >>> model = models.get("se_resnet18", input_shape=(32, 32, 3), classes=5)
+    >>> n_all = len(model.trainable_weights)
+    >>> finetune.freeze_batchnorm(model) > 0
+    True
+    >>> len(model.trainable_weights) < n_all
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import zipfile
+
+import keras
+
+from keras_se import layers as se_layers
+from keras_se import models
+from keras_se_core.errors import UsageError
+
+#: The classifier layer of every keras_se builder (and of keras.applications models).
+HEAD = "predictions"
+#: BatchNorm layer types (the fused SE tails included: their BatchNorm part).
+BATCHNORM_TYPES = (keras.layers.BatchNormalization, se_layers.BatchNormSqueezeExcite)
+#: ``--model keras.applications.X`` is this factory module.
+APPLICATIONS = "keras.applications"
+
+
+# --------------------------------------------------------------------------- --model
+def model_source(spec):
+    """``("registry" | "file" | "factory", value)`` for a ``--model`` value; checked.
+
+    Raises:
+        UsageError: an unknown registry name (close matches named), a ``.keras`` path that
+            does not exist or is not a Keras model file, or a factory that cannot be
+            imported or is not callable.
+
+    Example:
+        >>> model_source("se_resnet18")
+        ('registry', 'se_resnet18')
+        >>> model_source("keras.applications.ResNet50")[0]
+        'factory'
+    """
+    if not isinstance(spec, str) or not spec:
+        raise UsageError(f"`model` must be a non-empty string. Received: model={spec!r}")
+    if spec.endswith(".keras") or os.path.exists(spec):
+        if not os.path.isfile(spec):
+            raise UsageError(f"`model` names a file that does not exist. Received: model={spec!r}")
+        if not zipfile.is_zipfile(spec):
+            raise UsageError(
+                f"`model` is not a Keras model file (.keras archive). Received: model={spec!r}"
+            )
+        return "file", spec
+    if ":" in spec or spec.startswith(APPLICATIONS + "."):
+        if ":" in spec:
+            module_name, _, attr = spec.partition(":")
+        else:  # keras.applications.ResNet50
+            module_name, _, attr = spec.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise UsageError(
+                f"`model` factory module {module_name!r} cannot be imported ({err}). "
+                f"Received: model={spec!r}"
+            ) from err
+        factory = getattr(module, attr, None)
+        if not callable(factory):
+            raise UsageError(
+                f"`model` factory {attr!r} is not a callable of {module_name}. Received: model={spec!r}"
+            )
+        return "factory", factory
+    try:
+        models.builder(spec)
+    except ValueError as err:  # re-worded with the flag's name, keeping the close matches
+        raise UsageError(
+            str(err).replace(f"Received: name={spec!r}", f"Received: model={spec!r}")
+        ) from None
+    return "registry", spec
+
+
+def _call_factory(factory, spec, *, input_shape, classes, se_ratio):
+    kwargs = dict(input_shape=input_shape, classes=classes)
+    if getattr(factory, "__module__", "").startswith(APPLICATIONS) or spec.startswith(APPLICATIONS):
+        kwargs["weights"] = None  # ImageNet weights need network: --weights FILE instead
+    if se_ratio is not None:
+        kwargs["se_ratio"] = se_ratio
+    try:
+        model = factory(**kwargs)
+    except Exception as err:  # the user's code: one line naming it, the cause chained
+        raise UsageError(
+            f"`model` factory {spec} raised {type(err).__name__}: {' '.join(str(err).split())[:300]} "
+            f"(called with {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}). Received: model={spec!r}"
+        ) from err
+    if not isinstance(model, keras.Model):
+        raise UsageError(
+            f"`model` factory {spec} returned {type(model).__name__}, not a keras.Model. "
+            f"Received: model={spec!r}"
+        )
+    return model
+
+
+def classifier(model):
+    """The classifier layer: ``predictions`` if there is one, else the last layer with weights."""
+    try:
+        return model.get_layer(HEAD)
+    except ValueError:
+        return next((layer for layer in reversed(model.layers) if layer.weights), None)
+
+
+def _classes_of(model):
+    shape = model.outputs[0].shape if getattr(model, "outputs", None) else None
+    return None if shape is None else shape[-1]
+
+
+def with_new_classifier(model, classes):
+    """``model`` with its last ``Dense`` replaced by a fresh one of ``classes`` units.
+
+    Same name, activation and dtype policy; every other layer (and weight) is shared.
+    """
+    head = model.layers[-1]
+    if not isinstance(head, keras.layers.Dense):
+        raise UsageError(
+            f"`model` {model.name!r} has {_classes_of(model)} outputs, the dataset {classes} classes, "
+            f"and its last layer is a {type(head).__name__}, not a Dense classifier that could "
+            f"start fresh. Received: classes={classes}"
+        )
+    config = head.get_config()
+    config.update(units=classes)
+    new_head = keras.layers.Dense.from_config(config)
+    outputs = new_head(head.input)
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def load_model_file(path, *, classes):
+    """A saved ``.keras`` model; a fresh classifier when its class count differs (one line)."""
+    try:
+        model = keras.models.load_model(path, safe_mode=True)
+    except (ValueError, TypeError, OSError, KeyError) as err:
+        raise UsageError(
+            f"`model` could not be loaded as a Keras model ({' '.join(str(err).split())[:300]}). "
+            f"Received: model={path!r}"
+        ) from err
+    found = _classes_of(model)
+    if found != classes:
+        model = with_new_classifier(model, classes)
+        print(
+            f"model has {found} classes, dataset has {classes}: the classifier starts fresh "
+            f"(model={path!r})"
+        )
+    return model
+
+
+def build(config, info, *, verbose=1):
+    """The model ``config`` trains on the dataset ``info``: source, weights, retrofit.
+
+    Returns:
+        ``(model, preprocessing)``: the model and the `Preprocessing` of its weights
+        (None when the weights carry none, or no weights were given).
+    """
+    kind, value = model_source(config.model)
+    shape, classes = tuple(info.image_shape), info.num_classes
+    if kind == "registry":
+        kwargs = dict(config.model_kwargs, input_shape=shape, classes=classes)
+        if config.se_ratio is not None:
+            kwargs["se_ratio"] = config.se_ratio
+        model = models.get(value, **kwargs)
+    elif kind == "file":
+        model = load_model_file(value, classes=classes)
+    else:
+        model = _call_factory(
+            value, config.model, input_shape=shape, classes=classes, se_ratio=config.se_ratio
+        )
+    preprocessing = None
+    if config.weights:
+        try:
+            loaded = models.load_weights(model, config.weights)
+        except ValueError as err:
+            raise UsageError(" ".join(str(err).split())) from err
+        preprocessing = loaded.preprocessing
+        if verbose:
+            print(
+                f"Loaded {len(loaded.loaded)} layers from {loaded.source}"
+                + (f"; {loaded.message}" if loaded.message else "")
+            )
+    if config.retrofit:
+        model = retrofit(model, ratio=config.se_ratio)
+    return model, preprocessing
+
+
+def se_layers_of(model):
+    """The SE layers (`SqueezeExcite`, `BatchNormSqueezeExcite`) of ``model``, nested too."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, se_layers.SEGate):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(se_layers_of(layer))
+    return found
+
+
+def retrofit(model, *, ratio=None):
+    """``add_squeeze_excite(model, "residual", gate_init="identity")`` with one-line errors."""
+    from keras_se.retrofit import add_squeeze_excite
+
+    if se_layers_of(model):
+        raise UsageError(
+            f"`retrofit` adds SE blocks, and {model.name!r} already has "
+            f"{len(se_layers_of(model))}; train it without --retrofit. Received: retrofit=True"
+        )
+    try:
+        return add_squeeze_excite(
+            model, "residual", gate_init="identity", ratio=16 if ratio is None else ratio
+        )
+    except (TypeError, ValueError) as err:
+        raise UsageError(
+            f"`retrofit` cannot add SE blocks to {model.name!r}: {' '.join(str(err).split())[:300]}"
+        ) from err
+
+
+# --------------------------------------------------------------------------- freezing
+def batchnorm_layers(model):
+    """Every BatchNorm layer of ``model`` (nested models included), by layer type."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, BATCHNORM_TYPES):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(batchnorm_layers(layer))
+    return found
+
+
+def freeze_batchnorm(model):
+    """Fixes every BatchNorm's statistics and affine parameters; returns how many.
+
+    Keras's BatchNormalization gets ``trainable=False`` (inference mode, gamma/beta
+    frozen); a fused `BatchNormSqueezeExcite` gets ``batchnorm_trainable=False``, which
+    freezes its BatchNorm part only: its SE gate still trains.
+    """
+    found = batchnorm_layers(model)
+    for layer in found:
+        if isinstance(layer, se_layers.BatchNormSqueezeExcite):
+            layer.batchnorm_trainable = False
+        else:
+            layer.trainable = False
+    return len(found)
+
+
+def freeze_backbone(model, *, trainable):
+    """``trainable=False``: only the classifier trains (every other layer frozen, its
+    BatchNorm layers in inference mode); ``True`` makes every layer trainable again."""
+    head = classifier(model)
+    for layer in model.layers:
+        if layer is not head:
+            layer.trainable = trainable
+    if trainable:
+        for layer in batchnorm_layers(model):
+            if isinstance(layer, se_layers.BatchNormSqueezeExcite):
+                layer.batchnorm_trainable = True
+
+
+def check_needs(config, model):
+    """Refuses settings the model cannot honour (one line each)."""
+    if config.freeze_bn and not batchnorm_layers(model):
+        raise UsageError(
+            f"`freeze_bn` freezes BatchNorm layers and {model.name!r} has none. Received: freeze_bn=True"
+        )
+    if config.log_excitations and not se_layers_of(model):
+        raise UsageError(
+            f"`log_excitations` analyses SE layers and {model.name!r} has none (add them with "
+            f"--retrofit). Received: log_excitations={config.log_excitations}"
+        )
+
+
+def factory_accepts_se_ratio(factory):
+    """Whether a ``--model`` factory takes ``se_ratio`` (needed by ``keras-se tune``)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return "se_ratio" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
