@@ -43,6 +43,14 @@ def on_files(files, config):
         '{"ExecutePreprocessor": {"startup_timeout": 300, "timeout": 600}}'
     )
     os.environ["JUPYTER_CONFIG_DIR"] = str(config_dir)
+    # TensorFlow's C++ start-up lines (absl, CUDA stubs) go to the build's stderr, not onto the
+    # pages: the kernel forwards only Python's own output.
+    profile = src_dir / "ipython" / "profile_default"
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "ipython_kernel_config.json").write_text(
+        '{"IPKernelApp": {"capture_fd_output": false}}'
+    )
+    os.environ["IPYTHONDIR"] = str(profile.parent)
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         shutil.copy2(path, src_dir / "notebooks" / path.name)
         files.append(
