@@ -125,11 +125,11 @@ def test_marked_block_is_skipped(page, line, reason):
 # ---------------------------------------------------------------------------------------------
 # keras-se commands in shell blocks
 
-#: Commands short enough to run (each a few seconds), in a temporary directory.
+#: Commands short enough to run, in a temporary directory: command -> takes 2 s or more (slow).
 RUN = {
-    "keras-se --help",
-    "keras-se train --help",
-    "keras-se info",
+    "keras-se --help": False,
+    "keras-se train --help": False,
+    "keras-se info": True,  # imports TensorFlow
 }
 
 #: Why the others are not run, by subcommand (the first rule that matches).
@@ -181,7 +181,11 @@ def _not_run_reason(command):
 
 
 @pytest.mark.parametrize(
-    "page, command", _shell_commands(), ids=[f"{p}:{c[:60]}" for p, c in _shell_commands()]
+    "page, command",
+    [
+        pytest.param(p, c, marks=[pytest.mark.slow] if RUN.get(c) else [], id=f"{p}:{c[:60]}")
+        for p, c in _shell_commands()
+    ],
 )
 def test_shell_command(page, command, tmp_path):
     argv = shlex.split(command)
