@@ -294,7 +294,7 @@ class RunDir:
         state = self.file(os.path.join(self.CHECKPOINTS, self.CHECKPOINT_STATE))
         if os.path.exists(state):
             with open(state) as f:
-                for name in re.findall(r'checkpoint_path: "([^"]+)"', f.read()):
+                for name in re.findall(r'checkpoint_paths?: "([^"]+)"', f.read()):
                     prefixes.add(os.path.join(self.checkpoint_dir, os.path.basename(name)))
 
         def number(prefix):
