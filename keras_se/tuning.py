@@ -549,7 +549,8 @@ class SEHyperModel(keras_tuner.HyperModel):
         from keras_se import training
 
         self.space.declare(hp)
-        return training.build_model(self.trial_config(hp, out=""), self.info)
+        model, _ = training.build_model(self.trial_config(hp, out=""), self.info)
+        return model
 
     def fit(self, hp, model=None, *, out, verbose=0, **kwargs):
         from keras_se import training
@@ -730,6 +731,32 @@ def _make_tuner(hypermodel, space, *, out, oracle, max_trials, epochs, seed, ver
     )
 
 
+def _check_searchable_model(model, space):
+    """A registry name, or a ``--model`` factory that takes ``se_ratio`` (ratios only)."""
+    from keras_se import finetune
+
+    kind, factory = finetune.model_source(model)
+    if kind == "registry":
+        check_choice("model", model, tuple(models_lib.names()))
+    elif kind == "file":
+        raise UsageError(
+            "`model` must be built anew for each ratio: a registry name or a factory "
+            f"package.module:function taking se_ratio, not a saved model file. Received: model={model!r}"
+        )
+    elif not finetune.factory_accepts_se_ratio(factory):
+        raise UsageError(
+            f"`model` factory must take an `se_ratio` argument for the search to set it. "
+            f"Received: model={model!r}"
+        )
+    else:
+        searched = [k for k in ("squeeze", "gate", "se_mode") if getattr(space, k)]
+        if searched:
+            raise UsageError(
+                f"a `model` factory searches se_ratio (and learning_rate) only, not {', '.join(searched)}. "
+                f"Received: model={model!r}"
+            )
+
+
 def search(
     base_config,
     space=None,
@@ -766,7 +793,7 @@ def search(
     space = space or SearchSpace()
     check_choice("oracle", oracle, ORACLES)
     base_config.validate()
-    check_choice("model", base_config.model, tuple(models_lib.names()))
+    _check_searchable_model(base_config.model, space)
     os.makedirs(out, exist_ok=True)
     if not _is_distributed_worker():
         settings = {
