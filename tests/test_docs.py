@@ -31,7 +31,7 @@ DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
 #: Pages whose examples take 2 s or more in all (full-size models, training): the slow tier.
-SLOW_PAGES = {"docs/models.md", "docs/fine-tuning.md"}
+SLOW_PAGES = {"docs/models.md", "docs/fine-tuning.md", "docs/getting-started.md"}
 
 #: The modules of the API reference (docs/api/). keras_se.callbacks and keras_se.predict join
 #: when they exist.
