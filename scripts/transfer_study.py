@@ -61,9 +61,7 @@ def digit_images(image_size):
     images = np.stack(
         [
             np.asarray(
-                Image.fromarray(p)
-                .resize((image_size, image_size), Image.BILINEAR)
-                .convert("RGB")
+                Image.fromarray(p).resize((image_size, image_size), Image.BILINEAR).convert("RGB")
             )
             for p in pixels
         ]
@@ -92,7 +90,10 @@ def write_pretraining_folder(root, images, labels):
         ids, test_size=PRE_VAL_FRACTION, stratify=labels[ids], random_state=PRE_SPLIT_SEED
     )
     if not os.path.isdir(root):
-        _write_folder(root, {s: (images[i], labels[i], i) for s, i in (("train", train_ids), ("val", val_ids))})
+        _write_folder(
+            root,
+            {s: (images[i], labels[i], i) for s, i in (("train", train_ids), ("val", val_ids))},
+        )
     return {"train": len(train_ids), "val": len(val_ids)}
 
 
@@ -116,7 +117,10 @@ def write_few_shot_folder(root, images, labels, *, k, seed):
     train_ids = np.sort(np.array(train_ids))
     val_ids = np.setdiff1d(np.flatnonzero(np.isin(labels, FEW_CLASSES)), train_ids)
     if not os.path.isdir(root):
-        _write_folder(root, {s: (images[i], labels[i], i) for s, i in (("train", train_ids), ("val", val_ids))})
+        _write_folder(
+            root,
+            {s: (images[i], labels[i], i) for s, i in (("train", train_ids), ("val", val_ids))},
+        )
     return {"train": len(train_ids), "val": len(val_ids), "train_ids": train_ids.tolist()}
 
 
@@ -154,7 +158,9 @@ def run_study(args):
     data_dir = os.path.join(args.out, "data")
     pre_dir = os.path.join(data_dir, f"pre_{args.image_size}px")
     pre_sizes = write_pretraining_folder(pre_dir, images, labels)
-    recipe = dict(image_size=args.image_size, schedule=args.schedule, weight_decay=args.weight_decay)
+    recipe = dict(
+        image_size=args.image_size, schedule=args.schedule, weight_decay=args.weight_decay
+    )
     pre = _train(
         TrainConfig(
             model=args.model,
