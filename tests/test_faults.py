@@ -443,15 +443,21 @@ TUNE = [
 @pytest.mark.integration
 def test_tune_killed_anywhere_completes_each_trial_once(tmp_path):
     """`keras-se tune` over 2 ratios SIGKILLed at 3 random moments (seeded, counted from the
-    start of each process), then rerun to completion: results.json and results.csv list each
+    moment a trial exists), then rerun to completion: results.json and results.csv list each
     trial exactly once, completed."""
     rng = random.Random(KILL_SEED + 1)
     out, log = str(tmp_path / "tune"), str(tmp_path / "stderr.log")
     landings = []
     for attempt in range(3):
-        delay = rng.uniform(5, 60)
+        # Counted from the moment the process has a trial (its own or one it resumes).
+        delay = rng.uniform(0, 45)
         run = _Process([*TUNE, "--out", out], log)
-        while time.monotonic() < run.start + delay and run.proc.poll() is None:
+        while run.proc.poll() is None and not glob.glob(
+            os.path.join(out, "tuner", "trial_*", "trial.json")
+        ):
+            time.sleep(0.05)
+        began = time.monotonic()
+        while time.monotonic() < began + delay and run.proc.poll() is None:
             time.sleep(0.05)
         was_killed = run.kill()
         trials = sorted(
