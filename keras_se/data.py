@@ -57,19 +57,39 @@ def normalize(images, preprocessing=None):
 
 
 def preprocessing_path(model_path):
-    """The sidecar JSON path for a model file: ``model.keras`` → ``model.preprocessing.json``."""
+    """The sidecar JSON path for a model file: ``model.keras`` → ``model.preprocessing.json``.
+
+    Example:
+        >>> preprocessing_path("runs/a/model.keras")
+        'runs/a/model.preprocessing.json'
+    """
     return sidecar_path(model_path)
 
 
 def save_preprocessing(model_path, preprocessing):
-    """Writes the `Preprocessing` spec beside ``model_path``; returns the JSON path."""
+    """Writes the `Preprocessing` spec beside ``model_path``; returns the JSON path.
+
+    Example:
+        >>> import os, tempfile
+        >>> model_path = os.path.join(tempfile.mkdtemp(), "model.keras")
+        >>> spec = Preprocessing(mean=(0.5,) * 3, std=(0.25,) * 3)
+        >>> os.path.basename(save_preprocessing(model_path, spec))
+        'model.preprocessing.json'
+        >>> load_preprocessing(model_path) == spec
+        True
+    """
     path = preprocessing_path(model_path)
     write_json(path, preprocessing.to_dict())
     return path
 
 
 def load_preprocessing(model_path, default=None):
-    """Reads the spec saved beside ``model_path``; ``default`` when there is none."""
+    """Reads the spec saved beside ``model_path``; ``default`` when there is none.
+
+    Example (a spec written by `save_preprocessing` reads back equal; see there):
+        >>> load_preprocessing("no/such/model.keras", default=None) is None
+        True
+    """
     return read_sidecar(model_path, default)
 
 
@@ -97,7 +117,13 @@ MIN_INFERRED_IMAGE_SIZE = 8
 
 @dataclasses.dataclass
 class DatasetInfo:
-    """What the training, export and analysis code needs to know about a dataset."""
+    """What the training, export and analysis code needs to know about a dataset.
+
+    Example:
+        >>> info, _ = describe_dataset("digits", image_size=16)
+        >>> info.name, info.num_classes, info.image_shape, info.flip
+        ('digits', 10, (16, 16, 3), False)
+    """
 
     name: str
     num_classes: int
@@ -153,6 +179,11 @@ def load_digits_arrays(image_size=DIGITS_SIZE):
 
     Returns:
         ``(x_train, y_train), (x_val, y_val), class_names``.
+
+    Example:
+        >>> (x_train, y_train), (x_val, y_val), class_names = load_digits_arrays(image_size=16)
+        >>> x_train.shape, x_train.dtype, x_val.shape, class_names[:3]
+        ((1437, 16, 16, 3), dtype('uint8'), (360, 16, 16, 3), ['0', '1', '2'])
     """
     import tensorflow as tf
     from sklearn.datasets import load_digits
@@ -475,6 +506,13 @@ def resize_and_crop(images, preprocessing, size):
     ``crop_pct`` is ``size`` (timm's evaluation transform; ``crop_pct=1`` is a plain
     resize), rounds back to 0..255 pixel values, and takes the centre crop.
     Works on one image ``(H, W, C)`` or a batch ``(N, H, W, C)``; returns float32.
+
+    Example:
+        >>> import numpy as np
+        >>> spec = Preprocessing(crop_pct=0.875)
+        >>> x = resize_and_crop(np.zeros((2, 40, 30, 3), "uint8"), spec, (16, 16))
+        >>> tuple(x.shape), x.dtype.name
+        ((2, 16, 16, 3), 'float32')
     """
     import tensorflow as tf
 
@@ -602,6 +640,13 @@ def make_dataset(
     Returns:
         A ``tf.data.Dataset`` of ``(float32 images, int64 labels)`` (plus ``float32
         weights`` with ``weighted``), batched per replica.
+
+    Example:
+        >>> info, sources = describe_dataset("digits", image_size=16)
+        >>> ds = make_dataset(info, sources["validation"], training=False, batch_size=32)
+        >>> images, labels = next(iter(ds))
+        >>> tuple(images.shape), images.dtype.name, labels.dtype.name
+        ((32, 16, 16, 3), 'float32', 'int64')
     """
     import tensorflow as tf
 
