@@ -105,7 +105,17 @@ _DEFAULT_PREPROCESSING_NOTE = (
 
 
 class VersionExistsError(UsageError, FileExistsError):
-    """The requested version exists already (versions are never overwritten)."""
+    """The requested version exists already (versions are never overwritten).
+
+    A `UsageError` (so the CLI prints one line and exits 2) and a ``FileExistsError``.
+
+    Example:
+        >>> issubclass(VersionExistsError, FileExistsError)
+        True
+        >>> export_model("runs/se_resnet18", "models/", version=1)  # doctest: +SKIP
+        Traceback (most recent call last):
+        VersionExistsError: ...
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +131,11 @@ class ExportSource:
         image_shape: ``(H, W, C)`` from the run's ``config.json``, or None.
         num_classes: ``num_classes`` from the run's ``config.json``, or None.
         path: the file the model was loaded from, or None for an in-memory model.
+
+    Example:
+        >>> src = load_source("runs/se_resnet18")  # doctest: +SKIP
+        >>> src.name, src.num_classes, src.path  # doctest: +SKIP
+        ('se_resnet18', 10, 'runs/se_resnet18/model.keras')
     """
 
     model: keras.Model
@@ -150,6 +165,11 @@ class ExportResult:
             images, measured before the version was committed.
         removed_stale: temporary directories of dead exports removed on the way.
         precision: the graph's compute precision, ``"float32"`` or ``"bfloat16"``.
+
+    Example:
+        >>> result = export_model("runs/se_resnet18", "models/")  # doctest: +SKIP
+        >>> result.path, result.max_abs_diff < 1e-5  # doctest: +SKIP
+        ('models/se_resnet18/1', True)
     """
 
     path: str
@@ -365,14 +385,28 @@ def _check_version(version):
 
 
 def existing_versions(model_dir):
-    """Sorted numbered versions in ``<base>/<name>`` (what TF Serving would load)."""
+    """Sorted numbered versions in ``<base>/<name>`` (what TF Serving would load).
+
+    Example:
+        >>> import os, tempfile
+        >>> model_dir = tempfile.mkdtemp()
+        >>> for entry in ("1", "3", "notes"):
+        ...     os.mkdir(os.path.join(model_dir, entry))
+        >>> existing_versions(model_dir), next_version(model_dir)
+        ([1, 3], 4)
+    """
     if not os.path.isdir(model_dir):
         return []
     return sorted(int(n) for n in os.listdir(model_dir) if n.isdigit())
 
 
 def next_version(model_dir):
-    """One more than the highest existing version in ``model_dir``, or 1."""
+    """One more than the highest existing version in ``model_dir``, or 1.
+
+    Example (see also `existing_versions`):
+        >>> next_version("no/such/models/se_resnet18")
+        1
+    """
     versions = existing_versions(model_dir)
     return versions[-1] + 1 if versions else 1
 
@@ -391,6 +425,15 @@ def remove_stale_temporaries(model_dir):
     """Removes temporary export directories whose exporting process is gone.
 
     Returns the removed paths. Directories of running exports are left alone.
+
+    Example (a temporary directory left by process id 999999999, which cannot be alive):
+        >>> import os, tempfile
+        >>> model_dir = tempfile.mkdtemp()
+        >>> os.mkdir(os.path.join(model_dir, f"{TMP_PREFIX}1-999999999-00ff00ff"))
+        >>> [os.path.basename(p) for p in remove_stale_temporaries(model_dir)]
+        ['.tmp-export-1-999999999-00ff00ff']
+        >>> os.listdir(model_dir)
+        []
     """
     removed = []
     if not os.path.isdir(model_dir):
@@ -705,7 +748,14 @@ def _write_warmup(path, name, images):
 
 
 def read_warmup_requests(path):
-    """The ``PredictionLog`` records of a warmup file (for checks and tests)."""
+    """The ``PredictionLog`` records of a warmup file (for checks and tests).
+
+    Example:
+        >>> result = export_model("runs/se_resnet18", "models/")  # doctest: +SKIP
+        >>> logs = read_warmup_requests(result.warmup)  # doctest: +SKIP
+        >>> list(logs[0].predict_log.request.inputs)  # doctest: +SKIP
+        ['image']
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -1021,7 +1071,31 @@ def _commit(tmp, final, name, version):
 
 
 def format_result(result):
-    """The CLI's report: the path written, preprocessing, signatures, extras."""
+    """The CLI's report: the path written, preprocessing, signatures, extras.
+
+    Example:
+        >>> from keras_se.data import Preprocessing
+        >>> result = ExportResult(
+        ...     path="models/net/1", name="net", version=1,
+        ...     signatures={"serving_default": {
+        ...         "inputs": {"image": ("uint8", (-1, 32, 32, 3))},
+        ...         "outputs": {"probabilities": ("float32", (-1, 3))}}},
+        ...     models_config="models/models.config",
+        ...     request="models/net/1/assets.extra/request.json",
+        ...     warmup="models/net/1/assets.extra/tf_serving_warmup_requests",
+        ...     preprocessing=Preprocessing(), preprocessing_note="defaults", max_abs_diff=0.0)
+        >>> print(format_result(result))
+        Exported net version 1 to models/net/1
+        preprocessing: mean=[0.485, 0.456, 0.406] std=[0.229, 0.224, 0.225] scale=0.00392157 (from defaults)
+        precision: float32
+        signature serving_default:
+          input  image: uint8 [-1, 32, 32, 3] (checked in the graph)
+          output probabilities: float32 [-1, 3]
+        models.config: models/models.config
+        REST request body: models/net/1/assets.extra/request.json
+        warmup requests: models/net/1/assets.extra/tf_serving_warmup_requests
+        checked: max |keras - SavedModel| = 0
+    """
 
     def fmt(spec):
         dtype, shape = spec
