@@ -131,7 +131,14 @@ def _call_factory(factory, spec, *, input_shape, classes, se_ratio):
 
 
 def classifier(model):
-    """The classifier layer: ``predictions`` if there is one, else the last layer with weights."""
+    """The classifier layer: ``predictions`` if there is one, else the last layer with weights.
+
+    Example:
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(32, 32, 3), classes=3)
+        >>> classifier(model).name
+        'predictions'
+    """
     try:
         return model.get_layer(HEAD)
     except ValueError:
@@ -147,6 +154,13 @@ def with_new_classifier(model, classes):
     """``model`` with its last ``Dense`` replaced by a fresh one of ``classes`` units.
 
     Same name, activation and dtype policy; every other layer (and weight) is shared.
+
+    Example:
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(32, 32, 3), classes=3)
+        >>> new = with_new_classifier(model, 5)
+        >>> new.output.shape, new.layers[-1].name, new.layers[1] is model.layers[1]
+        ((None, 5), 'predictions', True)
     """
     head = model.layers[-1]
     if not isinstance(head, keras.layers.Dense):
@@ -163,7 +177,18 @@ def with_new_classifier(model, classes):
 
 
 def load_model_file(path, *, classes):
-    """A saved ``.keras`` model; a fresh classifier when its class count differs (one line)."""
+    """A saved ``.keras`` model; a fresh classifier when its class count differs (one line).
+
+    Example:
+        >>> import os, tempfile
+        >>> from keras_se import models
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+        >>> models.get("se_resnet18", input_shape=(32, 32, 3), classes=3).save(path)
+        >>> model = load_model_file(path, classes=10)  # doctest: +ELLIPSIS
+        model has 3 classes, dataset has 10: the classifier starts fresh (model='...')
+        >>> model.output.shape
+        (None, 10)
+    """
     try:
         model = keras.models.load_model(path, safe_mode=True)
     except (ValueError, TypeError, OSError, KeyError) as err:
@@ -187,6 +212,14 @@ def build(config, info, *, verbose=1):
     Returns:
         ``(model, preprocessing)``: the model and the `Preprocessing` of its weights
         (None when the weights carry none, or no weights were given).
+
+    Example:
+        >>> from keras_se.data import describe_dataset
+        >>> from keras_se.training import TrainConfig
+        >>> info, _ = describe_dataset("digits", image_size=32)
+        >>> model, preprocessing = build(TrainConfig(model="se_resnet18"), info)
+        >>> model.output.shape, preprocessing
+        ((None, 10), None)
     """
     kind, value = model_source(config.model)
     shape, classes = tuple(info.image_shape), info.num_classes
@@ -219,7 +252,14 @@ def build(config, info, *, verbose=1):
 
 
 def se_layers_of(model):
-    """The SE layers (`SqueezeExcite`, `BatchNormSqueezeExcite`) of ``model``, nested too."""
+    """The SE layers (`SqueezeExcite`, `BatchNormSqueezeExcite`) of ``model``, nested too.
+
+    Example (SE-ResNet-18: one SE block per residual block, 2 + 2 + 2 + 2):
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(32, 32, 3), classes=3)
+        >>> len(se_layers_of(model))
+        8
+    """
     found = []
     for layer in model.layers:
         if isinstance(layer, se_layers.SEGate):
@@ -230,7 +270,19 @@ def se_layers_of(model):
 
 
 def retrofit(model, *, ratio=None):
-    """``add_squeeze_excite(model, "residual", gate_init="identity")`` with one-line errors."""
+    """``add_squeeze_excite(model, "residual", gate_init="identity")`` with one-line errors.
+
+    Example (the gates start at 0.9999: the retrofitted model computes nearly the same):
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> plain = models.get("resnet18", input_shape=(32, 32, 3), classes=3)
+        >>> se = retrofit(plain)
+        >>> len(se_layers_of(plain)), len(se_layers_of(se))
+        (0, 8)
+        >>> x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+        >>> np.allclose(plain(x), se(x), atol=1e-3)
+        True
+    """
     from keras_se.retrofit import add_squeeze_excite
 
     if se_layers_of(model):
@@ -250,7 +302,14 @@ def retrofit(model, *, ratio=None):
 
 # --------------------------------------------------------------------------- freezing
 def batchnorm_layers(model):
-    """Every BatchNorm layer of ``model`` (nested models included), by layer type."""
+    """Every BatchNorm layer of ``model`` (nested models included), by layer type.
+
+    Example (SE-ResNet-18: the stem's, two per basic block and three projections'):
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(32, 32, 3), classes=3)
+        >>> len(batchnorm_layers(model))
+        20
+    """
     found = []
     for layer in model.layers:
         if isinstance(layer, BATCHNORM_TYPES):
@@ -266,6 +325,14 @@ def freeze_batchnorm(model):
     Keras's BatchNormalization gets ``trainable=False`` (inference mode, gamma/beta
     frozen); a fused `BatchNormSqueezeExcite` gets ``batchnorm_trainable=False``, which
     freezes its BatchNorm part only: its SE gate still trains.
+
+    Example:
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(32, 32, 3), classes=3)
+        >>> freeze_batchnorm(model)
+        20
+        >>> all(not layer.trainable for layer in batchnorm_layers(model))
+        True
     """
     found = batchnorm_layers(model)
     for layer in found:
@@ -278,7 +345,18 @@ def freeze_batchnorm(model):
 
 def freeze_backbone(model, *, trainable):
     """``trainable=False``: only the classifier trains (every other layer frozen, its
-    BatchNorm layers in inference mode); ``True`` makes every layer trainable again."""
+    BatchNorm layers in inference mode); ``True`` makes every layer trainable again.
+
+    Example:
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(32, 32, 3), classes=3)
+        >>> freeze_backbone(model, trainable=False)
+        >>> [w.path for w in model.trainable_weights]
+        ['predictions/kernel', 'predictions/bias']
+        >>> freeze_backbone(model, trainable=True)
+        >>> len(model.trainable_weights) > 2
+        True
+    """
     head = classifier(model)
     for layer in model.layers:
         if layer is not head:
@@ -290,7 +368,16 @@ def freeze_backbone(model, *, trainable):
 
 
 def check_needs(config, model):
-    """Refuses settings the model cannot honour (one line each)."""
+    """Refuses settings the model cannot honour (one line each).
+
+    Example:
+        >>> import keras
+        >>> from keras_se.training import TrainConfig
+        >>> mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="mlp")
+        >>> check_needs(TrainConfig(freeze_bn=True), mlp)
+        Traceback (most recent call last):
+        keras_se_core.errors.UsageError: `freeze_bn` freezes BatchNorm layers and 'mlp' has none. Received: freeze_bn=True
+    """
     if config.freeze_bn and not batchnorm_layers(model):
         raise UsageError(
             f"`freeze_bn` freezes BatchNorm layers and {model.name!r} has none. Received: freeze_bn=True"
@@ -303,7 +390,16 @@ def check_needs(config, model):
 
 
 def factory_accepts_se_ratio(factory):
-    """Whether a ``--model`` factory takes ``se_ratio`` (needed by ``keras-se tune``)."""
+    """Whether a ``--model`` factory takes ``se_ratio`` (needed by ``keras-se tune``).
+
+    Example:
+        >>> import keras
+        >>> from keras_se import models
+        >>> factory_accepts_se_ratio(models.builder("se_resnet18"))
+        True
+        >>> factory_accepts_se_ratio(keras.applications.ResNet50)
+        False
+    """
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
