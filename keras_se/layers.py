@@ -395,6 +395,18 @@ class SEGate(keras.layers.Layer):
     channel count is refused with Keras's message, naming the layer and the axis.
 
     Args: see `SqueezeExcite`.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_se import BatchNormSqueezeExcite, SqueezeExcite
+        >>> x = np.ones((2, 4, 4, 16), "float32")
+        >>> gates = [SqueezeExcite(ratio=4), BatchNormSqueezeExcite(ratio=4)]
+        >>> for gate in gates:
+        ...     _ = gate(x)
+        >>> [(isinstance(g, SEGate), g.channels, g.bottleneck_units) for g in gates]
+        [(True, 16, 4), (True, 16, 4)]
+        >>> tuple(gates[0].excitation(x).shape)
+        (2, 16)
     """
 
     def __init__(

@@ -500,6 +500,11 @@ def build_inception_resnet_v2(
 
     Returns:
         A functional ``keras.Model``.
+
+    Example (75x75 is the smallest input; SE with the default ``se_ratio=16``):
+        >>> backbone = build_inception_resnet_v2(features_only=True, input_shape=(75, 75, 3))
+        >>> {key: tuple(t.shape) for key, t in backbone.output.items()}
+        {'P2': (None, 15, 15, 192), 'P3': (None, 7, 7, 320), 'P4': (None, 3, 3, 1088), 'P5': (None, 1, 1, 1536)}
     """
     se_kwargs, img_input = _prepare(
         include_top=include_top,

@@ -17,7 +17,21 @@ _REGISTRY = {}
 
 
 def register(name, builder):
-    """Registers ``builder`` under ``name``; a name can be registered only once."""
+    """Registers ``builder`` under ``name``; a name can be registered only once.
+
+    Registering the same builder again is a no-op; another builder under a taken name
+    is refused.
+
+    Example:
+        >>> register("se_resnet18", builder("se_resnet18")) is builder("se_resnet18")
+        True
+        >>> register("se_resnet18", lambda **kwargs: None)
+        Traceback (most recent call last):
+        ValueError: Model name already registered: name='se_resnet18'
+        >>> def my_net(*, input_shape=(32, 32, 3), classes=10):  # doctest: +SKIP
+        ...     ...
+        >>> register("my_net", my_net)  # doctest: +SKIP
+    """
     if name in _REGISTRY and _REGISTRY[name] is not builder:
         raise ValueError(f"Model name already registered: name={name!r}")
     _REGISTRY[name] = builder
@@ -34,7 +48,14 @@ def is_se(name):
 
 
 def names(*, se=None):
-    """Sorted registered names; ``se=True``/``False`` keeps only SE/plain models."""
+    """Sorted registered names; ``se=True``/``False`` keeps only SE/plain models.
+
+    Example:
+        >>> names()[:3]
+        ['inception_resnet_v2', 'inception_v3', 'resnet101']
+        >>> "senet154" in names(se=True), "resnet50" in names(se=False)
+        (True, True)
+    """
     out = sorted(_REGISTRY)
     if se is not None:
         out = [n for n in out if is_se(n) == se]
@@ -42,7 +63,15 @@ def names(*, se=None):
 
 
 def builder(name):
-    """The builder function registered under ``name``."""
+    """The builder function registered under ``name``.
+
+    Example:
+        >>> builder("se_resnet50").__name__
+        'SEResNet50'
+        >>> builder("se_resnet5")
+        Traceback (most recent call last):
+        keras_se_core.errors.UsageError: Unknown model name. Did you mean: ...
+    """
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -53,5 +82,11 @@ def builder(name):
 
 
 def get(name, **kwargs):
-    """Builds the registered model ``name`` with keyword arguments for its builder."""
+    """Builds the registered model ``name`` with keyword arguments for its builder.
+
+    Example:
+        >>> model = get("se_resnet18", input_shape=(32, 32, 3), classes=3)
+        >>> model.name, model.output_shape
+        ('se_resnet18', (None, 3))
+    """
     return builder(name)(**kwargs)
