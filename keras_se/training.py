@@ -68,11 +68,34 @@ make_strategy, weights_digest = distribute.make_strategy, distribute.weights_dig
 
 
 class Preempted(Exception):  # noqa: N818 (an outcome, not a failure)
-    """SIGTERM received: the run saved a checkpoint at a step boundary and stopped."""
+    """SIGTERM received: the run saved a checkpoint at a step boundary and stopped.
+
+    Not a user error (no `UsageError`): running the same configuration again resumes.
+
+    Example:
+        >>> from keras_se_core.errors import UsageError
+        >>> issubclass(Preempted, UsageError)
+        False
+        >>> try:  # doctest: +SKIP
+        ...     summary = train(config)
+        ... except Preempted:
+        ...     summary = train(config)  # resumes at the saved step
+    """
 
 
 class Diverged(UsageError):
-    """The loss became non-finite; the last good checkpoint is kept as it was."""
+    """The loss became non-finite; the last good checkpoint is kept as it was.
+
+    A `UsageError`: ``keras-se train`` prints it as one line (exit 2).
+
+    Example:
+        >>> from keras_se_core.errors import UsageError
+        >>> issubclass(Diverged, UsageError)
+        True
+        >>> train(TrainConfig(learning_rate=1e6, out="runs/too_fast"))  # doctest: +SKIP
+        Traceback (most recent call last):
+        keras_se.training.Diverged: ...
+    """
 
 
 # --------------------------------------------------------------------------- config + model
@@ -182,6 +205,16 @@ class Trainer:
     """One training run: ``Trainer(config).run()`` returns the summary dict.
 
     See the module docstring for the steps and the invariants each method keeps.
+
+    Example (`train` is ``Trainer(config, verbose=verbose).run()``):
+        >>> import tempfile
+        >>> out = tempfile.mkdtemp()
+        >>> trainer = Trainer(TrainConfig(epochs=1, steps_per_epoch=2, out=out), verbose=0)
+        >>> trainer.run_dir.path == out
+        True
+        >>> summary = trainer.run()  # doctest: +SKIP
+        >>> summary["epochs"]  # doctest: +SKIP
+        1
     """
 
     def __init__(self, config, *, verbose=1):
@@ -703,7 +736,15 @@ def train(config, *, verbose=1):
 
 
 def format_summary(summary):
-    """The one-line summary printed at the end of a run."""
+    """The one-line summary printed at the end of a run.
+
+    Example:
+        >>> summary = {"model": "se_resnet18", "dataset": "digits", "final_val_accuracy": 0.9861,
+        ...            "epochs": 10, "params": 11_260_354, "train_time_s": 83.4,
+        ...            "model_path": "runs/se_resnet18/model.keras"}
+        >>> print(format_summary(summary))
+        se_resnet18 on digits: val_accuracy 0.9861 after 10 epochs, 11,260,354 params, 83 s training, model: runs/se_resnet18/model.keras
+    """
     acc = summary.get("final_val_accuracy")
     return (
         f"{summary['model']} on {summary['dataset']}: val_accuracy "

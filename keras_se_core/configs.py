@@ -88,6 +88,13 @@ class TrainConfig:
 
     See each field's help (``keras-se train --help`` prints them). The learning rate
     defaults to the paper's linear scaling, ``0.6 * batch_size / 1024``.
+
+    Example:
+        >>> config = TrainConfig(model="se_resnet50", batch_size=256, epochs=100)
+        >>> config.peak_learning_rate(), config.schedule, config.weight_decay
+        (0.15, 'step', 0.0001)
+        >>> TrainConfig.from_dict(config.to_dict()) == config
+        True
     """
 
     model: str = _setting(
