@@ -313,12 +313,31 @@ class RunDir:
             for path in glob.glob(glob.escape(prefix) + ".*"):
                 if not path.endswith(".unusable"):
                     os.replace(path, path + ".unusable")
-        if keep:
-            tf.compat.v1.train.update_checkpoint_state(
-                self.checkpoint_dir,
-                keep[0],
-                all_model_checkpoint_paths=list(reversed(keep)),
-            )
+        if not keep:
+            return
+        # The manager lists (and rotates) only checkpoints newer than the state's
+        # last_preserved_timestamp: keep each kept checkpoint's own save time.
+        state = tf.train.get_checkpoint_state(self.checkpoint_dir)
+        saved = {}
+        if state is not None:
+            saved = {
+                os.path.basename(path): stamp
+                for path, stamp in zip(
+                    state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps
+                )
+            }
+        oldest_first = list(reversed(keep))
+        stamps = [
+            saved.get(os.path.basename(p)) or os.path.getmtime(p + ".index") for p in oldest_first
+        ]
+        preserved = state.last_preserved_timestamp if state is not None else 0.0
+        tf.compat.v1.train.update_checkpoint_state(
+            self.checkpoint_dir,
+            keep[0],
+            all_model_checkpoint_paths=oldest_first,
+            all_model_checkpoint_timestamps=stamps,
+            last_preserved_timestamp=min(preserved, min(stamps) - 1),
+        )
 
     def has_checkpoint_state(self):
         """True once a checkpoint was saved here (the manager's state file exists)."""

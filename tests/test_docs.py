@@ -153,6 +153,10 @@ NOT_RUN = [
         "needs a timm state dict file and PyTorch; tested in tests/test_weights.py",
     ),
     (
+        r"^keras-se predict",
+        "needs a trained model and images; tested in tests/test_predict.py, tests/test_finetune.py",
+    ),
+    (
         r"^keras-se (export|visualize) runs/",
         "needs a trained run directory; tested in tests/test_export.py, tests/test_visualize.py",
     ),

@@ -131,13 +131,6 @@ def test_resume_skips_an_unrestorable_newest_checkpoint(tmp_path, capsys, resume
     assert 'model_checkpoint_path: "ckpt-6"' in state, state
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: RunDir.set_aside_checkpoints rewrites the state file without "
-    "all_model_checkpoint_timestamps/last_preserved_timestamp, so tf.train.CheckpointManager "
-    "treats the kept checkpoints as preserved: never listed, never rotated (keep_checkpoints "
-    "no longer bounds the disk)",
-)
 def test_set_aside_keeps_the_older_checkpoints_under_the_managers_rotation(
     tmp_path, resume_reference
 ):
@@ -158,6 +151,10 @@ def test_set_aside_keeps_the_older_checkpoints_under_the_managers_rotation(
         tf.train.Checkpoint(v=tf.Variable(1.0)), run_dir.checkpoint_dir, max_to_keep=3
     )
     assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-4", "ckpt-5"]
+    manager.save(checkpoint_number=7)
+    manager.save(checkpoint_number=8)  # max_to_keep=3: ckpt-4 rotates away, as without a skip
+    assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-5", "ckpt-7", "ckpt-8"]
+    assert not os.path.exists(prefix.format(4) + ".index")
 
 
 def _files(run_dir):
