@@ -573,6 +573,11 @@ class ResumableGridOracle(keras_tuner.Oracle):
     that no recorded trial holds, computed from ``self.trials`` alone: nothing but
     the trials needs to be persisted, unlike keras-tuner 1.4.8's GridSearchOracle
     (keras-team/keras-tuner#1055).
+
+    Example (`make_oracle` builds it for ``oracle="grid"``, one trial per combination):
+        >>> oracle = make_oracle("grid", SearchSpace(ratios=(4, 8, 16), squeeze=("avg", "max")))
+        >>> isinstance(oracle, ResumableGridOracle), oracle.max_trials
+        (True, 6)
     """
 
     def _combinations(self):
@@ -605,7 +610,18 @@ class ResumableGridOracle(keras_tuner.Oracle):
 
 
 def make_oracle(name, space, *, max_trials=None, epochs=10, seed=0):
-    """The keras-tuner oracle ``name`` over ``space`` (objective ``val_accuracy``)."""
+    """The keras-tuner oracle ``name`` over ``space`` (objective ``val_accuracy``).
+
+    ``"grid"``, ``"random"`` and ``"bayesian"`` run ``max_trials`` trials (default: the
+    size of the grid); ``"hyperband"`` trains up to ``epochs`` epochs per trial.
+
+    Example:
+        >>> oracle = make_oracle("random", SearchSpace(ratios=(4, 8, 16)))
+        >>> type(oracle).__name__, oracle.max_trials, oracle.objective.name
+        ('RandomSearchOracle', 3, 'val_accuracy')
+        >>> type(make_oracle("hyperband", SearchSpace(ratios=(4, 16)), epochs=9)).__name__
+        'HyperbandOracle'
+    """
     check_choice("oracle", name, ORACLES)
     objective = keras_tuner.Objective(OBJECTIVE, direction="max")
     hp = keras_tuner.HyperParameters()
@@ -631,7 +647,12 @@ def make_oracle(name, space, *, max_trials=None, epochs=10, seed=0):
 
 
 def trial_run_dir(project_dir, trial_id):
-    """The training run directory of one trial: ``<project>/trial_<id>/run``."""
+    """The training run directory of one trial: ``<project>/trial_<id>/run``.
+
+    Example:
+        >>> trial_run_dir("runs/tune/tuner", "03")
+        'runs/tune/tuner/trial_03/run'
+    """
     return os.path.join(project_dir, f"trial_{trial_id}", "run")
 
 
@@ -640,6 +661,11 @@ def trial_model_path(project_dir, trial_id):
 
     The one place that knows where a trial's model lies (`SETuner.save_model`,
     `SETuner.load_model`, `search`'s best model).
+
+    Example (an absolute path):
+        >>> import os
+        >>> os.path.relpath(trial_model_path("runs/tune/tuner", "03"))
+        'runs/tune/tuner/trial_03/run/model.keras'
     """
     from keras_se.rundir import RunDir
 
@@ -653,6 +679,22 @@ class SETuner(keras_tuner.Tuner):
     training run saved (`trial_model_path`), so the inherited ``get_best_models()``
     returns trained models (the trial's final epoch, as ``keras-se train`` saves it)
     and ``get_best_hyperparameters()``/``results_summary()`` work as for any tuner.
+
+    Example (`search` builds it so; a search trains, so it is not run here):
+        >>> import os, tempfile
+        >>> from keras_se.training import TrainConfig
+        >>> space, out = SearchSpace(ratios=(8, 16)), tempfile.mkdtemp()
+        >>> tuner = SETuner(
+        ...     hypermodel=SEHyperModel(TrainConfig(model="se_resnet18", epochs=1), space),
+        ...     oracle=make_oracle("grid", space),
+        ...     directory=out,
+        ...     project_name="tuner",
+        ... )
+        >>> tuner.project_dir == os.path.join(out, "tuner")
+        True
+        >>> tuner.search()  # doctest: +SKIP
+        >>> tuner.get_best_models(1)[0].name  # doctest: +SKIP
+        'se_resnet18'
     """
 
     def __init__(self, *args, verbose=0, **kwargs):
@@ -704,7 +746,12 @@ def _write_hparams(project_dir, trial, metrics):
 
 # --------------------------------------------------------------------------- search
 def distributed_env(role, *, port, address="127.0.0.1", worker_index=0):
-    """The ``KERASTUNER_*`` variables for a chief (``role="chief"``) or a worker."""
+    """The ``KERASTUNER_*`` variables for a chief (``role="chief"``) or a worker.
+
+    Example:
+        >>> distributed_env("worker", port=8000, worker_index=1)
+        {'KERASTUNER_TUNER_ID': 'tuner1', 'KERASTUNER_ORACLE_IP': '127.0.0.1', 'KERASTUNER_ORACLE_PORT': '8000'}
+    """
     check_choice("role", role, ("chief", "worker"))
     return {
         "KERASTUNER_TUNER_ID": "chief" if role == "chief" else f"tuner{worker_index}",
@@ -867,7 +914,15 @@ def load_tuner(out):
 
 
 def collect_results(oracle, out):
-    """One dict per trial of the search in ``out``, best ``val_accuracy`` first."""
+    """One dict per trial of the search in ``out``, best ``val_accuracy`` first.
+
+    Example (an oracle before its first trial has none):
+        >>> collect_results(make_oracle("grid", SearchSpace(ratios=(8, 16))), "runs/tune")
+        []
+        >>> tuner = load_tuner("runs/tune")  # doctest: +SKIP
+        >>> collect_results(tuner.oracle, "runs/tune")[0]["hyperparameters"]  # doctest: +SKIP
+        {'se_ratio': 16}
+    """
     rows = []
     for trial in oracle.trials.values():
         metrics = {}
@@ -919,7 +974,23 @@ def _learned(run_dir):
 
 
 def write_results(results, out):
-    """``results.json``, ``results.csv`` and the trade-off figure (PNG + SVG) in ``out``."""
+    """``results.json``, ``results.csv`` and the trade-off figure (PNG + SVG) in ``out``.
+
+    Example (rows as `collect_results` returns them):
+        >>> import os, tempfile
+        >>> results = [
+        ...     {"trial_id": "0", "hyperparameters": {"se_ratio": 16}, "best_val_accuracy": 0.9861,
+        ...      "final_val_accuracy": 0.9833, "params": 11_260_354, "macs": 36_000_000,
+        ...      "time_per_step_s": 0.112, "status": "COMPLETED"},
+        ...     {"trial_id": "1", "hyperparameters": {"se_ratio": 4}, "best_val_accuracy": 0.9806,
+        ...      "final_val_accuracy": 0.9806, "params": 11_516_226, "macs": 36_300_000,
+        ...      "time_per_step_s": 0.118, "status": "COMPLETED"},
+        ... ]
+        >>> out = tempfile.mkdtemp()
+        >>> write_results(results, out)
+        >>> sorted(os.listdir(out))
+        ['ratio_tradeoff.png', 'ratio_tradeoff.svg', 'results.csv', 'results.json']
+    """
     fileio.write_json(os.path.join(out, "results.json"), results)
     hp_names = sorted({k for r in results for k in r["hyperparameters"]})
     fields = [
@@ -952,7 +1023,22 @@ def write_results(results, out):
 
 
 def format_table(results):
-    """The paper's reduction-ratio table for the terminal."""
+    """The paper's reduction-ratio table for the terminal.
+
+    Example (rows as `collect_results` returns them):
+        >>> results = [
+        ...     {"trial_id": "0", "hyperparameters": {"se_ratio": 16}, "best_val_accuracy": 0.9861,
+        ...      "final_val_accuracy": 0.9833, "params": 11_260_354, "macs": 36_000_000,
+        ...      "time_per_step_s": 0.112, "status": "COMPLETED"},
+        ...     {"trial_id": "1", "hyperparameters": {"se_ratio": 4}, "best_val_accuracy": 0.9806,
+        ...      "final_val_accuracy": 0.9806, "params": 11_516_226, "macs": 36_300_000,
+        ...      "time_per_step_s": 0.118, "status": "COMPLETED"},
+        ... ]
+        >>> print(format_table(results))
+         trial hyperparameters                           val_acc       params   GMACs  s/step  status
+             0 se_ratio=16                                0.9861   11,260,354   0.036   0.112  COMPLETED
+             1 se_ratio=4                                 0.9806   11,516,226   0.036   0.118  COMPLETED
+    """
     lines = [
         f"{'trial':>6} {'hyperparameters':<40} {'val_acc':>8} {'params':>12} {'GMACs':>7} {'s/step':>7}  status"
     ]
