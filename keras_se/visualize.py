@@ -67,7 +67,19 @@ _RESOLVED_FONTS = contextvars.ContextVar("keras_se_resolved_fonts", default=None
 
 
 class MissingGlyphWarning(UserWarning):
-    """No installed font has the glyphs of some text (class names) drawn in a figure."""
+    """No installed font has the glyphs of some text (class names) drawn in a figure.
+
+    The figure is still written (with boxes for the missing glyphs); the warning names
+    the characters and how to install a font that has them.
+
+    Example (silencing it):
+        >>> import warnings
+        >>> issubclass(MissingGlyphWarning, UserWarning)
+        True
+        >>> with warnings.catch_warnings():  # doctest: +SKIP
+        ...     warnings.simplefilter("ignore", MissingGlyphWarning)
+        ...     visualize_model("runs/flowers", classes=["雏菊"])
+    """
 
 
 # --------------------------------------------------------------------------- helpers
@@ -82,6 +94,15 @@ def save_figure(fig, out):
 
     ``out`` may end in ``.png`` or ``.svg``; the extension is dropped. Parent
     directories are created.
+
+    Example:
+        >>> import os, tempfile
+        >>> from matplotlib.figure import Figure
+        >>> fig = Figure()
+        >>> _ = fig.add_subplot().plot([1, 2, 3])
+        >>> out = os.path.join(tempfile.mkdtemp(), "figs", "line.png")
+        >>> [os.path.basename(p) for p in save_figure(fig, out)]
+        ['line.png', 'line.svg']
     """
     out = os.fspath(out)
     root, ext = os.path.splitext(out)
@@ -276,7 +297,18 @@ def resolve_classes(classes, class_names):
 
 # --------------------------------------------------------------------------- figure 1
 def excitation_by_depth_figure(analysis, *, blocks="default", classes=None):
-    """The paper's excitation figure: one panel per SE block (see `plot_excitation_by_depth`)."""
+    """The paper's excitation figure: one panel per SE block (see `plot_excitation_by_depth`).
+
+    Example (a matplotlib ``Figure``; the paper's selection is 5 blocks here):
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> from keras_se.analysis import analyze_excitations
+        >>> model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3)
+        >>> images = np.random.default_rng(0).random((12, 16, 16, 3), dtype="float32")
+        >>> analysis = analyze_excitations(model, (images, np.arange(12) % 3), verbose=0)
+        >>> len(excitation_by_depth_figure(analysis).axes)
+        5
+    """
     chosen = analysis_lib.select_blocks(analysis.blocks, blocks)
     class_ids = resolve_classes(classes, analysis.class_names)
     with _text_fonts([analysis.class_names[c] for c in class_ids]):
@@ -354,7 +386,18 @@ def plot_excitation_by_depth(analysis, out, *, blocks="default", classes=None):
 
 # --------------------------------------------------------------------------- figure 2
 def specificity_by_depth_figure(analysis):
-    """Class-specificity against depth, one point per SE block (see `plot_specificity_by_depth`)."""
+    """Class-specificity against depth, one point per SE block (see `plot_specificity_by_depth`).
+
+    Example (a matplotlib ``Figure`` with one panel):
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> from keras_se.analysis import analyze_excitations
+        >>> model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3)
+        >>> images = np.random.default_rng(0).random((12, 16, 16, 3), dtype="float32")
+        >>> analysis = analyze_excitations(model, (images, np.arange(12) % 3), verbose=0)
+        >>> len(specificity_by_depth_figure(analysis).axes)
+        1
+    """
     blocks = analysis.blocks
     fig = _figure(max(5.0, 0.35 * len(blocks) + 2.5), 3.8)
     ax = fig.add_subplot(1, 1, 1)
@@ -389,6 +432,18 @@ def plot_specificity_by_depth(analysis, out):
 
     Returns:
         ``(png_path, svg_path)``.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> from keras_se.analysis import analyze_excitations
+        >>> model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3)
+        >>> images = np.random.default_rng(0).random((12, 16, 16, 3), dtype="float32")
+        >>> analysis = analyze_excitations(model, (images, np.arange(12) % 3), verbose=0)
+        >>> out = os.path.join(tempfile.mkdtemp(), "specificity_by_depth")
+        >>> [os.path.basename(p) for p in plot_specificity_by_depth(analysis, out)]
+        ['specificity_by_depth.png', 'specificity_by_depth.svg']
     """
     return save_figure(specificity_by_depth_figure(analysis), out)
 
@@ -419,7 +474,19 @@ def _show_map(ax, values, title, vmin, vmax):
 
 
 def walkthrough_figure(walk, *, title=None):
-    """One SE block on one image (see `plot_walkthrough`); ``walk`` from `keras_se.analysis.walkthrough`."""
+    """One SE block on one image (see `plot_walkthrough`); ``walk`` from `keras_se.analysis.walkthrough`.
+
+    Example (a matplotlib ``Figure``; a 32-channel block):
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> from keras_se.analysis import walkthrough
+        >>> model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3)
+        >>> image = np.random.default_rng(0).random((16, 16, 3), dtype="float32")
+        >>> walk = walkthrough(model, image, block="conv3_block1_se")
+        >>> fig = walkthrough_figure(walk, title="class 0")
+        >>> len(fig.axes) == walkthrough_panels(32)
+        True
+    """
     with _text_fonts([title or ""]):
         return _walkthrough_figure(walk, title=title)
 
@@ -489,7 +556,12 @@ def _walkthrough_figure(walk, *, title):
 
 
 def walkthrough_panels(channels):
-    """The number of panels (axes) of the walkthrough figure for a block of ``channels``."""
+    """The number of panels (axes) of the walkthrough figure for a block of ``channels``.
+
+    Example (the image, 16 maps U, z, s, and 5 + 5 rescaled maps; fewer for few channels):
+        >>> walkthrough_panels(32), walkthrough_panels(4)
+        (29, 11)
+    """
     extremes = min(WALKTHROUGH_EXTREMES, max(1, channels // 2))
     return 1 + min(WALKTHROUGH_MAPS, channels) + 2 + 2 * extremes
 
@@ -509,6 +581,18 @@ def plot_walkthrough(walk, out, *, title=None):
 
     Returns:
         ``(png_path, svg_path)``.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from keras_se import models
+        >>> from keras_se.analysis import walkthrough
+        >>> model = models.get("se_resnet20_cifar", input_shape=(16, 16, 3), classes=3)
+        >>> image = np.random.default_rng(0).random((16, 16, 3), dtype="float32")
+        >>> walk = walkthrough(model, image, block="conv3_block1_se")
+        >>> out = os.path.join(tempfile.mkdtemp(), "walkthrough")
+        >>> [os.path.basename(p) for p in plot_walkthrough(walk, out, title="class 0")]
+        ['walkthrough.png', 'walkthrough.svg']
     """
     with _text_fonts([title or ""]):
         return save_figure(walkthrough_figure(walk, title=title), out)
@@ -546,7 +630,15 @@ def _ratio_points(results):
 
 
 def ratio_tradeoff_figure(results):
-    """Accuracy vs parameters per reduction ratio (see `plot_ratio_tradeoff`)."""
+    """Accuracy vs parameters per reduction ratio (see `plot_ratio_tradeoff`).
+
+    Example (a matplotlib ``Figure``):
+        >>> trials = [{"hyperparameters": {"se_ratio": r}, "best_val_accuracy": a,
+        ...            "params": p, "status": "COMPLETED"}
+        ...           for r, a, p in [(4, 0.91, 1.2e6), (16, 0.90, 1.1e6)]]
+        >>> len(ratio_tradeoff_figure(trials).axes)
+        1
+    """
     points = _ratio_points(results)
     fig = _figure(6, 4.2)
     ax = fig.add_subplot(1, 1, 1)
@@ -591,7 +683,16 @@ def plot_ratio_tradeoff(results, out_path_without_ext):
 
 
 def specificity_by_ratio_figure(results):
-    """Specificity by depth, one line per trial's reduction ratio (see `plot_specificity_by_ratio`)."""
+    """Specificity by depth, one line per trial's reduction ratio (see `plot_specificity_by_ratio`).
+
+    Example (a matplotlib ``Figure``):
+        >>> trials = [{"hyperparameters": {"se_ratio": r}, "specificity": s,
+        ...            "blocks": ["SE_2_1", "SE_3_1"], "status": "COMPLETED"}
+        ...           for r, s in [(4, [0.3, 0.6]), (16, [0.35, 0.55])]]
+        >>> fig = specificity_by_ratio_figure(trials)
+        >>> [line.get_label() for line in fig.axes[0].get_lines()]
+        ['r=4', 'r=16']
+    """
     if isinstance(results, dict) and "trials" in results:
         results = results["trials"]
     trials = [
@@ -656,6 +757,11 @@ class VisualizeResult:
             "specificity_by_depth": (png, svg), "walkthrough": (png, svg)}``.
         image_index, image_label: the walkthrough image and its class index.
         untrained: True when ``source`` was a registry name (random weights).
+
+    Example:
+        >>> result = visualize_model("runs/quickstart/run", out="figs")  # doctest: +SKIP
+        >>> result.untrained, result.files["walkthrough"]  # doctest: +SKIP
+        (False, ('figs/walkthrough.png', 'figs/walkthrough.svg'))
     """
 
     analysis: object
@@ -806,7 +912,17 @@ def visualize_model(
 
 
 def format_result(result):
-    """The table and file list printed by ``keras-se visualize``."""
+    """The table and file list printed by ``keras-se visualize``.
+
+    Example (an untrained registry model on 20 digits, a few seconds):
+        >>> import tempfile
+        >>> result = visualize_model("se_resnet20_cifar", out=tempfile.mkdtemp(), max_images=20,
+        ...                          verbose=0)
+        >>> for line in format_result(result).splitlines()[:2]:  # then a row per SE block
+        ...     print(line)
+        se_resnet20_cifar: 20 images (untrained model: random weights)
+        block            label    depth channels specificity  spread
+    """
     lines = [
         f"{result.analysis.model_name}: {result.analysis.num_images} images"
         + (" (untrained model: random weights)" if result.untrained else ""),
