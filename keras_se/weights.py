@@ -57,7 +57,17 @@ TORCH_BN_EPSILON = 1e-5
 
 
 class MissingDependencyError(ImportError):
-    """An optional package (PyTorch, huggingface_hub) is needed and not installed."""
+    """An optional package (PyTorch, huggingface_hub) is needed and not installed.
+
+    An ``ImportError`` whose message names the package and the ``pip install`` line.
+
+    Example:
+        >>> issubclass(MissingDependencyError, ImportError)
+        True
+        >>> download("timm/legacy_seresnet50.in1k")  # doctest: +SKIP
+        Traceback (most recent call last):
+        keras_se.weights.MissingDependencyError: ...
+    """
 
 
 def layout_architecture(layout, *, groups=1):
@@ -66,6 +76,12 @@ def layout_architecture(layout, *, groups=1):
     Legacy (Caffe) SE-ResNet strides in the first 1x1 conv, legacy SE-ResNeXt
     (``groups > 1``) in the 3x3; timm's non-legacy models always in the 3x3, with
     torchvision's padded stem pool.
+
+    Example:
+        >>> layout_architecture("legacy"), layout_architecture("legacy", groups=32)
+        ({'stride_in_1x1': True, 'stem_pool': 'caffe'}, {'stride_in_1x1': False, 'stem_pool': 'caffe'})
+        >>> layout_architecture("timm")
+        {'stride_in_1x1': False, 'stem_pool': 'torch'}
     """
     if layout == "legacy":
         return {"stride_in_1x1": groups == 1, "stem_pool": "caffe"}
@@ -185,7 +201,14 @@ def _read_shapes(path):
 
 
 def detect_layout(keys):
-    """``"legacy"`` (timm ``senet.py``: ``layer0.conv1``) or ``"timm"`` (``conv1``)."""
+    """``"legacy"`` (timm ``senet.py``: ``layer0.conv1``) or ``"timm"`` (``conv1``).
+
+    Example:
+        >>> detect_layout(["layer0.conv1.weight", "layer0.bn1.weight"])
+        'legacy'
+        >>> detect_layout(["conv1.weight", "fc.weight"])
+        'timm'
+    """
     keys = set(keys)
     if "layer0.conv1.weight" in keys:
         return "legacy"
@@ -253,6 +276,11 @@ def download(hub_id, *, url=None, label=None):
     Raises:
         MissingDependencyError: ``huggingface_hub`` (or PyTorch) is not installed.
         ConnectionError: the download failed (no network access, or no such file).
+
+    Example (needs network the first time, then reads the cache):
+        >>> path = download("timm/legacy_seresnet50.in1k")  # doctest: +SKIP
+        >>> os.path.basename(path)  # doctest: +SKIP
+        'model.safetensors'
     """
     label = hub_id if label is None else label
     attempts = [("hub " + hub_id, lambda: _download_from_hub(hub_id, "model.safetensors"))]
@@ -388,7 +416,16 @@ def _layer(model, name):
 
 
 def model_layout(model):
-    """The layout a keras_se ResNet matches: ``"timm"`` with the padded stem pool, else legacy."""
+    """The layout a keras_se ResNet matches: ``"timm"`` with the padded stem pool, else legacy.
+
+    Example:
+        >>> from keras_se import models
+        >>> model_layout(models.get("se_resnet18", input_shape=(64, 64, 3), classes=3))
+        'legacy'
+        >>> model_layout(models.get("se_resnet18", input_shape=(64, 64, 3), classes=3,
+        ...                         **layout_architecture("timm")))
+        'timm'
+    """
     return "timm" if _layer(model, "pool1_pad") is not None else "legacy"
 
 
@@ -633,6 +670,13 @@ def reference_state_dict(model, *, layout=None):
 
     Returns:
         A dict in timm's key layout, BatchNorm ``num_batches_tracked`` included (0).
+
+    Example (an ImageNet stem needs an input of at least 64x64):
+        >>> from keras_se import models
+        >>> model = models.get("se_resnet18", input_shape=(64, 64, 3), classes=3)
+        >>> state = reference_state_dict(model)
+        >>> state["layer0.conv1.weight"].shape, state["last_linear.weight"].shape
+        ((64, 3, 7, 7), (3, 512))
     """
     layout = layout or model_layout(model)
     out = {}
