@@ -255,12 +255,6 @@ def _lacking_examples():
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="examples pending in keras_se/data.py, export.py, finetune.py, layers.py, "
-    "models/inception.py, models/registry.py, training.py, tuning.py, visualize.py, weights.py, "
-    "keras_se_core/configs.py",
-)
 def test_every_public_name_has_an_example():
     assert _public_names(), "no public names found"
     missing = _lacking_examples()
