@@ -264,7 +264,7 @@ def make_strategy(name="auto", *, tpu=None, cluster_timeout=None):
     if name == "multi-worker":
         if tf_config_workers() < 1:
             raise UsageError(
-                "`strategy='multi-worker'` needs TF_CONFIG with a cluster of workers (see README)."
+                "`strategy='multi-worker'` needs TF_CONFIG with a cluster of workers (see docs/training.md)."
             )
         if cluster_timeout is not None:
             wait_for_cluster(cluster_timeout)

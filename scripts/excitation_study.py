@@ -4,7 +4,7 @@
 Trains the `keras-se quickstart` recipe (its model, data and optimizer) for ``--epochs``
 with ``--log-excitations 1`` once per seed, then prints, per SE block, the
 class-specificity η² (mean ± sd over seeds) and the mean gate at the chosen epochs — the
-table in the README's "Excitations during training" section. Each run is a normal
+table in docs/understanding.md, "Excitations during training". Each run is a normal
 resumable run directory (``OUT/seed_S``) with TensorBoard logs.
 
     python scripts/excitation_study.py --seeds 0,1,2 --epochs 30 --out runs/study

@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 TINY_RUN = dict(model="se_resnet18", image_size=16, batch_size=16, validation_steps=1)
 
 #: Tests measured at 2 s or more on 2 CPU cores (``pytest --durations=0``): marked ``slow`` so
-#: that ``-m "not slow and not integration"`` is the fast tier (README, Development). One node id
+#: that ``-m "not slow and not integration"`` is the fast tier (docs/development.md). One node id
 #: per line; a test that no longer exists is ignored.
 SLOW_TESTS = os.path.join(os.path.dirname(__file__), "slow_tests.txt")
 

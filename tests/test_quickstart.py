@@ -1,7 +1,7 @@
 """``keras-se quickstart`` (keras_se/quickstart.py): training, export and the figure step.
 
 A tiny run (16x16 digits, 2 steps, 1 epoch) checks the mechanics; the recipe's speed
-and accuracy are measured, not tested (README, "Quickstart").
+and accuracy are measured, not tested (docs/getting-started.md).
 """
 
 from __future__ import annotations
