@@ -920,7 +920,8 @@ def collect_results(oracle, out):
         >>> collect_results(make_oracle("grid", SearchSpace(ratios=(8, 16))), "runs/tune")
         []
         >>> tuner = load_tuner("runs/tune")  # doctest: +SKIP
-        >>> collect_results(tuner.oracle, "runs/tune")[0]["hyperparameters"]  # doctest: +SKIP
+        >>> best = collect_results(tuner.oracle, "runs/tune")[0]  # doctest: +SKIP
+        >>> best["hyperparameters"]  # doctest: +SKIP
         {'se_ratio': 16}
     """
     rows = []
