@@ -104,7 +104,7 @@ def check_config(config):
     config.validate()
     finetune.model_source(config.model)
     if config.weights:
-        from keras_se.models.loading import check_weights_source
+        from keras_se.models.pretrained import check_weights_source
 
         try:
             check_weights_source(config.weights)
@@ -728,7 +728,7 @@ def train(config, *, verbose=1):
 
     Example:
         >>> from keras_se.training import TrainConfig, train
-        >>> summary = train(TrainConfig(model="se_resnet18", epochs=1, out="/tmp/run", steps_per_epoch=2))
+        >>> summary = train(TrainConfig(model="se_resnet18", epochs=1, out="/tmp/run", steps_per_epoch=2))  # doctest: +SKIP
         >>> sorted(summary)[:3]  # doctest: +SKIP
         ['best_val_accuracy', 'dataset', 'epochs']
     """

@@ -168,7 +168,7 @@ def test_same_class_count_loads_everything_without_a_warning(tmp_path):
 
 def test_keras_file_addresses_are_keras_own(tmp_path):
     """The layer → group table equals what Keras writes (checked shape by shape)."""
-    from keras_se.models import loading
+    from keras_se.models import pretrained as loading
 
     for name in ("se_resnet18", "se_resnet20_cifar"):
         model = models.get(name, **SMALL, classes=3)

@@ -27,7 +27,14 @@ LAYERS = [
     ["keras_se.layers"],
     ["keras_se.blocks", "keras_se.weights", "keras_se.utils", "keras_se.extras"],
     ["keras_se.models.*", "keras_se.models"],
-    ["keras_se.retrofit", "keras_se.data", "keras_se.rundir", "keras_se.distribute", "keras_se"],
+    [
+        "keras_se.retrofit",
+        "keras_se.data",
+        "keras_se.rundir",
+        "keras_se.distribute",
+        "keras_se.finetune",
+        "keras_se",
+    ],
     # the analysis and its figures sit beside training, which logs both to TensorBoard
     [
         "keras_se.training",
@@ -36,6 +43,7 @@ LAYERS = [
         "keras_se.analysis",
         "keras_se.visualize",
         "keras_se.excitation_log",
+        "keras_se.callbacks",
     ],
     [
         "keras_se._bench_worker",
@@ -43,6 +51,7 @@ LAYERS = [
         "keras_se.bench_training",
         "keras_se.quickstart",
         "keras_se.info",
+        "keras_se.predict",
     ],
     ["keras_se.cli", "keras_se_core.cli"],
 ]

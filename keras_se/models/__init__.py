@@ -1,6 +1,6 @@
 """keras_se model builders and the registry (``keras_se.models.get``, ``names``)."""
 
-from keras_se.models import loading, pretrained, registry
+from keras_se.models import pretrained, registry
 from keras_se.models.cifar import (
     BUILDERS as _CIFAR_BUILDERS,
 )
@@ -31,8 +31,8 @@ from keras_se.models.inception import (
     build_inception_resnet_v2,
     build_inception_v3,
 )
-from keras_se.models.loading import LoadedWeights, load_weights
 from keras_se.models.preprocessing import Preprocessing
+from keras_se.models.pretrained import LoadedWeights, load_weights
 from keras_se.models.registry import builder, get, names, register
 from keras_se.models.resnet import (
     BUILDERS as _RESNET_BUILDERS,
@@ -81,7 +81,6 @@ __all__ = [
     "registry",
     "build_resnet",
     "pretrained",
-    "loading",
     "load_weights",
     "LoadedWeights",
     "Preprocessing",

@@ -12,7 +12,7 @@ import inspect
 import keras
 
 from keras_se import weights as reference_weights
-from keras_se.models import loading, pretrained
+from keras_se.models import pretrained
 from keras_se_core.choices import SE_MODES
 from keras_se_core.validation import (
     check_bool,
@@ -65,7 +65,7 @@ def check_application_args(
             "`pooling` does not apply with `features_only=True` (the outputs are the unpooled "
             f"stage maps); leave it None. Received: pooling={pooling!r}"
         )
-    loading.check_weights_source(weights)
+    pretrained.check_weights_source(weights)
     check_choice("pooling", pooling, POOLINGS)
     check_positive_int("classes", classes)
     if include_top:
@@ -178,7 +178,7 @@ def finish_model(
     log2 of the stride), recorded by the builder. ``weights`` are loaded into the model
     the other arguments describe first (so a file with the classifier loads with
     ``include_top=True``), then the head is left out. Weights of another class count
-    load the backbone and leave a fresh classifier (`keras_se.models.loading.load_weights`).
+    load the backbone and leave a fresh classifier (`keras_se.models.pretrained.load_weights`).
     """
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -192,7 +192,7 @@ def finish_model(
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     model = keras.Model(inputs, x, name=name)
     if weights is not None:
-        loading.load_weights(model, weights)
+        pretrained.load_weights(model, weights)
     if features_only:
         features = keras.Model(inputs, dict(pyramid), name=name)
         if hasattr(model, "preprocessing"):
