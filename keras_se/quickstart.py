@@ -18,7 +18,7 @@ from keras_se.training import TrainConfig, format_summary, train
 #: (momentum 0.9, weight decay 1e-4) and a 6-epoch cosine schedule. se_ratio 4, not the
 #: paper's 16: the first stage has 16 channels, and 16 / 16 = one hidden unit, whose ReLU
 #: died in our run (a constant gate, no class-specificity to measure); the paper's ratio
-#: ablation finds little accuracy difference between r = 4 and 16. Measured (README,
+#: ablation finds little accuracy difference between r = 4 and 16. Measured (docs/understanding.md,
 #: "Measured: the digits quickstart model"): 99.2 % validation accuracy.
 QUICKSTART = dict(
     model="se_resnet20_cifar",
