@@ -23,6 +23,28 @@ import pytest  # noqa: E402
 #: all 360). The whole split's evaluation is tested by tests/test_training.py's multi-worker test.
 TINY_RUN = dict(model="se_resnet18", image_size=16, batch_size=16, validation_steps=1)
 
+
+def cli_flags(settings=TINY_RUN, **more):
+    """`TrainConfig` keywords as ``keras-se train``/``tune`` flags, from the fields' own flag
+    names: ``cli_flags(epochs=2)`` is ``["--model", "se_resnet18", ..., "--epochs", "2"]``;
+    True gives the bare flag (``log_excitations=True`` is ``--log-excitations``)."""
+    import dataclasses
+
+    from keras_se_core.configs import TrainConfig
+
+    names = {
+        f.name: f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(TrainConfig)
+    }
+    out = []
+    for key, value in {**settings, **more}.items():
+        if value is True:
+            out.append(names[key])
+        elif value is not None and value is not False:
+            out += [names[key], str(value)]
+    return out
+
+
 #: Tests measured at 2 s or more on 2 CPU cores (``pytest --durations=0``): marked ``slow`` so
 #: that ``-m "not slow and not integration"`` is the fast tier (docs/development.md). One node id
 #: per line; a test that no longer exists is ignored.

@@ -23,34 +23,14 @@ import pytest
 from keras_se.rundir import RunDir
 from keras_se.training import TrainConfig, train
 from keras_se_core.errors import UsageError
-from tests.conftest import TINY_RUN, assert_usage_error, run_main
+from tests.conftest import TINY_RUN, assert_usage_error, cli_flags, run_main
 
 #: The item-1 reference: 2 epochs of 3 steps, a checkpoint after every step (ckpt-1..6; the
 #: manager keeps the newest 3: ckpt-4 = epoch 2 step 1, ckpt-5 = step 2, ckpt-6 = its end).
 RESUME_RUN = dict(
     TINY_RUN, dataset="digits", steps_per_epoch=3, epochs=2, checkpoint_every=1, seed=11
 )
-RESUME_FLAGS = [
-    "--model",
-    "se_resnet18",
-    "--dataset",
-    "digits",
-    "--image-size",
-    "16",
-    "--batch-size",
-    "16",
-    "--validation-steps",
-    "1",
-    "--steps-per-epoch",
-    "3",
-    "--epochs",
-    "2",
-    "--checkpoint-every",
-    "1",
-    "--seed",
-    "11",
-    "--quiet",
-]
+RESUME_FLAGS = [*cli_flags(RESUME_RUN), "--quiet"]
 
 
 def _weights(run_dir):
@@ -257,26 +237,7 @@ TRAIN_KILLS = int(os.environ.get("KERAS_SE_KILLS", "3"))
 KILL_SEED = int(os.environ.get("KERAS_SE_KILL_SEED", "30"))
 KILL_TRAIN = [
     "train",
-    "--model",
-    "se_resnet18",
-    "--dataset",
-    "digits",
-    "--image-size",
-    "16",
-    "--batch-size",
-    "16",
-    "--validation-steps",
-    "1",
-    "--steps-per-epoch",
-    "3",
-    "--epochs",
-    "3",
-    "--checkpoint-every",
-    "1",
-    "--log-excitations",
-    "1",
-    "--seed",
-    "5",
+    *cli_flags(steps_per_epoch=3, epochs=3, checkpoint_every=1, log_excitations=1, seed=5),
 ]
 
 
@@ -416,24 +377,7 @@ def test_train_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path):
             np.testing.assert_allclose(np.asarray(a["mean"]), np.asarray(b["mean"]), atol=1e-4)
 
 
-TUNE = [
-    "tune",
-    "--model",
-    "se_resnet18",
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "2",
-    "--validation-steps",
-    "1",
-    "--image-size",
-    "16",
-    "--batch-size",
-    "16",
-    "--no-export",
-    "--ratios",
-    "8,16",
-]
+TUNE = ["tune", *cli_flags(epochs=1, steps_per_epoch=2), "--no-export", "--ratios", "8,16"]
 
 
 @pytest.mark.slow

@@ -19,12 +19,9 @@ from keras_se import SqueezeExcite, finetune, models
 from keras_se.layers import BatchNormSqueezeExcite
 from keras_se.rundir import RunDir
 from keras_se.training import Preempted, TrainConfig, Trainer, train
-from tests.conftest import TINY_RUN, assert_usage_error, run_main
+from tests.conftest import TINY_RUN, assert_usage_error, cli_flags, run_main
 
-TINY_FLAGS = [
-    "--image-size", "16", "--batch-size", "16", "--validation-steps", "1",
-    "--steps-per-epoch", "2", "--quiet",
-]  # fmt: skip
+TINY_FLAGS = [*cli_flags(steps_per_epoch=2), "--quiet"]
 
 USER_MODULE = '''
 import keras
@@ -182,7 +179,7 @@ def test_user_factory_trains_with_excitation_logs_and_tunes(user_module, tmp_pat
     keras-se tune searches its se_ratio through the factory's argument."""
     out = str(tmp_path / "user")
     result = run_main(
-        capsys, "train", "--model", f"{user_module}:build", *TINY_FLAGS, "--epochs", "1",
+        capsys, "train", *TINY_FLAGS, "--model", f"{user_module}:build", "--epochs", "1",
         "--log-excitations", "--out", out,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -192,7 +189,7 @@ def test_user_factory_trains_with_excitation_logs_and_tunes(user_module, tmp_pat
 
     tuned = str(tmp_path / "tune")
     result = run_main(
-        capsys, "tune", "--model", f"{user_module}:build", *TINY_FLAGS, "--epochs", "1",
+        capsys, "tune", *TINY_FLAGS, "--model", f"{user_module}:build", "--epochs", "1",
         "--ratios", "2,8", "--no-export", "--out", tuned,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

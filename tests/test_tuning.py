@@ -20,25 +20,10 @@ import tensorflow as tf
 from keras_se import tuning
 from keras_se.training import TrainConfig
 from keras_se_core.errors import MissingExtraError
-from tests.conftest import TINY_RUN, assert_usage_error, free_port, run_main
+from tests.conftest import TINY_RUN, assert_usage_error, cli_flags, free_port, run_main
 
 TINY = dict(TINY_RUN, epochs=1, steps_per_epoch=2)
-TINY_FLAGS = [
-    "--model",
-    "se_resnet18",
-    "--epochs",
-    "1",
-    "--steps-per-epoch",
-    "2",
-    "--validation-steps",
-    "1",
-    "--image-size",
-    "16",
-    "--batch-size",
-    "16",
-    "--quiet",
-    "--no-export",
-]
+TINY_FLAGS = [*cli_flags(TINY), "--quiet", "--no-export"]
 
 
 def _trial_files(out):
