@@ -187,6 +187,25 @@ class ExportResult:
 
 
 # ---------------------------------------------------------------------- loading
+def served_name(model):
+    """A TF Serving model name for a run's ``--model``: the registry name as it is, a
+    factory's function name (``pkg.mod:build`` → ``build``), a ``.keras`` file's stem.
+
+    Example:
+        >>> served_name("se_resnet50"), served_name("mypkg.models:build"), served_name("a/b.keras")
+        ('se_resnet50', 'build', 'b')
+    """
+    if not model:
+        return None
+    name = str(model)
+    if name.endswith(".keras"):
+        name = os.path.basename(name)[: -len(".keras")]
+    name = name.rpartition(":")[2]
+    if name.startswith("keras.applications."):
+        name = name.rpartition(".")[2]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._-") or None
+
+
 def _load_keras_file(path):
     # Keras reports a file that is not a zip archive as "File not found", which is
     # misleading for a file that exists: check the container first.
@@ -253,22 +272,8 @@ def load_source(source, *, preprocessing=None):
                 f"`source` is a directory without {RUN_MODEL_FILE}: not a training run "
                 f"directory. Received: source={source!r}"
             )
-        config_path = os.path.join(source, RUN_CONFIG_FILE)
-        if os.path.isfile(config_path):
-            try:
-                with open(config_path) as f:
-                    config = json.load(f)
-            except (OSError, json.JSONDecodeError) as err:
-                raise UsageError(
-                    f"`source` run directory has an unreadable {RUN_CONFIG_FILE} ({err}). "
-                    f"Received: source={source!r}"
-                ) from err
-            if not isinstance(config, dict):
-                raise UsageError(
-                    f"`source` run directory's {RUN_CONFIG_FILE} is not a JSON object. "
-                    f"Received: source={source!r}"
-                )
-        default_name = config.get("model") or os.path.basename(os.path.abspath(source))
+        config = RunDir(source).read_config(what="source")  # format version checked
+        default_name = served_name(config.get("model")) or os.path.basename(os.path.abspath(source))
     elif os.path.isfile(source):
         if not source.endswith(".keras"):
             raise UsageError(

@@ -175,26 +175,27 @@ class RunDir:
                 return
 
     # ----------------------------------------------------------------- config
-    def read_config(self):
-        """The ``config.json`` dict (``{}`` if absent); refuses newer format versions."""
+    def read_config(self, *, what="out"):
+        """The ``config.json`` dict (``{}`` if absent); refuses newer format versions.
+
+        ``what``: the argument that named this directory, for the error messages
+        (``out`` for training, ``source`` for export and visualize).
+        """
         if not os.path.exists(self.config_path):
             return {}
+        received = f"Received: {what}={self.path!r}"
         try:
             with open(self.config_path) as f:
                 config = json.load(f)
         except (OSError, json.JSONDecodeError) as err:
-            raise UsageError(
-                f"`out` holds an unreadable {self.CONFIG} ({err}). Received: out={self.path!r}"
-            ) from err
+            raise UsageError(f"`{what}` holds an unreadable {self.CONFIG} ({err}). {received}") from err
         if not isinstance(config, dict):
-            raise UsageError(
-                f"`out` holds a {self.CONFIG} that is not a JSON object. Received: out={self.path!r}"
-            )
+            raise UsageError(f"`{what}` holds a {self.CONFIG} that is not a JSON object. {received}")
         version = self.format_version(config)
         if version > FORMAT_VERSION:
             raise UsageError(
-                f"`out` holds a run directory of format version {version}, written by a newer "
-                f"keras_se; this version reads versions 1 to {FORMAT_VERSION}. Received: out={self.path!r}"
+                f"`{what}` holds a run directory of format version {version}, written by a newer "
+                f"keras_se; this version reads versions 1 to {FORMAT_VERSION}. {received}"
             )
         return config
 

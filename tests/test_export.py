@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import tensorflow as tf
 
 from keras_se import SqueezeExcite, export, models
 from keras_se.data import Preprocessing, save_preprocessing
+from keras_se_core.errors import UsageError
 from tests.conftest import assert_usage_error, copy_textbook_weights, run_main
 
 H, W, C = 32, 32, 3
@@ -789,3 +791,23 @@ def test_cli_existing_version_is_refused_and_untouched(exported, capsys):
     assert_usage_error(result, "Version 1 of 'se_resnet18' already exists")
     assert sorted(os.listdir(model_dir)) == before
     assert os.stat(os.path.join(version_dir, "saved_model.pb")).st_mtime_ns == stamp
+
+
+def test_run_directory_of_a_newer_format_is_refused_and_names_come_from_the_model(
+    exported, tmp_path
+):
+    """The run's config.json is read through RunDir (its format-version check included: a
+    newer keras_se's directory is refused before anything is written), and the default
+    served name of a run whose --model is a factory or a file is a valid model name."""
+    run_dir = str(tmp_path / "newer")
+    shutil.copytree(os.path.join(exported.root, "run"), run_dir)
+    config_path = os.path.join(run_dir, "config.json")
+    config = json.load(open(config_path))
+    json.dump({**config, "format_version": 99}, open(config_path, "w"))
+    base = str(tmp_path / "models")
+    with pytest.raises(UsageError, match="format version 99.*Received: source="):
+        export.export_model(run_dir, base)
+    assert not os.path.exists(base)
+    assert export.served_name("mypkg.models:build_net") == "build_net"
+    assert export.served_name("runs/a/fine tuned.keras") == "fine_tuned"
+    assert export.served_name("keras.applications.ResNet50") == "ResNet50"

@@ -186,6 +186,13 @@ def test_user_factory_trains_with_excitation_logs_and_tunes(user_module, tmp_pat
     model = keras.models.load_model(os.path.join(out, "model.keras"))
     assert sum(isinstance(layer, SqueezeExcite) for layer in model.layers) == 2
     assert RunDir(out).excitation_epochs() == [1]
+    base = str(tmp_path / "models")  # served as "build" (the factory's name), figures drawn
+    result = run_main(capsys, "export", out, "--base", base)
+    assert result.returncode == 0 and os.path.isdir(os.path.join(base, "build", "1")), result.stderr
+    figures = str(tmp_path / "figures")
+    result = run_main(capsys, "visualize", out, "--out", figures, "--max-images", "20")
+    assert result.returncode == 0, result.stderr
+    assert os.path.isfile(os.path.join(figures, "specificity_by_depth.png"))
 
     tuned = str(tmp_path / "tune")
     result = run_main(
