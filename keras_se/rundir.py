@@ -188,9 +188,13 @@ class RunDir:
             with open(self.config_path) as f:
                 config = json.load(f)
         except (OSError, json.JSONDecodeError) as err:
-            raise UsageError(f"`{what}` holds an unreadable {self.CONFIG} ({err}). {received}") from err
+            raise UsageError(
+                f"`{what}` holds an unreadable {self.CONFIG} ({err}). {received}"
+            ) from err
         if not isinstance(config, dict):
-            raise UsageError(f"`{what}` holds a {self.CONFIG} that is not a JSON object. {received}")
+            raise UsageError(
+                f"`{what}` holds a {self.CONFIG} that is not a JSON object. {received}"
+            )
         version = self.format_version(config)
         if version > FORMAT_VERSION:
             raise UsageError(

@@ -490,7 +490,9 @@ def test_bfloat16_export_runs_bfloat16_convolutions(served):
 
 
 def test_precision_is_checked_before_anything_is_written(exported, tmp_path):
-    with pytest.raises(ValueError, match=r"`precision` must be one of .*Received: precision='fp16'"):
+    with pytest.raises(
+        ValueError, match=r"`precision` must be one of .*Received: precision='fp16'"
+    ):
         export.export_model(exported.model, tmp_path / "models", precision="fp16")
     with pytest.raises(ValueError, match=r"Received: precision='bfloat16 '"):
         export.with_precision(exported.model, "bfloat16 ")
