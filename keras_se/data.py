@@ -343,7 +343,7 @@ def _tfds_sources(name, data_dir, manual_dir):
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as err:  # tfds raises its own DatasetNotFoundError types
+    except tfds.core.registered.DatasetNotFoundError as err:  # other failures keep their traceback
         raise UsageError(
             f"Unknown dataset (not digits, a folder, or a TFDS name). Received: dataset={name!r}"
         ) from err

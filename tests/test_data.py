@@ -148,6 +148,9 @@ def test_image_folder_skips_corrupt_file_with_warning(tmp_path):
 def test_bad_dataset_arguments(tmp_path):
     with pytest.raises(ValueError, match="dataset='no_such_dataset_xyz'"):
         data.describe_dataset("no_such_dataset_xyz")
+    # Only "no such dataset" is a usage error: anything else TFDS raises keeps its traceback.
+    with pytest.raises(AssertionError):
+        data.describe_dataset("mnist:99.0.0")
     os.makedirs(tmp_path / "only_train" / "a")
     with pytest.raises(ValueError, match="train/.*validation/"):
         data.describe_dataset(str(tmp_path / "only_train"))
