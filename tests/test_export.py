@@ -104,7 +104,13 @@ def exported(tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="module", params=export.PRECISIONS)
+@pytest.fixture(
+    scope="module",
+    # the bfloat16 export (a second SavedModel, 15-50 s) runs in the slow tier
+    params=[
+        p if p == "float32" else pytest.param(p, marks=pytest.mark.slow) for p in export.PRECISIONS
+    ],
+)
 def served(request, exported, tmp_path_factory):
     """`exported`, and the same run directory exported with ``precision="bfloat16"``: the
     serving contract (dtypes, in-graph checks, empty batches) must hold for both."""

@@ -118,6 +118,7 @@ def test_freeze_counts_of_se_resnet50_against_keras_applications():
     )
 
 
+@pytest.mark.slow  # 10-25 s: an SE-ResNet-50 step / a training run
 def test_freeze_bn_with_the_fused_tail_keeps_statistics_and_trains_the_gate():
     """A training step of an SE-ResNet-50 (fused BN+SE tails) under freeze_batchnorm: every moving
     statistic, gamma and beta stay as they were, the SE gates and convolutions move, and the
@@ -274,6 +275,7 @@ def test_finetune_new_head_then_export_and_predict(digits_run, tmp_path, capsys)
     assert top["probability"] == pytest.approx(float(expected.max()), abs=1e-3)
 
 
+@pytest.mark.slow  # 10-25 s: an SE-ResNet-50 step / a training run
 def test_retrofit_of_a_pretrained_plain_network_starts_from_its_function(tmp_path):
     """--weights + --retrofit: the plain network's weights load, SE blocks are inserted with
     identity gates, so the model computes (within the gates' 1e-4) what the plain one did."""
