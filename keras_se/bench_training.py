@@ -144,7 +144,7 @@ def bench_excitation_log(*, repeats, model="se_resnet18", image_size=32, batch=6
     return Figure(
         "excitation_log_overhead",
         f"training epoch + --log-excitations analysis vs the epoch alone ({model}, digits {image_size}², "
-        f"b{batch}, {len(trainer.excitations.labels)} images analysed)",
+        f"b{batch}, {len(trainer.excitations.recorder.labels)} images analysed)",
         "epoch + log",
         "epoch",
         a,
