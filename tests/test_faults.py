@@ -173,23 +173,7 @@ def test_resume_with_no_restorable_checkpoint_is_refused_untouched(
 
 
 # ------------------------------------------------------------------ item 3: one run per --out
-TINY_TRAIN = [
-    "--model",
-    "se_resnet18",
-    "--dataset",
-    "digits",
-    "--image-size",
-    "16",
-    "--batch-size",
-    "16",
-    "--validation-steps",
-    "1",
-    "--steps-per-epoch",
-    "1",
-    "--epochs",
-    "1",
-    "--quiet",
-]
+TINY_TRAIN = [*cli_flags(dataset="digits", steps_per_epoch=1, epochs=1), "--quiet"]
 
 _HOLD_LOCK = (
     "import sys, time\n"
