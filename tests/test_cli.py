@@ -109,6 +109,7 @@ def test_a_missing_extra_is_named(capsys, monkeypatch):
     assert_usage_error(run_main(capsys, "info"), "keras_tuner", "keras-se[tune]")
 
 
+@pytest.mark.slow
 def test_python_dash_m_keras_se_cli_still_runs():
     result = subprocess.run(
         [sys.executable, "-m", "keras_se.cli", "--help"],

@@ -147,6 +147,7 @@ def _shapes(model):
     return {key: tuple(tensor.shape[1:]) for key, tensor in model.output.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, kwargs, expected, layers",
     FEATURE_CASES,
@@ -174,6 +175,7 @@ def test_features_only_outputs_the_full_models_stage_maps(name, kwargs, expected
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.slow
 def test_features_only_defaults_to_any_input_size_and_round_trips(tmp_path):
     backbone = models.SEResNet18(features_only=True)
     assert backbone.input.shape == (None, None, None, 3)

@@ -46,6 +46,7 @@ def test_sample_follows_the_protocol():
     np.testing.assert_array_equal(x, x2)  # fixed: the same images every epoch
 
 
+@pytest.mark.slow
 def test_known_gates_give_known_statistics_in_the_logs(tmp_path):
     """One SE layer whose gate is sigmoid(W2·relu(z)) with z the class's constant pixel value:
     gates are constant within a class and differ between classes, so every channel's η² is 1,
@@ -82,6 +83,7 @@ def _tiny(out, **overrides):
     return TrainConfig(**{**values, **overrides})
 
 
+@pytest.mark.slow
 def test_training_logs_every_nth_epoch_once_across_a_kill(tmp_path):
     """--log-excitations 2 over 3 epochs logs epochs 2 and 3 (the last); a run killed after epoch
     2's checkpoint but before its log logs epoch 2 on restore, and nothing twice."""

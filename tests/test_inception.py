@@ -66,6 +66,7 @@ def _se_layers(model):
     return [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(KERAS_APPLICATIONS))
 def test_plain_twin_is_keras_applications_model(arch, tmp_path):
     # keras.applications first: the global name counters are then advanced, and our
@@ -106,6 +107,7 @@ PYRAMID_LAYERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(KERAS_APPLICATIONS))
 def test_features_only_equals_keras_applications_intermediate_layers(arch):
     reference = KERAS_APPLICATIONS[arch](weights=None, include_top=False, input_shape=(75, 75, 3))
@@ -125,6 +127,7 @@ def test_features_only_equals_keras_applications_intermediate_layers(arch):
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(KERAS_APPLICATIONS))
 def test_se_overhead_is_the_closed_form_and_placement(arch, small_model):
     se, plain = small_model(f"se_{arch}"), small_model(arch)
@@ -155,6 +158,7 @@ def test_se_overhead_is_the_closed_form_and_placement(arch, small_model):
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in se.layers)
 
 
+@pytest.mark.slow
 def test_se_options_reach_every_block(small_model):
     model = models.SEInceptionV3(se_ratio=8, se_kwargs={"use_bias": False}, **SMALL)
     plain = small_model("inception_v3")
@@ -163,6 +167,7 @@ def test_se_options_reach_every_block(small_model):
     assert all(layer.ratio == 8 and not layer.use_bias for layer in _se_layers(model))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["se_inception_v3", "inception_v3", "se_inception_resnet_v2", "inception_resnet_v2"]
 )
@@ -211,6 +216,7 @@ def test_inception_resnet_unit_round_trips_keras_file(tmp_path):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_head_added_later_gets_free_names():
     base = models.SEInceptionV3(include_top=False, pooling=None, input_shape=(75, 75, 3))
     assert base.output_shape == (None, 1, 1, 2048)
@@ -222,11 +228,13 @@ def test_head_added_later_gets_free_names():
     assert len({layer.name for layer in model.layers}) == len(model.layers)
 
 
+@pytest.mark.slow
 def test_pooling():
     avg = models.InceptionV3(include_top=False, pooling="avg", input_shape=(75, 75, 3))
     assert avg.output_shape == (None, 2048)
 
 
+@pytest.mark.slow
 def test_channels_first_builds():
     # TF on CPU has no channels_first conv kernels: check the graph, not a forward pass.
     keras.config.set_image_data_format("channels_first")

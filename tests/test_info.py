@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import keras
+import pytest
 
 import keras_se
 from keras_se import info, models
 from tests.conftest import run_main
 
 
+@pytest.mark.slow
 def test_collect_info_reports_the_registry_and_the_registered_layers():
     report = info.collect_info(devices=False)
     assert report["keras_se"] == keras_se.__version__ and report["keras"] == keras.__version__

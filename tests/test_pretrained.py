@@ -43,6 +43,7 @@ def test_unknown_names_point_to_the_sources():
     assert pretrained.get_source("timm/seresnet50").name == "seresnet50.a1_in1k"  # timm's default
 
 
+@pytest.mark.slow
 def test_named_source_builds_the_matching_architecture(tmp_path, monkeypatch):
     # A non-legacy source switches SE-ResNet-50 to stride-in-3x3 and the padded stem pool.
     path, state = write_state(tmp_path, timm_shapes((3, 4, 6, 3), layout="timm"))
@@ -66,6 +67,7 @@ def test_named_source_builds_the_matching_architecture(tmp_path, monkeypatch):
     assert (expected.interpolation, expected.crop_pct) == ("bicubic", 0.875)
 
 
+@pytest.mark.slow
 def test_load_reference_model_builds_the_registered_architecture(tmp_path, monkeypatch):
     shapes = timm_shapes((2, 2, 2, 2), groups=32, base_width=4)  # legacy SE-ResNeXt-26 32x4d
     path, state = write_state(tmp_path, shapes)

@@ -21,6 +21,7 @@ def test_recipe_is_a_cifar_se_resnet():
     assert qs.QUICKSTART["dataset"] == "digits"
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("quickstart_run")  # with test_visualize's: one run (tests/conftest.py)
 def test_quickstart_trains_exports_and_ends_with_figures_1_to_3(quickstart_run):
     written = quickstart_run

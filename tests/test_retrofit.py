@@ -59,6 +59,7 @@ def mobilenet_v2():
     return keras.applications.MobileNetV2(weights=None, **SMALL)
 
 
+@pytest.mark.slow
 def test_resnet50_residual(resnet50):
     original = _snapshot(resnet50)
     model = add_squeeze_excite(resnet50, "residual", gate_init="identity")
@@ -100,6 +101,7 @@ def test_resnet50_residual(resnet50):
     _assert_weights_equal(resnet50, original)
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_residual_trains_and_round_trips(mobilenet_v2, tmp_path):
     original = _snapshot(mobilenet_v2)
     model = add_squeeze_excite(mobilenet_v2, gate_init="identity", ratio=4)
@@ -124,6 +126,7 @@ def test_mobilenet_v2_residual_trains_and_round_trips(mobilenet_v2, tmp_path):
     np.testing.assert_allclose(_numpy(loaded(x)), out, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_block_output_pattern(resnet50):
     pattern = r"conv\d_block\d+_out"
     model = add_squeeze_excite(resnet50, "block_output", pattern=pattern, gate_init="identity")

@@ -80,6 +80,7 @@ def tiny_senet(**kwargs):
     return build_resnet(**arch, input_shape=(64, 64, 3), classes=3, **kwargs)
 
 
+@pytest.mark.slow
 def test_senet154_structure():
     model = tiny_senet()
     # The 3-conv stem: 3x3/2 64, 3x3 64, 3x3 128, then the max pool.
@@ -107,6 +108,7 @@ def test_senet154_structure():
     assert not any(isinstance(x, keras.layers.Dropout) for x in headless.layers)
 
 
+@pytest.mark.slow
 def test_senet154_dropout_acts_in_training_only():
     model = tiny_senet(classifier_activation=None)
     x = np.random.default_rng(0).random((2, 64, 64, 3)).astype("float32")
