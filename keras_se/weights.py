@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import re
 
 import keras
@@ -135,7 +136,7 @@ def _read_file(path, *, shapes_only=False):
     """
     path = _check_state_dict_path(path)
     if path.endswith(".safetensors"):
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
         from safetensors.numpy import load_file
 
         try:
@@ -143,13 +144,17 @@ def _read_file(path, *, shapes_only=False):
                 with safe_open(path, "np") as f:
                     return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
             state = load_file(path)
-        except Exception as err:  # corrupt header, truncated data, bfloat16 (no NumPy dtype)
+        # SafetensorError: corrupt header, truncated data; TypeError: a dtype NumPy lacks
+        # (bfloat16 where ml_dtypes is not loaded); OSError: the file cannot be opened
+        except (SafetensorError, TypeError, OSError) as err:
             raise _unreadable(path, err, "safetensors") from err
     else:
         torch = _import_torch(f"Reading {os.path.basename(path)!r}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # truncated zip, not a pickle, unsafe pickle
+        # RuntimeError: a truncated or corrupt zip archive; UnpicklingError: not a pickle, or
+        # one that weights_only refuses; EOFError: an empty file; OSError: cannot be opened
+        except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as err:
             raise _unreadable(path, err, "PyTorch state dict") from err
         for wrapper in ("state_dict", "model", "model_state_dict"):
             if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
@@ -254,12 +259,31 @@ def _download_from_hub(repo_id, filename):
         raise MissingDependencyError(
             "downloading from the Hugging Face hub needs `pip install keras-se[hub]`"
         ) from err
-    return hf_hub_download(repo_id=repo_id, filename=filename)
+    try:
+        from huggingface_hub import errors as hub_errors
+    except ImportError:  # huggingface_hub < 0.23, whose download errors are all OSErrors
+        hub_errors = None
+    # Failed downloads are OSErrors (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+    # requests' errors), except from huggingface_hub 1.0 httpx's HTTPError and XetDownloadError.
+    others = tuple(getattr(hub_errors, name, OSError) for name in ("HTTPError", "XetDownloadError"))
+    try:
+        return hf_hub_download(repo_id=repo_id, filename=filename)
+    except others as err:
+        if isinstance(err, OSError):
+            raise
+        raise ConnectionError(_one_line(err)) from err
 
 
 def _download_url(url):
     _import_torch("timm's .pth release file")  # check before a 100 MB download
-    return keras.utils.get_file(os.path.basename(url), origin=url, cache_subdir="keras_se")
+    try:
+        return keras.utils.get_file(os.path.basename(url), origin=url, cache_subdir="keras_se")
+    except Exception as err:  # noqa: BLE001 - narrowed below
+        # keras.utils.get_file turns HTTPError and URLError into a plain Exception; anything
+        # else (a subclass) is not a download failure and keeps its traceback.
+        if type(err) is not Exception:
+            raise
+        raise ConnectionError(_one_line(err)) from err
 
 
 def download(hub_id, *, url=None, label=None):
@@ -290,7 +314,8 @@ def download(hub_id, *, url=None, label=None):
     for where, fetch in attempts:
         try:
             return fetch()
-        except Exception as err:  # network, missing repo/file or package: report every try
+        # ConnectionError/OSError: no network, no such repository or file (see the two fetchers)
+        except (OSError, MissingDependencyError) as err:  # report every try
             missing_only = missing_only and isinstance(err, MissingDependencyError)
             failures.append(f"{where}: {_one_line(err)}")
     error = MissingDependencyError if missing_only else ConnectionError
