@@ -229,7 +229,10 @@ def _check_image(path):
         with Image.open(path) as image:
             image.load()
         return True
-    except Exception:  # noqa: BLE001 - any decoding failure marks the file as corrupt
+    # OSError: UnidentifiedImageError, "image file is truncated"; SyntaxError, ValueError and
+    # EOFError: broken PNG/JPEG chunks; DecompressionBombError: too many pixels. Anything else
+    # raised while decoding is a bug and keeps its traceback.
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         return False
 
 
@@ -338,6 +341,21 @@ def infer_image_size(paths, *, sample=IMAGE_SIZE_SAMPLE):
     return size, f"image size {size}x{size} inferred from {where}; set --image-size to choose"
 
 
+def _tfds_download_errors(tfds):
+    """What a TFDS dataset that cannot be downloaded or prepared raises."""
+    import tensorflow as tf
+    from tensorflow_datasets.core.download import download_manager, extractor
+
+    return (
+        OSError,  # no network (requests' and urllib's errors), an unwritable data_dir
+        tf.errors.OpError,  # tf.io.gfile on data_dir
+        tfds.download.DownloadError,
+        download_manager.NonMatchingChecksumError,
+        extractor.ExtractError,
+        AssertionError,  # TFDS's "Manual directory ... does not exist or is empty"
+    )
+
+
 def _tfds_sources(name, data_dir, manual_dir):
     import tensorflow_datasets as tfds
 
@@ -350,7 +368,7 @@ def _tfds_sources(name, data_dir, manual_dir):
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     try:
         builder.download_and_prepare(download_config=download_config)
-    except Exception as err:
+    except _tfds_download_errors(tfds) as err:  # any other failure keeps its traceback
         raise UsageError(
             f"TFDS dataset {name!r} is not prepared in data_dir={data_dir!r} and could not be downloaded "
             f"(needs network, or --manual-dir for datasets such as imagenet2012): {err}"

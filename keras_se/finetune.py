@@ -22,9 +22,8 @@ Freezing follows the Keras transfer-learning guide: a layer with ``trainable=Fal
 trains no weight and a BatchNorm with ``trainable=False`` runs in inference mode.
 `freeze_backbone` leaves only the classifier trainable (``--freeze-epochs``);
 `freeze_batchnorm` fixes every BatchNorm's statistics and affine parameters
-(``--freeze-bn``) while convolutions and SE gates train — in the fused
-`BatchNormSqueezeExcite` tails too, whose BatchNorm part is frozen on its own
-(``batchnorm_trainable=False``) so that the gate fused into it still trains.
+(``--freeze-bn``) while convolutions and SE gates train (also in the trainer's fast twin
+of the model, `keras_se.speed.accelerate`, which reads the freezing from these layers).
 
 Example:
     >>> from keras_se import finetune, models
@@ -51,8 +50,6 @@ from keras_se_core.errors import UsageError
 
 #: The classifier layer of every keras_se builder (and of keras.applications models).
 HEAD = "predictions"
-#: BatchNorm layer types (the fused SE tails included: their BatchNorm part).
-BATCHNORM_TYPES = (keras.layers.BatchNormalization, se_layers.BatchNormSqueezeExcite)
 #: ``--model keras.applications.X`` is this factory module.
 APPLICATIONS = "keras.applications"
 
@@ -117,7 +114,9 @@ def _call_factory(factory, spec, *, input_shape, classes, se_ratio):
         kwargs["se_ratio"] = se_ratio
     try:
         model = factory(**kwargs)
-    except Exception as err:  # the user's code: one line naming it, the cause chained
+    # The factory is the user's own code and may raise anything: a deliberately broad catch,
+    # re-raised as one line naming the factory, with the cause chained (`raise ... from err`).
+    except Exception as err:  # noqa: BLE001
         raise UsageError(
             f"`model` factory {spec} raised {type(err).__name__}: {' '.join(str(err).split())[:300]} "
             f"(called with {', '.join(f'{k}={v!r}' for k, v in kwargs.items())}). Received: model={spec!r}"
@@ -252,7 +251,7 @@ def build(config, info, *, verbose=1):
 
 
 def se_layers_of(model):
-    """The SE layers (`SqueezeExcite`, `BatchNormSqueezeExcite`) of ``model``, nested too.
+    """The SE layers (every `keras_se.layers.SEGate`) of ``model``, nested too.
 
     Example (SE-ResNet-18: one SE block per residual block, 2 + 2 + 2 + 2):
         >>> from keras_se import models
@@ -312,7 +311,7 @@ def batchnorm_layers(model):
     """
     found = []
     for layer in model.layers:
-        if isinstance(layer, BATCHNORM_TYPES):
+        if isinstance(layer, keras.layers.BatchNormalization):
             found.append(layer)
         elif isinstance(layer, keras.Model):
             found.extend(batchnorm_layers(layer))
@@ -322,9 +321,8 @@ def batchnorm_layers(model):
 def freeze_batchnorm(model):
     """Fixes every BatchNorm's statistics and affine parameters; returns how many.
 
-    Keras's BatchNormalization gets ``trainable=False`` (inference mode, gamma/beta
-    frozen); a fused `BatchNormSqueezeExcite` gets ``batchnorm_trainable=False``, which
-    freezes its BatchNorm part only: its SE gate still trains.
+    Each gets ``trainable=False``: inference mode, gamma and beta frozen. The SE gates
+    after them still train.
 
     Example:
         >>> from keras_se import models
@@ -336,10 +334,7 @@ def freeze_batchnorm(model):
     """
     found = batchnorm_layers(model)
     for layer in found:
-        if isinstance(layer, se_layers.BatchNormSqueezeExcite):
-            layer.batchnorm_trainable = False
-        else:
-            layer.trainable = False
+        layer.trainable = False
     return len(found)
 
 
@@ -361,10 +356,6 @@ def freeze_backbone(model, *, trainable):
     for layer in model.layers:
         if layer is not head:
             layer.trainable = trainable
-    if trainable:
-        for layer in batchnorm_layers(model):
-            if isinstance(layer, se_layers.BatchNormSqueezeExcite):
-                layer.batchnorm_trainable = True
 
 
 def check_needs(config, model):

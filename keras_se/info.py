@@ -8,9 +8,10 @@ import platform
 
 def _version(module):
     try:
-        return importlib.import_module(module).__version__
-    except Exception:  # noqa: BLE001 - an optional package that is absent or broken
+        imported = importlib.import_module(module)
+    except ImportError:  # an optional package that is absent (a broken one shows its traceback)
         return "not installed"
+    return getattr(imported, "__version__", "unknown")
 
 
 def collect_info(*, devices=True):

@@ -295,6 +295,8 @@ def predict_images(paths, *, model, top_k=5):
             f"No image files ({', '.join(IMAGE_EXTENSIONS)}) in the given paths. "
             f"Received: images={[os.fspath(p) for p in ([paths] if isinstance(paths, str) else paths)]!r}"
         )
+    import tensorflow as tf
+
     predictor = load_predictor(model)
     names = _names(predictor)
     images, readable, skipped = [], [], []
@@ -302,7 +304,9 @@ def predict_images(paths, *, model, top_k=5):
         try:
             images.append(_load_image(path, predictor))
             readable.append(path)
-        except Exception as err:  # any decoding failure: the file is named and skipped
+        # InvalidArgumentError (not an image, truncated), NotFoundError, PermissionDeniedError:
+        # the file is named and skipped; anything else is a bug and keeps its traceback
+        except tf.errors.OpError as err:
             skipped.append((path, " ".join(str(err).split())[:200] or type(err).__name__))
     if not images:
         raise UsageError(

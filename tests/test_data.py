@@ -156,6 +156,48 @@ def test_bad_dataset_arguments(tmp_path):
         data.describe_dataset(str(tmp_path / "only_train"))
 
 
+def test_tfds_failures_keep_their_cause(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    class Builder:
+        def __init__(self, error):
+            self.error = error
+
+        def download_and_prepare(self, download_config=None):
+            raise self.error
+
+    def builder_raising(error):
+        return lambda name, data_dir=None: Builder(error)
+
+    monkeypatch.setattr(tfds, "builder", builder_raising(OSError("no route to host")))
+    with pytest.raises(ValueError, match="could not be downloaded.*no route to host") as info:
+        data.describe_dataset("some_tfds_name")
+    assert isinstance(info.value.__cause__, OSError)
+    monkeypatch.setattr(tfds, "builder", builder_raising(KeyError("a TFDS bug")))
+    with pytest.raises(KeyError, match="a TFDS bug"):  # not a download failure: its traceback
+        data.describe_dataset("some_tfds_name")
+
+    def broken_registry(name, data_dir=None):
+        raise RuntimeError("a TFDS bug while looking up the name")
+
+    monkeypatch.setattr(tfds, "builder", broken_registry)
+    with pytest.raises(RuntimeError, match="a TFDS bug"):  # not "Unknown dataset"
+        data.describe_dataset("some_tfds_name")
+
+
+def test_a_bug_while_checking_an_image_is_not_a_corrupt_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    _write_folder(str(tmp_path))
+
+    def bug(*args, **kwargs):
+        raise KeyError("a bug in the decoder")
+
+    monkeypatch.setattr(Image, "open", bug)
+    with pytest.raises(KeyError, match="a bug in the decoder"):
+        data.describe_dataset(str(tmp_path))
+
+
 def test_preprocessing_sidecar_round_trip(tmp_path):
     spec = data.Preprocessing(
         mean=(0.1, 0.2, 0.3), std=(1, 2, 3), image_size=(32, 32), interpolation="bicubic"

@@ -133,6 +133,17 @@ def test_nothing_readable_is_one_line_exit_2(sources, capsys, tmp_path):
     )
 
 
+def test_a_bug_while_reading_an_image_is_not_a_skipped_file(sources, monkeypatch):
+    from keras_se import predict
+
+    def bug(path, predictor):
+        raise KeyError("a bug in the loader")
+
+    monkeypatch.setattr(predict, "_load_image", bug)
+    with pytest.raises(KeyError, match="a bug in the loader"):
+        predict_images(sources["images"], model=sources["model"])
+
+
 def test_format_names_imagenet_classes_for_1000_class_models(tmp_path):
     model = models.get("se_resnet18", input_shape=(16, 16, 3))  # 1000 classes, no names
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "x.png")

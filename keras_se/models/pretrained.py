@@ -534,7 +534,9 @@ def _load_keras_file(model, path, *, skip_mismatched_head):
 def _load_with_keras(model, path):
     try:
         model.load_weights(path)
-    except Exception as err:  # Keras's shape/count errors: one line naming the file
+    # ValueError: Keras's shape and count mismatches; OSError: h5py cannot open the file;
+    # BadZipFile: a .keras file that is no zip archive. Anything else keeps its traceback.
+    except (ValueError, OSError, zipfile.BadZipFile) as err:
         raise UsageError(
             f"`weights` do not fit model {model.name!r} ({type(err).__name__}: "
             f"{' '.join(str(err).split())[:300]}). Received: weights={path!r}"
