@@ -669,17 +669,17 @@ def test_cli_killed_export_leaves_no_version_then_rerun_succeeds(exported, tmp_p
     base = str(tmp_path / "models")
     model_dir = os.path.join(base, "se_resnet18")
     # A real export process, SIGKILLed by itself right after the SavedModel is written into
-    # its temporary directory (the step after it, _write_extras, is replaced by the kill).
+    # its temporary directory (the step after it, write_extras, is replaced by the kill).
     script = textwrap.dedent(
         """
         import os, signal, sys
-        from keras_se import export
+        from keras_se.export import exporter
 
         def killed(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
 
-        export._write_extras = killed
-        export.export_model(sys.argv[1], sys.argv[2])
+        exporter.write_extras = killed
+        exporter.export_model(sys.argv[1], sys.argv[2])
         """
     )
     proc = subprocess.run(
