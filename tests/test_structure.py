@@ -39,6 +39,7 @@ LAYERS = [
     [
         "keras_se.training",
         "keras_se.tuning",
+        "keras_se.export.*",
         "keras_se.export",
         "keras_se.analysis",
         "keras_se.visualize",
