@@ -1,4 +1,7 @@
-"""SavedModel export for TF Serving (keras_se.export, `keras-se export`), issue #7.
+"""SavedModel export for TF Serving (keras_se.export, `keras-se export`), issue #7, end to end.
+
+The modules of the package have their own tests: test_sources.py, test_plan.py,
+test_precision.py, test_savedmodel.py, test_assets.py, test_layout.py, test_exporter.py.
 
 References are independent of the code under test: preprocessing is recomputed in
 NumPy from the spec, gates from the paper's formula on the layer weights, and the
@@ -495,31 +498,6 @@ def test_bfloat16_export_runs_bfloat16_convolutions(served):
     assert np.abs(out["probabilities"].numpy() - float32).max() <= BF16_ATOL
 
 
-def test_precision_is_checked_before_anything_is_written(exported, tmp_path):
-    with pytest.raises(
-        ValueError, match=r"`precision` must be one of .*Received: precision='fp16'"
-    ):
-        export.export_model(exported.model, tmp_path / "models", precision="fp16")
-    with pytest.raises(ValueError, match=r"Received: precision='bfloat16 '"):
-        export.with_precision(exported.model, "bfloat16 ")
-    assert os.listdir(tmp_path) == []
-
-
-def test_with_precision_keeps_weights_and_the_classifier_in_float32():
-    model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
-    assert export.with_precision(model, "float32") is model  # nothing to change
-    bf16 = export.with_precision(model, "bfloat16")
-    assert bf16.layers[-1].name == "predictions" and bf16.layers[-1].compute_dtype == "float32"
-    assert {layer.compute_dtype for layer in bf16.layers[1:-1]} == {"bfloat16"}
-    assert all(v.dtype == "float32" for v in bf16.weights)  # float32 variables
-    for ours, theirs in zip(model.weights, bf16.weights):
-        assert ours.path == theirs.path
-        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
-    assert export.with_precision(bf16, "bfloat16") is bf16
-    back = export.with_precision(bf16, "float32")
-    assert {layer.compute_dtype for layer in back.layers} == {"float32"}
-
-
 def _digits_model():
     """SE-ResNet-20 (CIFAR layout) trained 4 epochs on the 16x16 digits: ~96 % validation
     accuracy, so that agreement is measured on a model that separates the classes."""
@@ -803,12 +781,10 @@ def test_cli_existing_version_is_refused_and_untouched(exported, capsys):
     assert os.stat(os.path.join(version_dir, "saved_model.pb")).st_mtime_ns == stamp
 
 
-def test_run_directory_of_a_newer_format_is_refused_and_names_come_from_the_model(
-    exported, tmp_path
-):
+def test_run_directory_of_a_newer_format_is_refused_before_anything_is_written(exported, tmp_path):
     """The run's config.json is read through RunDir (its format-version check included: a
-    newer keras_se's directory is refused before anything is written), and the default
-    served name of a run whose --model is a factory or a file is a valid model name."""
+    newer keras_se's directory is refused before anything is written). Served names:
+    test_sources.py."""
     run_dir = str(tmp_path / "newer")
     shutil.copytree(os.path.join(exported.root, "run"), run_dir)
     config_path = os.path.join(run_dir, "config.json")
@@ -818,6 +794,3 @@ def test_run_directory_of_a_newer_format_is_refused_and_names_come_from_the_mode
     with pytest.raises(UsageError, match="format version 99.*Received: source="):
         export.export_model(run_dir, base)
     assert not os.path.exists(base)
-    assert export.served_name("mypkg.models:build_net") == "build_net"
-    assert export.served_name("runs/a/fine tuned.keras") == "fine_tuned"
-    assert export.served_name("keras.applications.ResNet50") == "ResNet50"
