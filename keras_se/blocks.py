@@ -24,14 +24,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_se.layers import (
-    BatchNormalization,
-    BatchNormSqueezeExcite,
-    Conv2D,
-    PointwiseConv2D,
-    Squeeze,
-    SqueezeExcite,
-)
+from keras_se.layers import SqueezeExcite
 from keras_se_core.choices import SE_MODES
 from keras_se_core.validation import check_choice
 
@@ -39,7 +32,9 @@ BLOCKS = ("basic", "bottleneck")
 #: Shortcut of a unit whose shape changes: a conv + BN ("projection", option B of He et al.)
 #: or the parameter-free subsampled identity padded with zero channels ("zero_pad", option A).
 SHORTCUTS = ("projection", "zero_pad")
-BN_EPSILON = 1e-5  # PyTorch/Caffe-port default (keras.applications uses 1.001e-5)
+#: PyTorch's (and the Caffe ports') BatchNorm epsilon, which reference weights need
+#: (keras.applications uses 1.001e-5).
+BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1 expressed the Keras way
 
 
@@ -67,10 +62,7 @@ def conv2d(x, filters, kernel_size, *, name, strides=1, groups=1):
         pad_name = name[: -len("_conv")] if name.endswith("_conv") else name
         x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{pad_name}_pad")(x)
         padding = "valid"
-    # keras_se's Conv2D: TensorFlow's grouped kernels instead of Keras's XLA path (57 s → 1.7 s
-    # per SE-ResNeXt-50 training step on a CPU); Keras's own Conv2D otherwise.
-    layer = Conv2D if groups > 1 else keras.layers.Conv2D
-    return layer(
+    return keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
@@ -87,9 +79,7 @@ def batch_norm(x, *, name, activation=None):
 
     The activation layer is ``name`` with its ``_bn`` suffix replaced by ``_relu``.
     """
-    # keras_se.layers.BatchNormalization: TensorFlow's fused kernel in training (SE-ResNet-50's step 8 %
-    # faster on 2 CPU cores); everywhere else Keras's BatchNormalization.
-    x = BatchNormalization(
+    x = keras.layers.BatchNormalization(
         axis=channel_axis(), epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name
     )(x)
     if activation:
@@ -179,40 +169,6 @@ def squeeze_excite(x, *, ratio, name, se_kwargs=None):
     return SqueezeExcite(ratio, name=name, **(se_kwargs or {}))(x)
 
 
-def fused_bottleneck_tail(x, filters, *, ratio, name, se_kwargs=None):
-    """The bottleneck's last 1x1 conv → BN → SE as a conv and one `BatchNormSqueezeExcite`.
-
-    Computes exactly ``SqueezeExcite(BatchNormalization(Conv1x1(x)))`` (the standard SE
-    placement) at nearly the cost of the plain ``Conv1x1 → BatchNormalization``:
-
-    * the BN and the SE scale are one affine (`BatchNormSqueezeExcite`);
-    * the squeeze needs the spatial mean of the conv output, which for a linear 1x1 conv
-      is the conv of the spatial mean of its input: ``{name}_se_pool`` averages the
-      4x narrower input and ``{name}_3_conv`` (a `PointwiseConv2D`) is applied to it as
-      well (shared kernel; on the (batch, 1, 1, C/4) descriptor it is one matmul).
-
-    Layers: ``{name}_3_conv`` (called twice; its ``output`` is the feature map),
-    ``{name}_se_pool`` and ``{name}_se`` (holding the BN's ``gamma``/``beta``/moving
-    statistics and the SE weights).
-    """
-    conv3 = PointwiseConv2D(
-        filters,
-        use_bias=False,
-        kernel_initializer=conv_kernel_initializer(),
-        name=f"{name}_3_conv",
-    )
-    features = conv3(x)  # first call: conv3.output is the full map
-    pool = Squeeze(name=f"{name}_se_pool")
-    means = conv3(pool(x))
-    return BatchNormSqueezeExcite(
-        ratio,
-        epsilon=BN_EPSILON,
-        momentum=BN_MOMENTUM,
-        name=f"{name}_se",
-        **(se_kwargs or {}),
-    )([features, means])
-
-
 def _check_unit_args(block, shortcut, se_mode):
     check_choice("block", block, BLOCKS)
     check_choice("shortcut", shortcut, SHORTCUTS)
@@ -236,7 +192,6 @@ def residual_unit(
     se_ratio=16,
     se_mode="standard",
     se_kwargs=None,
-    se_fused=True,
 ):
     """One post-activation ResNet/ResNeXt unit (basic or bottleneck) with an optional SE block.
 
@@ -266,10 +221,6 @@ def residual_unit(
         se_ratio: SE reduction ratio, or None for a plain unit.
         se_mode: one of ``SE_MODES`` (see the module docstring).
         se_kwargs: extra `SqueezeExcite` arguments.
-        se_fused: bottleneck with ``se_mode="standard"`` and the average squeeze only:
-            build the branch's tail with `fused_bottleneck_tail` (same function and
-            weights, no separate ``{name}_3_bn`` layer, ~2-6 % faster, less training
-            memory); False keeps ``conv → BatchNormalization → SqueezeExcite``.
 
     Returns:
         The unit's output tensor.
@@ -279,13 +230,6 @@ def residual_unit(
     in_channels = x.shape[bn_axis]
     out_channels = filters * (4 if block == "bottleneck" else 1)
     se = dict(ratio=se_ratio, se_kwargs=se_kwargs, name=f"{name}_se")
-    fused = (  # the branch's last conv → BN → SE as one `fused_bottleneck_tail`
-        se_fused
-        and block == "bottleneck"
-        and se_ratio is not None
-        and se_mode == "standard"
-        and (se_kwargs or {}).get("squeeze", "avg") == "avg"
-    )
 
     unit_input = x
     if se_mode == "pre":
@@ -320,14 +264,9 @@ def residual_unit(
         s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
         x = conv_bn(x, int(width * first_width_ratio), 1, strides=s1, name=f"{name}_1")
         x = conv_bn(x, width, 3, strides=s3, groups=groups, name=f"{name}_2")
-        if fused:
-            x = fused_bottleneck_tail(
-                x, out_channels, ratio=se_ratio, se_kwargs=se_kwargs, name=name
-            )
-        else:
-            x = conv_bn(x, out_channels, 1, activation=None, name=f"{name}_3")
+        x = conv_bn(x, out_channels, 1, activation=None, name=f"{name}_3")
 
-    if se_mode == "standard" and not fused:
+    if se_mode == "standard":
         x = squeeze_excite(x, **se)
     elif se_mode == "identity":
         residual_shortcut = squeeze_excite(residual_shortcut, **se)
@@ -361,8 +300,7 @@ def preact_unit(
 
     SE placement (``se_mode``): ``"standard"`` on the branch's output (its last conv; there
     is no last BN to follow), before the addition; ``"pre"`` on the unit's input before the
-    branch; ``"post"`` after the addition; ``"identity"`` on the shortcut. The fused
-    tail (`fused_bottleneck_tail`) does not apply: the branch does not end with a BN.
+    branch; ``"post"`` after the addition; ``"identity"`` on the shortcut.
 
     Args:
         x: input tensor.

@@ -39,8 +39,8 @@ class ExcitationMonitor(keras.callbacks.Callback):
       `keras_se.analysis.ExcitationAnalysis` with ``"epoch": K``, on every backend. On
       JAX and PyTorch only the JSON is written (TensorBoard summaries need TensorFlow).
 
-    Works for any model with SE layers (`keras_se.SqueezeExcite` or the fused
-    `keras_se.BatchNormSqueezeExcite`) at its top level and one image input.
+    Works for any model with SE layers (`keras_se.SqueezeExcite`, any
+    `keras_se.layers.SEGate`) at its top level and one image input.
 
     Args:
         sample: ``(images, labels)``: preprocessed images (what the model takes) and

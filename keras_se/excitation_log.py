@@ -82,8 +82,8 @@ class ExcitationRecorder:
     only) and the epoch's JSON (`keras_se.rundir.RunDir.write_excitations`).
 
     Args:
-        model: a model with SE layers (`keras_se.SqueezeExcite` or the fused
-            `keras_se.BatchNormSqueezeExcite`); the probe shares its layers and weights.
+        model: a model with SE layers (`keras_se.SqueezeExcite`, any
+            `keras_se.layers.SEGate`); the probe shares its layers and weights.
         images, labels: the fixed sample (preprocessed images, class indices).
         class_names: the names of the classes ``labels`` index.
 

@@ -51,9 +51,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_se import data as data_lib
-from keras_se import distribute, finetune
+from keras_se import distribute, finetune, speed
 from keras_se.excitation_log import ExcitationLog
-from keras_se.finetune import BATCHNORM_TYPES, batchnorm_layers
+from keras_se.finetune import batchnorm_layers
 from keras_se.rundir import RunDir
 from keras_se.utils import model_stats
 from keras_se_core import choices
@@ -172,11 +172,13 @@ def with_float32_head(model):
 
 
 def synchronize_batchnorm(model):
-    """``model`` with every BatchNorm (fused SE tails included) computing cross-replica statistics."""
+    """``model`` with every BatchNorm computing cross-replica statistics."""
     return _clone_layers(
         model,
         lambda layer, c: (
-            c.update(synchronized=True) if isinstance(layer, BATCHNORM_TYPES) else None
+            c.update(synchronized=True)
+            if isinstance(layer, keras.layers.BatchNormalization)
+            else None
         ),
     )
 
@@ -354,6 +356,9 @@ class Trainer:
                     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
                 optimizer.build(self.model.trainable_variables)
                 self.optimizer = optimizer
+                # The compiled steps run the fast twin (the same variables); the run saves,
+                # logs and exports ``self.model``, the textbook graph.
+                self.fast_model = speed.accelerate(self.model)
                 # Position: completed epochs; steps done in the next epoch and its running sums
                 # (loss, correct, seconds), so a run resumed mid-epoch logs the whole epoch.
                 self.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -369,7 +374,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- compiled steps
     def _build_steps(self):
-        config, strategy, model, optimizer = self.config, self.strategy, self.model, self.optimizer
+        config, strategy, optimizer = self.config, self.strategy, self.optimizer
+        model = self.fast_model
         classes = self.info.num_classes
         loss_fn = keras.losses.CategoricalCrossentropy(
             label_smoothing=config.label_smoothing, reduction=None

@@ -3,8 +3,8 @@
 ``model_stats`` counts multiply-accumulates (MACs) layer by layer from each
 layer's kernel shape and its output shape in the built model: convolutions
 (grouped, depthwise, separable, transposed), dense layers and the two FC layers of
-every SE layer (`keras_se.layers.SEGate`), recursing into nested models; a layer called more than once (the fused
-SE bottleneck's 1x1 conv on the pooled map) is counted once per call. This is the paper's FLOPs
+every SE layer (`keras_se.layers.SEGate`), recursing into nested models; a layer is
+counted for the output shape of its call in the model. This is the paper's FLOPs
 convention (Table 2 reports multiply-adds of convolutions and FC layers; BN,
 ReLU, pooling and additions are not counted). The counter needs no backend
 graph, so it works on every Keras backend; the tests cross-check it against
@@ -75,7 +75,7 @@ def layer_macs(layer):
                 return None
             total += macs
         return total
-    if isinstance(layer, SEGate):  # SqueezeExcite and BatchNormSqueezeExcite
+    if isinstance(layer, SEGate):
         return 2 * layer.channels * layer.bottleneck_units
     if isinstance(layer, keras.layers.SeparableConv2D | keras.layers.SeparableConv1D):
         out = _per_sample(layer.output.shape)
@@ -118,34 +118,10 @@ def count_macs(model):
         macs = layer_macs(layer)
         if macs is None:
             return None, {}
-        macs += _repeated_call_macs(model, layer)
         if macs:
             key = type(layer).__name__
             by_class[key] = by_class.get(key, 0) + macs
     return sum(by_class.values()), by_class
-
-
-def _repeated_call_macs(model, layer):
-    """MACs of the calls of a shared Dense/Conv layer after its first one in ``model``.
-
-    keras_se's fused SE bottleneck applies its last 1x1 conv a second time, to the
-    pooled (1x1) input, to get the squeeze: that call is counted here.
-    """
-    if not isinstance(layer, keras.layers.Dense | keras.layers.Conv2D) or isinstance(
-        layer, keras.layers.Conv2DTranspose | keras.layers.DepthwiseConv2D
-    ):
-        return 0
-    nodes = [
-        node
-        for depth_nodes in getattr(model, "_nodes_by_depth", {}).values()
-        for node in depth_nodes
-        if node.operation is layer and node.outputs and node.outputs[0] is not layer.output
-    ]
-    total = 0
-    for node in nodes:
-        out = _per_sample(node.outputs[0].shape)
-        total += 0 if out is None else out * math.prod(layer.kernel.shape[:-1])
-    return total
 
 
 def model_stats(model, *, macs=True):

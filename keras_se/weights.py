@@ -46,15 +46,12 @@ import re
 import keras
 import numpy as np
 
-from keras_se.layers import BatchNormSqueezeExcite, SqueezeExcite
+from keras_se.blocks import BN_EPSILON
+from keras_se.layers import SqueezeExcite
 from keras_se_core.errors import UsageError
 
 LAYOUTS = ("legacy", "timm")
 STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-#: The SE layers a reference model maps (the fused tail's is its own class).
-SE_LAYERS = (SqueezeExcite, BatchNormSqueezeExcite)
-#: PyTorch's (and the Caffe ports') BatchNorm epsilon; keras_se.blocks uses the same.
-TORCH_BN_EPSILON = 1e-5
 
 
 class MissingDependencyError(ImportError):
@@ -408,19 +405,12 @@ def _se_tensors(layer, prefix):
 
 
 def _layer_tensors(layer, prefix):
-    """(timm key, Keras variable, transforms) for each weight of one layer.
-
-    A `BatchNormSqueezeExcite` (the fused bottleneck tail) holds two reference modules,
-    the branch's last BN and its SE block: its ``prefix`` is their pair.
-    """
+    """(timm key, Keras variable, transforms) for each weight of one layer."""
     if isinstance(layer, keras.layers.Conv2D):
         out = [_Tensor(f"{prefix}.weight", layer.kernel, _conv_to_keras, _conv_to_torch)]
         if layer.use_bias:
             out.append(_Tensor(f"{prefix}.bias", layer.bias, _identity, _identity))
         return out
-    if isinstance(layer, BatchNormSqueezeExcite):
-        bn_prefix, se_prefix = prefix
-        return _batchnorm_tensors(layer, bn_prefix) + _se_tensors(layer, se_prefix)
     if isinstance(layer, keras.layers.BatchNormalization):
         return _batchnorm_tensors(layer, prefix)
     if isinstance(layer, SqueezeExcite):
@@ -486,7 +476,7 @@ def _check_architecture(model, layout):
                 f"{expected[option]!r}; this one has {option}={value!r}. Build it with "
                 f"{option}={expected[option]!r} (the builders do when given the weights)."
             )
-    se_layers = [layer for layer in model.layers if isinstance(layer, SE_LAYERS)]
+    se_layers = [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
     if se_layers and not bottleneck and layout == "timm":
         raise UsageError(
             "timm's non-legacy basic-block SE-ResNets (seresnet18/34) have no ReLU before their "
@@ -495,8 +485,7 @@ def _check_architecture(model, layout):
         )
     for layer in se_layers:
         config = layer.get_config()
-        fused = isinstance(layer, BatchNormSqueezeExcite)
-        part = "3_conv" if fused else ("3_bn" if bottleneck else "2_relu")
+        part = "3_bn" if bottleneck else "2_relu"
         source = _layer(model, f"{layer.name[: -len('_se')]}_{part}")
         if source is None or layer.feature_input is not source.output:
             raise UsageError(
@@ -510,11 +499,11 @@ def _check_architecture(model, layout):
                 f"activation={config['activation']!r}, gate={config['gate']!r}"
             )
     for layer in model.layers:
-        if isinstance(
-            layer, keras.layers.BatchNormalization | BatchNormSqueezeExcite
-        ) and not np.isclose(layer.epsilon, TORCH_BN_EPSILON, rtol=0, atol=1e-9):
+        if isinstance(layer, keras.layers.BatchNormalization) and not np.isclose(
+            layer.epsilon, BN_EPSILON, rtol=0, atol=1e-9
+        ):
             raise UsageError(
-                f"Reference weights need BatchNorm epsilon={TORCH_BN_EPSILON} (PyTorch); layer "
+                f"Reference weights need BatchNorm epsilon={BN_EPSILON} (PyTorch); layer "
                 f"{layer.name!r} has epsilon={layer.epsilon}."
             )
 
@@ -530,8 +519,6 @@ def _model_tensors(model, layout):
         if prefix is None:
             unmapped.append(layer.name)
             continue
-        if isinstance(layer, BatchNormSqueezeExcite):
-            prefix = (_torch_prefix(f"{layer.name[: -len('_se')]}_3_bn", layout), prefix)
         tensors.extend(
             dataclasses.replace(t, layer=layer.name) for t in _layer_tensors(layer, prefix)
         )

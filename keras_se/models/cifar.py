@@ -24,10 +24,6 @@ use 1x1 projection convolutions (option B, no BN, on the pre-activated input), a
 authors' pre-activation code does: their first unit widens 16 channels to 64 (128),
 where zero padding would leave most of the shortcut empty.
 
-``se_fused`` does not apply here: the fused tail (`keras_se.blocks.fused_bottleneck_tail`)
-fuses a bottleneck's last conv → BN → SE, and these units end with a basic unit's BN
-(never fused: the SE block follows a 3x3 conv) or with a pre-activation conv (no BN).
-
 He et al.'s CIFAR training recipe is ``keras-se train --recipe cifar``
 (`keras_se_core.choices.RECIPES`: models know nothing of training).
 
@@ -176,7 +172,7 @@ def build_cifar_resnet(
             if unit == "post":
                 x = residual_unit(
                     x, filters, name=unit_name, block=block, strides=strides,
-                    shortcut=shortcut, relu_before_se=False, se_fused=False, **se,
+                    shortcut=shortcut, relu_before_se=False, **se,
                 )  # fmt: skip
             else:
                 x = preact_unit(
@@ -229,7 +225,7 @@ def _builder(arch, *, se, public_name, model_name):
     {"and ``dropout`` between the convs of each unit (the WRN paper uses 0.3)" if "dropout" in options else ""};
     ``{twin}`` is its {"plain" if se else "SE"} twin, built by the same code. All
     arguments are keyword-only and documented in
-    `keras_se.models.cifar.build_cifar_resnet`. No ``se_fused``: see the module docstring.
+    `keras_se.models.cifar.build_cifar_resnet`.
 
     Example:
         >>> from keras_se.models import {public_name}

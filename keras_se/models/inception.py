@@ -35,7 +35,6 @@ import collections
 import keras
 
 from keras_se.blocks import channel_axis, squeeze_excite
-from keras_se.layers import BatchNormalization
 from keras_se.models import common
 
 #: Smallest input side the Inception topologies accept (as in keras.applications).
@@ -261,7 +260,7 @@ def conv2d_bn(x, spec, *, names, name=None):
         use_bias=False,
         name=name or names("conv2d"),
     )(x)
-    x = BatchNormalization(
+    x = keras.layers.BatchNormalization(
         axis=channel_axis(),
         scale=False,
         name=f"{name}_bn" if name else names("batch_normalization"),

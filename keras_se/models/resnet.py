@@ -169,7 +169,6 @@ def build_resnet(
     se_ratio=16,
     se_mode="standard",
     se_kwargs=None,
-    se_fused=True,
     stem=None,
     stem_pool="caffe",
     features_only=False,
@@ -205,12 +204,6 @@ def build_resnet(
         se_ratio: SE reduction ratio ``r``; None builds the plain network.
         se_mode: ``"standard"``, ``"pre"``, ``"post"`` or ``"identity"`` (paper Fig. 5).
         se_kwargs: extra `SqueezeExcite` arguments (``squeeze``, ``gate``, ``use_bias``...).
-        se_fused: compute each bottleneck's ``conv → BN → SE`` tail with the fused
-            `keras_se.blocks.fused_bottleneck_tail` (default; same outputs and weights, no
-            ``..._3_bn`` layer: its variables live in the `BatchNormSqueezeExcite`
-            ``..._se`` layer). False builds the textbook graph. Only the standard
-            placement with the average squeeze is fused; basic blocks never are (the
-            reference has a ReLU between their BN and SE).
         stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max pool, 32x downsampling) or
             ``"cifar"`` (3x3/1 conv, no pool, 8x downsampling). None picks ``"cifar"``
             when the input is smaller than 64 pixels on a side, else ``"imagenet"``.
@@ -299,7 +292,6 @@ def build_resnet(
                 se_ratio=se_ratio,
                 se_mode=se_mode,
                 se_kwargs=se_kwargs,
-                se_fused=se_fused,
             )
         pyramid[f"P{first_level + stage}"] = x
 
@@ -341,7 +333,6 @@ def _build_architecture(arch, *, weights, stride_in_1x1, stem_pool, **kwargs):
 OPTIONS = dict(
     se_mode="standard",
     se_kwargs=None,
-    se_fused=True,
     stride_in_1x1=None,
     stem=None,
     stem_pool=None,
