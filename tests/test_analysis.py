@@ -1,4 +1,4 @@
-"""keras_se.analysis: SE blocks found by type, streaming excitation statistics, η²."""
+"""keras_se.analysis: streaming excitation statistics, η² (the blocks: test_se_blocks)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_se import BatchNormSqueezeExcite, SqueezeExcite, add_squeeze_excite, models
+from keras_se import SqueezeExcite, se_blocks
 from keras_se import analysis as an
-from tests.conftest import copy_textbook_weights
 
 
 def _linear_se_model(channels=3, name="my_gate"):
@@ -124,93 +123,6 @@ def test_streaming_statistics_match_numpy_on_sigmoid_gates():
         assert block.specificity == pytest.approx(eta2.mean(), abs=1e-5)
 
 
-def test_blocks_found_by_type_in_registry_and_retrofitted_models():
-    model = models.get("se_resnet18", input_shape=(16, 16, 3), classes=3)
-    blocks = an.find_se_blocks(model)
-    assert [(b.stage, b.index, b.depth) for b in blocks] == [
-        (s, i, 2 * (s - 2) + i) for s in (2, 3, 4, 5) for i in (1, 2)
-    ]
-    assert [b.channels for b in blocks] == [64, 64, 128, 128, 256, 256, 512, 512]
-    # The paper's selection: last block of each stage, then the final (up to 3) blocks.
-    assert [b.label for b in an.default_blocks(blocks)] == [
-        "SE_2_2",
-        "SE_3_2",
-        "SE_4_2",
-        "SE_5_1",
-        "SE_5_2",
-    ]
-    assert [b.name for b in an.select_blocks(blocks, ["SE_3_1", "conv2_block1_se", 8])] == [
-        "conv2_block1_se",
-        "conv3_block1_se",
-        "conv5_block2_se",
-    ]
-
-    # A plain functional net retrofitted with SE blocks: names carry no stage, so stages
-    # are the runs of blocks at one resolution (8x8: two blocks, 4x4: one).
-    inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
-    for k in range(2):
-        y = keras.layers.Conv2D(8, 3, padding="same", name=f"a{k}")(x)
-        x = keras.layers.Add(name=f"add{k}")([x, y])
-    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="down")(x)
-    y = keras.layers.Conv2D(16, 3, padding="same", name="b0")(x)
-    x = keras.layers.Add(name="add2")([x, y])
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    plain = keras.Model(inputs, keras.layers.Dense(2)(x))
-    with pytest.raises(ValueError, match="no SqueezeExcite layers"):
-        an.find_se_blocks(plain)
-    retrofitted = add_squeeze_excite(plain, ratio=4)
-    blocks = an.find_se_blocks(retrofitted)
-    assert [(b.stage, b.index, b.channels) for b in blocks] == [(1, 1, 8), (1, 2, 8), (2, 1, 16)]
-    images = np.random.default_rng(1).normal(size=(6, 8, 8, 3)).astype("float32")
-    result = an.analyze_excitations(retrofitted, (images, np.arange(6) % 2), verbose=0)
-    assert [b.name for b in result.blocks] == [b.name for b in blocks]
-    assert all(0 <= b.specificity <= 1 for b in result.blocks)
-
-
-@pytest.mark.parametrize("name, channels", [("se_resnet18", 256), ("se_resnet50", 1024)])
-def test_walkthrough_records_u_z_s_and_scaled_maps(name, channels):
-    model = models.get(name, input_shape=(16, 16, 3), classes=3)
-    layer = model.get_layer("conv4_block1_se")
-    if name == "se_resnet50":  # fused: U is the BatchNorm output, computed inside the layer
-        assert isinstance(layer, BatchNormSqueezeExcite)
-        layer.moving_mean.assign(np.linspace(-1, 1, channels))
-        layer.moving_variance.assign(np.linspace(0.5, 2, channels))
-    image = np.random.default_rng(2).normal(size=(16, 16, 3)).astype("float32")
-    walk = an.walkthrough(model, image, block="SE_4_1")
-    assert walk.block.name == "conv4_block1_se" and walk.features.shape == (4, 4, channels)
-    if name == "se_resnet50":
-        conv = keras.Model(model.inputs, model.get_layer("conv4_block1_3_conv").output)
-        raw = keras.ops.convert_to_numpy(conv(image[None]))[0]
-        bn = (raw - layer.moving_mean.numpy()) / np.sqrt(layer.moving_variance.numpy() + 1e-5)
-        np.testing.assert_allclose(walk.features, bn, rtol=1e-4, atol=1e-4)
-    z = walk.features.mean(axis=(0, 1))
-    w1, w2, b1, b2 = layer.get_weights()[:4]
-    s = 1 / (1 + np.exp(-(np.maximum(z @ w1 + b1, 0) @ w2 + b2)))
-    np.testing.assert_allclose(walk.squeeze, z, atol=1e-6)
-    np.testing.assert_allclose(walk.excitation, s, atol=1e-5)
-    # X~ is what the model computes; it must equal s * U.
-    np.testing.assert_allclose(walk.scaled, walk.features * s, atol=1e-5)
-    last = 2 if name == "se_resnet18" else 4  # the default: the last block of stage 3
-    assert an.walkthrough(model, image).block.name == f"conv3_block{last}_se"
-
-
-def test_fused_and_textbook_models_give_the_same_excitations():
-    kwargs = dict(input_shape=(32, 32, 3), classes=3)
-    textbook = models.SEResNet50(se_fused=False, **kwargs)
-    fused = models.SEResNet50(**kwargs)
-    copy_textbook_weights(textbook, fused, seed=0)
-    blocks = an.find_se_blocks(fused)
-    assert [b.name for b in blocks] == [b.name for b in an.find_se_blocks(textbook)]
-    assert [b.channels for b in blocks][::5] == [256, 512, 1024, 2048]
-    assert [(b.stage, b.index) for b in blocks][:4] == [(2, 1), (2, 2), (2, 3), (3, 1)]
-    images = np.random.default_rng(4).normal(size=(3, 32, 32, 3)).astype("float32")
-    expected = an.excitation_model(textbook).predict_on_batch(images)
-    got = an.excitation_model(fused).predict_on_batch(images)
-    for a, b in zip(expected, got):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
-
-
 def test_bad_inputs_raise_one_clear_error():
     model = _linear_se_model()
     images = np.ones((4, 2, 2, 3), "float32")
@@ -222,5 +134,10 @@ def test_bad_inputs_raise_one_clear_error():
         an.analyze_excitations(model, [images], verbose=0)
     with pytest.raises(ValueError, match="max_images"):
         an.analyze_excitations(model, (images, np.zeros(4, int)), max_images=0)
-    with pytest.raises(TypeError, match="keras.Model"):
-        an.find_se_blocks("se_resnet18")
+
+
+def test_the_blocks_and_probes_are_part_of_this_module():
+    # keras_se.se_blocks holds them; keras_se.analysis stays the one import for the analysis.
+    for name in ("SEBlock", "find_se_blocks", "select_blocks", "excitation_model", "walkthrough"):
+        assert getattr(an, name) is getattr(se_blocks, name) and name in an.__all__
+    assert all(hasattr(an, name) for name in an.__all__)
