@@ -46,6 +46,30 @@ def test_names_and_close_matches():
     assert TRAINED_IN_TEST_INCEPTION | DEEP | HEAVY <= set(ALL_NAMES)  # no stale names below
 
 
+def test_check_name_is_the_one_registry_name_check():
+    check_name = models.registry.check_name
+    assert check_name("se_resnet50", argument="model") == "se_resnet50"
+    # Unknown: the close matches, every known name, the caller's argument and the value.
+    with pytest.raises(ValueError) as err:
+        check_name("se_resnet5O", argument="model")
+    message = str(err.value)
+    assert message.startswith("Unknown model name. Did you mean: se_resnet50")
+    assert message.endswith("Received: model='se_resnet5O'") and "resnet18" in message
+    # builder() says the same, naming its own argument.
+    with pytest.raises(ValueError) as err:
+        models.builder("se_resnet5O")
+    assert str(err.value) == message.replace("model='se_resnet5O'", "name='se_resnet5O'")
+    # Registered, but not one the caller takes: the names it does take.
+    se_models = models.names(se=True)
+    with pytest.raises(ValueError, match=r"`model` must be one of \(.*'senet154'") as err:
+        check_name("resnet50", argument="model", among=se_models)
+    assert str(err.value).endswith("Received: model='resnet50'")
+    with pytest.raises(ValueError, match="Did you mean: se_resnet50") as err:
+        check_name("se_resnet5O", argument="model", among=se_models)
+    assert "Known models: se_" in str(err.value) and " resnet50," not in str(err.value)
+    assert check_name("senet154", among=se_models) == "senet154"
+
+
 @pytest.mark.parametrize(
     "name",
     [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in ALL_NAMES],

@@ -38,6 +38,7 @@ LAYERS = [
     # the analysis and its figures sit beside training, which logs both to TensorBoard
     [
         "keras_se.training",
+        "keras_se.tuning.*",
         "keras_se.tuning",
         "keras_se.export.*",
         "keras_se.export",

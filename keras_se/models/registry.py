@@ -72,13 +72,50 @@ def builder(name):
         Traceback (most recent call last):
         keras_se_core.errors.UsageError: Unknown model name. Did you mean: ...
     """
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return _REGISTRY[check_name(name)]
+
+
+def check_name(name, *, argument="name", among=None):
+    """``name`` if it is a registered model name (of ``among``, when given); the one check.
+
+    Every caller that takes a registry name (`builder`, ``keras-se train --model``,
+    the tuner's hypermodels) checks it here, so the message is the same everywhere.
+
+    Args:
+        name: the value to check.
+        argument: the argument to name in the error (``"model"`` for ``--model``).
+        among: the registered names this caller accepts (e.g. ``names(se=True)``);
+            default: all of them.
+
+    Returns:
+        ``name``.
+
+    Raises:
+        UsageError: an unknown name (with the close matches), or a registered name
+            outside ``among``.
+
+    Example:
+        >>> check_name("se_resnet18", argument="model")
+        'se_resnet18'
+        >>> check_name("se_resnet5O", argument="model")
+        Traceback (most recent call last):
+        keras_se_core.errors.UsageError: Unknown model name. Did you mean: se_resnet50, ...
+        >>> check_name("resnet18", argument="model", among=names(se=True))
+        Traceback (most recent call last):
+        keras_se_core.errors.UsageError: `model` must be one of (...). Received: model='resnet18'
+    """
+    known = names() if among is None else tuple(among)
+    if name in known:
+        return name
+    if name in _REGISTRY:  # registered, but not a model this caller can use
         raise UsageError(
-            f"Unknown model name.{hint} Known models: {', '.join(names())}. Received: name={name!r}"
+            f"`{argument}` must be one of {tuple(known)}. Received: {argument}={name!r}"
         )
-    return _REGISTRY[name]
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise UsageError(
+        f"Unknown model name.{hint} Known models: {', '.join(known)}. Received: {argument}={name!r}"
+    )
 
 
 def get(name, **kwargs):
