@@ -48,8 +48,8 @@ LAYERS = [
         "keras_se.callbacks",
     ],
     [
-        "keras_se._bench_worker",
         "keras_se.bench",
+        "keras_se.bench.*",
         "keras_se.bench_training",
         "keras_se.quickstart",
         "keras_se.info",
@@ -175,7 +175,6 @@ def _plain_modules():
         for m, path in _modules().items()
         if not path.endswith("__init__.py")
         and ".models." not in m
-        and not m.endswith("_bench_worker")
     )
 
 
