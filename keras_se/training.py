@@ -54,6 +54,13 @@ from keras_se import data as data_lib
 from keras_se import distribute, finetune, speed
 from keras_se.excitation_log import ExcitationLog
 from keras_se.finetune import batchnorm_layers
+from keras_se.run_setup import (  # noqa: F401 - re-exported: keras_se.training's interface
+    build_model,
+    check_config,
+    learning_rate_schedule,
+    synchronize_batchnorm,
+    with_float32_head,
+)
 from keras_se.rundir import RunDir
 from keras_se.utils import model_stats
 from keras_se_core import choices
@@ -98,91 +105,6 @@ class Diverged(UsageError):
     """
 
 
-# --------------------------------------------------------------------------- config + model
-def check_config(config):
-    """`TrainConfig.validate` plus ``--model`` (`finetune.model_source`); returns ``config``."""
-    config.validate()
-    finetune.model_source(config.model)
-    if config.weights:
-        from keras_se.models.pretrained import check_weights_source
-
-        try:
-            check_weights_source(config.weights)
-        except ValueError as err:
-            raise UsageError(" ".join(str(err).split())) from err
-    return config
-
-
-def learning_rate_schedule(config, steps_per_epoch):
-    """The paper's step decay, cosine (with linear warm-up) or CIFAR multistep, in optimizer steps."""
-    peak = config.peak_learning_rate()
-    total = config.epochs * steps_per_epoch
-    if config.schedule == "cosine":
-        warmup = config.warmup_epochs * steps_per_epoch
-        return keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warmup else peak,
-            decay_steps=max(total - warmup, 1),
-            warmup_target=peak if warmup else None,
-            warmup_steps=warmup,
-        )
-    if config.schedule == "multistep":
-        epochs = sorted({int(config.epochs * m) for m in choices.MULTISTEP_MILESTONES} - {0})
-    else:
-        epochs = range(config.step_epochs, config.epochs, config.step_epochs)
-    boundaries = [e * steps_per_epoch for e in epochs]
-    if not boundaries:
-        return peak
-    values = [peak * (0.1**i) for i in range(len(boundaries) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-
-
-def _clone_layers(model, change):
-    """``model`` rebuilt with ``change(layer, config)`` applied to each layer's config."""
-
-    def clone(layer):
-        config = layer.get_config()
-        change(layer, config)
-        return layer.__class__.from_config(config)
-
-    cloned = keras.models.clone_model(model, clone_function=clone)
-    cloned.set_weights(model.get_weights())  # pretrained weights (--weights) survive the clone
-    return cloned
-
-
-def build_model(config, info, *, verbose=0):
-    """The model for the dataset (`finetune.build`: registry, file or factory; weights;
-    retrofit); logits in float32 under mixed precision. Returns ``(model, preprocessing)``
-    with the weights' `Preprocessing` (or None)."""
-    model, preprocessing = finetune.build(config, info, verbose=verbose)
-    if config.mixed_precision:
-        model = with_float32_head(model)
-    if config.sync_bn:
-        model = synchronize_batchnorm(model)
-    return model, preprocessing
-
-
-def with_float32_head(model):
-    """``model`` with its ``predictions`` layer in float32 (softmax in float16 loses precision)."""
-    head = next((layer for layer in model.layers if layer.name == "predictions"), None)
-    if head is None or head.dtype_policy.compute_dtype == "float32":
-        return model
-    return _clone_layers(
-        model, lambda layer, c: c.update(dtype="float32") if layer is head else None
-    )
-
-
-def synchronize_batchnorm(model):
-    """``model`` with every BatchNorm computing cross-replica statistics."""
-    return _clone_layers(
-        model,
-        lambda layer, c: (
-            c.update(synchronized=True)
-            if isinstance(layer, keras.layers.BatchNormalization)
-            else None
-        ),
-    )
-
-
 @contextlib.contextmanager
 def _sigterm_flag():
     """Yields a one-item list set to 1 when SIGTERM arrives (the previous handler restored)."""
@@ -220,10 +142,38 @@ class Trainer:
     """
 
     def __init__(self, config, *, verbose=1):
+        # Every attribute of a Trainer is declared here; the method named sets it.
         self.config = check_config(config)
         self.verbose = verbose
         self.run_dir = RunDir(config.out)
+        # `setup`: devices, data and the model.
+        self.strategy = None  # the tf.distribute strategy
+        self.chief = None  # this process writes the run directory
+        self.info = None  # `keras_se.data.DatasetInfo` (classes, sizes, preprocessing)
+        self.sources = None  # per split: what `keras_se.data.make_dataset` reads
+        self.steps_per_epoch = None
+        self.excitations = None  # `ExcitationLog` (--log-excitations, chief) or None
+        # `_build_model`: the textbook model (saved, logged, exported), its fast twin (the
+        # compiled steps run it: `keras_se.speed.accelerate`, the same variables), the
+        # optimizer, the position variables and the BatchNorm statistics to synchronise.
+        self.model = None
+        self.fast_model = None
+        self.optimizer = None
+        self.epoch_var = self.step_var = self.sums_var = None
+        self.moving_stats = []
+        # `_build_steps`: the compiled train/eval steps (rebuilt by `set_phase`).
+        self.train_step = self.eval_step = self._sync_moving_stats = None
         self.backbone_frozen = None  # --freeze-epochs: the phase the compiled steps were built for
+        # `restore`: the history, where the run resumes, the checkpoint manager, the writer.
+        self.history = []
+        self.position = (0, 0)  # (completed epochs, steps done in the next one)
+        self.manager = None
+        self.writer = None
+        # `_run` and `train_epoch`: the SIGTERM flag (set by the handler), the epoch's step
+        # times and running sums (loss, correct, seconds).
+        self.sigterm = [0]
+        self.step_times = []
+        self.epoch_sums = None
 
     # ----------------------------------------------------------------- setup
     def run(self):
@@ -300,7 +250,6 @@ class Trainer:
         self.steps_per_epoch = min(full_steps, config.steps_per_epoch or full_steps)
         self._build_model()
         self._build_steps()
-        self.excitations = None
         if config.log_excitations and self.chief:
             self.excitations = ExcitationLog(
                 self.model,

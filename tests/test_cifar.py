@@ -185,8 +185,6 @@ def test_wrn_dropout_and_options():
     assert not any(isinstance(x, keras.layers.Dropout) for x in models.WideResNet16_8(**TINY).layers)
     with pytest.raises(TypeError, match="dropout"):
         models.SEResNet20(dropout=0.3)  # post-activation ResNets have no dropout option
-    with pytest.raises(TypeError, match="se_fused"):
-        models.SEResNet20(se_fused=True)  # nothing to fuse: see the module docstring
     with pytest.raises(ValueError, match=r"dropout=1\.5"):
         models.SEWideResNet16_8(dropout=1.5)
 

@@ -72,7 +72,7 @@ def test_choices_are_the_ones_in_choices():
 
 
 def test_dict_round_trip_and_unknown_keys():
-    config = TrainConfig(model="se_resnet50", epochs=3, model_kwargs={"se_fused": False})
+    config = TrainConfig(model="se_resnet50", epochs=3, model_kwargs={"se_mode": "post"})
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(UsageError, match="newer keras_se"):
         TrainConfig.from_dict({"model": "x", "future_setting": 1})

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from keras_se import SqueezeExcite, finetune, models
-from keras_se.layers import BatchNormSqueezeExcite
 from keras_se.rundir import RunDir
+from keras_se.speed import BatchNormSqueezeExcite
 from keras_se.training import Preempted, TrainConfig, Trainer, train
 from tests.conftest import TINY_RUN, assert_usage_error, cli_flags, run_main
 
@@ -101,12 +101,8 @@ def test_freeze_counts_of_se_resnet50_against_keras_applications():
     assert finetune.freeze_batchnorm(model) == len(reference_bn) == 53
     assert _trainable_params(model) == all_params - bn_affine
     assert len(model.trainable_weights) == all_vars - 2 * len(reference_bn)
-    fused = [layer for layer in model.layers if isinstance(layer, BatchNormSqueezeExcite)]
-    assert fused, "SE-ResNet-50 builds its SE tails fused"
-    for layer in fused:  # the gate fused into a frozen BatchNorm still trains
-        names = {v.path.split("/")[-1] for v in layer.trainable_weights}
-        assert names and not names & {"gamma", "beta"}, names
-        assert len(layer.trainable_weights) == len(layer.weights) - 4  # gamma, beta, moving
+    for layer in finetune.se_layers_of(model):  # the gate after a frozen BatchNorm trains
+        assert len(layer.trainable_weights) == len(layer.weights) == 4
 
     finetune.freeze_backbone(model, trainable=False)
     assert _trainable_params(model) == 2048 * 1000 + 1000
@@ -119,31 +115,35 @@ def test_freeze_counts_of_se_resnet50_against_keras_applications():
 
 
 @pytest.mark.slow  # 10-25 s: an SE-ResNet-50 step / a training run
-def test_freeze_bn_with_the_fused_tail_keeps_statistics_and_trains_the_gate():
-    """A training step of an SE-ResNet-50 (fused BN+SE tails) under freeze_batchnorm: every moving
-    statistic, gamma and beta stay as they were, the SE gates and convolutions move, and the
-    training-mode output equals the inference-mode output (BatchNorm in inference mode)."""
+def test_freeze_bn_in_the_fast_twin_keeps_statistics_and_trains_the_gate():
+    """A training step of the trainer's fast twin of an SE-ResNet-50 (`keras_se.speed.accelerate`:
+    BN+SE fused tails) under freeze_batchnorm: every moving statistic, gamma and beta stay as
+    they were, the SE gates move, and the training-mode output equals the inference-mode
+    output (BatchNorm in inference mode)."""
+    from keras_se import speed
+
     model = models.get("se_resnet50", input_shape=(32, 32, 3), classes=3)
     finetune.freeze_batchnorm(model)
+    fast = speed.accelerate(model)
     bns = finetune.batchnorm_layers(model)
     frozen = {
         id(v): keras.ops.convert_to_numpy(v).copy()
         for layer in bns
         for v in (layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta)
     }
-    fused = [layer for layer in bns if isinstance(layer, BatchNormSqueezeExcite)]
+    fused = finetune.se_layers_of(model)
     gates = {
         id(w): keras.ops.convert_to_numpy(w).copy() for f in fused for w in f.trainable_weights
     }
     x = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(model(x, training=True)),
+        keras.ops.convert_to_numpy(fast(x, training=True)),
         keras.ops.convert_to_numpy(model(x, training=False)),
         rtol=1e-5,
         atol=1e-6,
     )
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
-    model.train_on_batch(x, np.array([0, 1, 2, 0]))
+    fast.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    fast.train_on_batch(x, np.array([0, 1, 2, 0]))
     for layer in bns:
         for v in (layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta):
             np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), frozen[id(v)])
@@ -152,7 +152,7 @@ def test_freeze_bn_with_the_fused_tail_keeps_statistics_and_trains_the_gate():
         for f in fused
         for w in f.trainable_weights
     ]
-    assert all(moved), "every SE gate weight of a fused tail trained"
+    assert all(moved), "every SE gate weight trained"
 
 
 def test_batchnorm_trainable_round_trips_and_older_configs_load():

@@ -17,7 +17,7 @@ def test_collect_info_reports_the_registry_and_the_registered_layers():
     assert report["backend"] == keras.backend.backend() and "devices" not in report
     assert report["models"] == models.names() and "se_resnet50" in report["models"]
     # what keras.models.load_model needs: both SE layers under the package's name
-    for name in ("SqueezeExcite", "BatchNormSqueezeExcite"):
+    for name in ("SqueezeExcite", "BatchNormSqueezeExcite", "GroupedConv2D"):
         assert f"keras_se>{name}" in report["layers"]
 
 

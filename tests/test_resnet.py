@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_se import BatchNormSqueezeExcite, SqueezeExcite, models
+from keras_se import SqueezeExcite, models
 from keras_se.utils import count_weights
 
 REFERENCE_PARAMS = {
@@ -52,65 +52,52 @@ def test_se_resnet50_without_fc_biases_matches_paper_formula():
 
 
 def _se_layers(model):
-    return [
-        layer
-        for layer in model.layers
-        if isinstance(layer, (SqueezeExcite, BatchNormSqueezeExcite))
-    ]
+    return [layer for layer in model.layers if isinstance(layer, SqueezeExcite)]
 
 
-@pytest.mark.parametrize("se_fused", [True, False])
-def test_plain_twin_differs_only_in_se_blocks(se_fused):
+@pytest.mark.slow
+def test_plain_twin_differs_only_in_se_blocks():
+    """The textbook graph: SE-ResNet-50 is ResNet-50 plus 16 SqueezeExcite layers, every
+    other layer with the same name and weight shapes."""
     kwargs = dict(input_shape=(32, 32, 3), classes=3)
-    se, plain = models.SEResNet50(se_fused=se_fused, **kwargs), models.ResNet50(**kwargs)
+    se, plain = models.SEResNet50(**kwargs), models.ResNet50(**kwargs)
     se_names = {layer.name for layer in _se_layers(se)}
     assert len(se_names) == 16 and not _se_layers(plain)
     se_only = {layer.name for layer in se.layers} - {layer.name for layer in plain.layers}
     plain_only = {layer.name for layer in plain.layers} - {layer.name for layer in se.layers}
-    if se_fused:
-        # Each unit's last BN is folded into its BatchNormSqueezeExcite; the squeeze pools
-        # the 1x1 conv's input.
-        assert all(isinstance(se.get_layer(n), BatchNormSqueezeExcite) for n in se_names)
-        assert se_only == se_names | {f"{n}_pool" for n in se_names}
-        assert plain_only == {f"{n[: -len('_se')]}_3_bn" for n in se_names}
-    else:
-        assert se_only == se_names and not plain_only
+    assert se_only == se_names and not plain_only
     for layer in plain.layers:
         shapes = [w.shape for w in layer.weights]
-        if layer.name in plain_only:  # the BN's variables, in the fused layer
-            fused = se.get_layer(layer.name.replace("_3_bn", "_se"))
-            twin = [fused.gamma, fused.beta, fused.moving_mean, fused.moving_variance]
-            assert shapes == [w.shape for w in twin]
-        else:
-            assert shapes == [w.shape for w in se.get_layer(layer.name).weights]
+        assert shapes == [w.shape for w in se.get_layer(layer.name).weights]
 
 
-def test_fused_and_textbook_se_resnet_compute_the_same_function(tmp_path):
-    """The fused bottleneck tail is BN → SE exactly: same weights (by reference key), same
-    outputs in both modes, same moving statistics after a training step."""
-    from keras_se.weights import load_reference_weights, save_reference_weights
+@pytest.mark.slow
+def test_accelerated_se_resnext_computes_the_textbook_function():
+    """`keras_se.speed.accelerate` on SE-ResNeXt-50 (grouped convs, 16 fused tails): same
+    outputs in both modes, same moving statistics after a training-mode call."""
+    from keras_se.speed import accelerate
 
-    kwargs = dict(input_shape=(64, 64, 3), classes=5)
-    textbook = models.SEResNeXt50(se_fused=False, **kwargs)
-    fused = models.SEResNeXt50(**kwargs)
+    textbook = models.SEResNeXt50(input_shape=(64, 64, 3), classes=5)
     rng = np.random.default_rng(0)
     for w in textbook.weights:  # non-trivial BN statistics and gates
         if "moving_variance" in w.path:
             w.assign(rng.uniform(0.5, 2.0, size=w.shape))
         elif "moving_mean" in w.path or "gamma" in w.path or "beta" in w.path:
             w.assign(rng.normal(0.0, 0.2, size=w.shape) + (1.0 if "gamma" in w.path else 0.0))
-    path = tmp_path / "textbook.safetensors"
-    save_reference_weights(textbook, path)
-    load_reference_weights(fused, path)  # every key used, every weight set
-    x = rng.normal(size=(4, 64, 64, 3)).astype("float32")
-    for training in (False, True):
-        a = keras.ops.convert_to_numpy(textbook(x, training=training))
-        b = keras.ops.convert_to_numpy(fused(x, training=training))
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6)
+    fast = accelerate(textbook)
     bn = textbook.get_layer("conv4_block2_3_bn")
-    se = fused.get_layer("conv4_block2_se")
-    np.testing.assert_allclose(se.moving_variance.numpy(), bn.moving_variance.numpy(), rtol=1e-4)
-    np.testing.assert_allclose(se.moving_mean.numpy(), bn.moving_mean.numpy(), atol=1e-5)
+    x = rng.normal(size=(4, 64, 64, 3)).astype("float32")
+    a = keras.ops.convert_to_numpy(textbook(x))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fast(x)), a, rtol=1e-4, atol=2e-6)
+    stats = [bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+    a = keras.ops.convert_to_numpy(textbook(x, training=True))
+    after = [bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+    bn.moving_mean.assign(stats[0])
+    bn.moving_variance.assign(stats[1])
+    b = keras.ops.convert_to_numpy(fast(x, training=True))
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-6)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), after[0], atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), after[1], rtol=1e-4)
 
 
 def test_layer_names_follow_keras_applications_scheme():
@@ -168,7 +155,7 @@ def test_stem_choice_by_input_size():
 
 @pytest.mark.parametrize("se_mode", ["standard", "pre", "post", "identity"])
 def test_se_modes(se_mode):
-    model = models.SEResNet50(input_shape=(32, 32, 3), classes=3, se_mode=se_mode, se_fused=False)
+    model = models.SEResNet50(input_shape=(32, 32, 3), classes=3, se_mode=se_mode)
     se_blocks = _se_layers(model)
     assert len(se_blocks) == 16
     first = model.get_layer("conv2_block1_se")
@@ -185,22 +172,25 @@ def test_se_modes(se_mode):
     assert out.shape == (2, 3)
 
 
-def test_fused_tail_placement_and_fallbacks():
+@pytest.mark.slow
+def test_speed_fuses_the_standard_bottleneck_tails_only():
+    """`keras_se.speed.bottleneck_tails`: every SE-ResNet-50 unit's conv → BN → SE; none for
+    the max squeeze, other placements, or basic blocks (a ReLU between their BN and SE)."""
+    from keras_se.speed import bottleneck_tails
+
     model = models.SEResNet50(input_shape=(32, 32, 3), classes=3)
-    fused = model.get_layer("conv2_block1_se")
-    features, means = fused.input
-    assert features is model.get_layer("conv2_block1_3_conv").output
-    assert tuple(means.shape) == (None, 1, 1, 256)
-    assert (
-        model.get_layer("conv2_block1_se_pool").input
-        is model.get_layer("conv2_block1_2_relu").output
+    tails = bottleneck_tails(model)
+    assert [se.name for _, _, se in tails] == [layer.name for layer in _se_layers(model)]
+    conv, bn, se = tails[0]
+    assert (conv.name, bn.name, se.name) == (
+        "conv2_block1_3_conv",
+        "conv2_block1_3_bn",
+        "conv2_block1_se",
     )
-    # Not fusable: the max squeeze, other placements, and basic blocks (ReLU before SE).
     for kwargs in (dict(se_kwargs={"squeeze": "max"}), dict(se_mode="post")):
         other = models.SEResNet50(input_shape=(32, 32, 3), classes=3, **kwargs)
-        assert not any(isinstance(layer, BatchNormSqueezeExcite) for layer in other.layers)
-    basic = models.SEResNet18(input_shape=(32, 32, 3), classes=3)
-    assert not any(isinstance(layer, BatchNormSqueezeExcite) for layer in basic.layers)
+        assert not bottleneck_tails(other)
+    assert not bottleneck_tails(models.SEResNet18(input_shape=(32, 32, 3), classes=3))
 
 
 def test_se_kwargs_and_ratio_reach_every_block():

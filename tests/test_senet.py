@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_se import BatchNormSqueezeExcite, models
+from keras_se import SqueezeExcite, models
 from keras_se.models.resnet import ARCHITECTURES, build_resnet
 from keras_se.utils import count_weights
 
@@ -99,11 +99,11 @@ def test_senet154_structure():
     down = model.get_layer("conv3_block1_0_conv")
     assert (down.kernel_size, down.strides, down.padding) == ((3, 3), (2, 2), "valid")
     assert model.get_layer("conv3_block1_0_pad").padding == ((1, 1), (1, 1))
-    # Dropout 0.2 between the pooling and the classifier; SE fused on every unit.
+    # Dropout 0.2 between the pooling and the classifier; SE on every unit.
     drop = model.get_layer("top_dropout")
     assert drop.rate == 0.2 and drop.input is model.get_layer("avg_pool").output
     assert model.get_layer("predictions").input is drop.output
-    assert sum(isinstance(x, BatchNormSqueezeExcite) for x in model.layers) == 4
+    assert sum(isinstance(x, SqueezeExcite) for x in model.layers) == 4
     headless = tiny_senet(include_top=False, pooling="avg")
     assert not any(isinstance(x, keras.layers.Dropout) for x in headless.layers)
 

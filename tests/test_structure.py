@@ -25,7 +25,14 @@ LAYERS = [
         "keras_se_core",
     ],
     ["keras_se.layers"],
-    ["keras_se.blocks", "keras_se.weights", "keras_se.utils", "keras_se.extras"],
+    [
+        "keras_se.blocks",
+        "keras_se.weights",
+        "keras_se.utils",
+        "keras_se.extras",
+        "keras_se.speed",
+        "keras_se.speed.*",
+    ],
     ["keras_se.models.*", "keras_se.models"],
     [
         "keras_se.retrofit",
@@ -38,12 +45,17 @@ LAYERS = [
     # the analysis and its figures sit beside training, which logs both to TensorBoard
     [
         "keras_se.training",
+        "keras_se.run_setup",
         "keras_se.tuning.*",
         "keras_se.tuning",
         "keras_se.export.*",
         "keras_se.export",
         "keras_se.analysis",
+        "keras_se.se_blocks",
         "keras_se.visualize",
+        "keras_se.figures",
+        "keras_se.fonts",
+        "keras_se.ratio_figures",
         "keras_se.excitation_log",
         "keras_se.callbacks",
     ],

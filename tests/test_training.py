@@ -319,21 +319,19 @@ def test_resume_refuses_a_different_configuration(tmp_path):
         train(_tiny(out, steps_per_epoch=1, batch_size=32), verbose=0)
 
 
-def test_sync_bn_clone_synchronizes_fused_se_tails():
-    """``sync_bn``: every BatchNorm, including those folded into the fused SE tails, computes
-    cross-replica statistics, and the clone computes the same function."""
-    from keras_se import BatchNormSqueezeExcite, models
+def test_sync_bn_clone_synchronizes_every_batchnorm_also_in_the_fast_twin():
+    """``sync_bn``: every BatchNorm computes cross-replica statistics, also those the trainer's
+    fast twin (`keras_se.speed.accelerate`) fuses with an SE gate, and the clone computes the
+    same function."""
+    from keras_se import models, speed
 
     model = models.SEResNet50(input_shape=(32, 32, 3), classes=3)
     clone = synchronize_batchnorm(model)
     clone.set_weights(model.get_weights())
-    norms = [
-        layer
-        for layer in clone.layers
-        if isinstance(layer, keras.layers.BatchNormalization | BatchNormSqueezeExcite)
-    ]
-    assert sum(isinstance(layer, BatchNormSqueezeExcite) for layer in norms) == 16
-    assert all(layer.synchronized for layer in norms)
+    norms = [layer for layer in clone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 53 and all(layer.synchronized for layer in norms)
+    fused = [layer for layer in speed.accelerate(clone).layers if hasattr(layer, "synchronized")]
+    assert len(fused) == 53 and all(layer.synchronized for layer in fused)
     assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(
@@ -370,14 +368,12 @@ def test_validation_steps_evaluates_the_first_global_batches(tmp_path):
 
 
 def test_batchnorm_state_is_found_by_layer_type():
-    """SE-ResNet-50 (fused tails) has the 53 BatchNorms of ResNet-50: 37 Keras BN layers and 16
-    folded into BatchNormSqueezeExcite; each contributes its moving mean and variance."""
-    from keras_se import BatchNormSqueezeExcite, models
+    """SE-ResNet-50 has the 53 BatchNorms of ResNet-50, nested models searched too."""
+    from keras_se import models
 
     model = models.SEResNet50(input_shape=(32, 32, 3), classes=3)
     layers = batchnorm_layers(model)
     assert len(layers) == 1 + 3 * (3 + 4 + 6 + 3) + 4  # stem + 3 per unit + 4 projections
-    assert sum(isinstance(layer, BatchNormSqueezeExcite) for layer in layers) == 16
     nested = keras.Sequential([keras.Input((32, 32, 3)), model])
     assert len(batchnorm_layers(nested)) == 53
 

@@ -8,7 +8,7 @@ twin, which shares the textbook model's variables.
 
 * `accelerate` (`keras_se.speed.rewrite`): the rewrite, and `bottleneck_tails`, what it fuses.
 * `BatchNormSqueezeExcite` (`keras_se.speed.tail`): ``SE(BN(x))`` as one affine pass.
-* `PointwiseConv2D`, `GroupedConv2D`, `FusedBatchNormalization` (`keras_se.speed.layers`):
+* `PointwiseConv2D`, `GroupedConv2D`, `FusedBatchNormalization` (`keras_se.speed.fast_layers`):
   Keras layers with TensorFlow kernels.
 * `keras_se.speed.kernels`: the TensorFlow ops and custom gradients behind them.
 * `load_fused_weights`: weights files of releases that built the fused tail into models.
@@ -22,7 +22,7 @@ Example:
     ['BatchNormSqueezeExcite', 'FusedBatchNormalization', 'PointwiseConv2D', 'Squeeze']
 """
 
-from keras_se.speed.layers import FusedBatchNormalization, GroupedConv2D, PointwiseConv2D
+from keras_se.speed.fast_layers import FusedBatchNormalization, GroupedConv2D, PointwiseConv2D
 from keras_se.speed.rewrite import accelerate, bottleneck_tails, load_fused_weights
 from keras_se.speed.tail import BatchNormSqueezeExcite
 

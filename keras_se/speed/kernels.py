@@ -1,7 +1,7 @@
 """TensorFlow kernels and gradients behind keras_se's speed layers (TensorFlow imported lazily).
 
 * `tf_grouped_gradients`: whether TensorFlow's own CPU/GPU kernels differentiate grouped
-  convolutions on this machine (`keras_se.speed.layers.GroupedConv2D` uses them only then).
+  convolutions on this machine (`keras_se.speed.fast_layers.GroupedConv2D` uses them only then).
 * `fused_batch_norm_training`: ``FusedBatchNormV3`` in training, with the moving averages
   updated the way ``keras.layers.BatchNormalization`` updates them.
 * `pooled_through` and `scale_without_saving`: the two custom gradients of the fused

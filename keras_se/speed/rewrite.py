@@ -25,7 +25,7 @@ import collections
 import keras
 
 from keras_se.layers import Squeeze, SqueezeExcite
-from keras_se.speed.layers import FusedBatchNormalization, GroupedConv2D, PointwiseConv2D
+from keras_se.speed.fast_layers import FusedBatchNormalization, GroupedConv2D, PointwiseConv2D
 from keras_se.speed.tail import BatchNormSqueezeExcite
 
 #: The base-layer keys of a config, which a speed layer sets itself (its name from the SE layer).
