@@ -25,6 +25,7 @@ from __future__ import annotations
 import keras
 
 from keras_se.layers import SqueezeExcite
+from keras_se_core import choices
 from keras_se_core.choices import SE_MODES
 from keras_se_core.validation import check_choice
 
@@ -32,10 +33,7 @@ BLOCKS = ("basic", "bottleneck")
 #: Shortcut of a unit whose shape changes: a conv + BN ("projection", option B of He et al.)
 #: or the parameter-free subsampled identity padded with zero channels ("zero_pad", option A).
 SHORTCUTS = ("projection", "zero_pad")
-#: PyTorch's (and the Caffe ports') BatchNorm epsilon, which reference weights need
-#: (keras.applications uses 1.001e-5).
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch momentum 0.1 expressed the Keras way
+BN_EPSILON, BN_MOMENTUM = choices.BN_EPSILON, choices.BN_MOMENTUM  # PyTorch's
 
 
 def channel_axis():

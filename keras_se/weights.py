@@ -46,8 +46,8 @@ import re
 import keras
 import numpy as np
 
-from keras_se.blocks import BN_EPSILON
 from keras_se.layers import SqueezeExcite
+from keras_se_core.choices import BN_EPSILON
 from keras_se_core.errors import UsageError
 
 LAYOUTS = ("legacy", "timm")

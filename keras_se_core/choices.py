@@ -18,6 +18,11 @@ GATES = ("sigmoid", "hard_sigmoid")
 #: The paper's default reduction ratio and the ratios of its ablation (Table 10).
 DEFAULT_RATIO = 16
 ABLATION_RATIOS = (2, 4, 8, 16, 32)
+#: PyTorch's (and the Caffe ports') BatchNorm epsilon and momentum (0.1 there, the Keras way
+#: here): keras_se's blocks use them and reference weights need the epsilon
+#: (keras.applications uses 1.001e-5).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
 
 #: tf.distribute strategies of `keras-se train` ("auto" picks one from the hardware).
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
