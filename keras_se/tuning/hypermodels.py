@@ -260,33 +260,19 @@ class _CompiledSEHyperModel(keras_tuner.HyperModel):
     #: Space dimensions a subclass cannot use (e.g. ``se_mode`` outside SE-ResNets).
     unsupported = ()
 
-    def __init__(
-        self,
-        *,
-        ratios,
-        squeeze,
-        gate,
-        se_mode,
-        learning_rate,
-        optimizer,
-        loss,
-        metrics,
-        name,
-        tunable,
-    ):
+    def __init__(self, space, compile_args, *, name, tunable):
+        """``space``: a `SearchSpace`; ``compile_args``: ``{optimizer, loss, metrics}``."""
         super().__init__(name=name, tunable=tunable)
-        self.space = SearchSpace(
-            ratios=ratios, squeeze=squeeze, gate=gate, se_mode=se_mode, learning_rate=learning_rate
-        )
         for key in self.unsupported:
-            if getattr(self.space, key) is not None:
+            if getattr(space, key) is not None:
                 raise UsageError(
                     f"`{key}` cannot be searched with {type(self).__name__}. "
-                    f"Received: {key}={getattr(self.space, key)!r}"
+                    f"Received: {key}={getattr(space, key)!r}"
                 )
-        self.optimizer = optimizer
-        self.loss = loss
-        self.metrics = list(metrics)
+        self.space = space
+        self.optimizer = compile_args["optimizer"]
+        self.loss = compile_args["loss"]
+        self.metrics = list(compile_args["metrics"])
 
     def build(self, hp):
         values = self.space.declare(hp)
@@ -357,14 +343,10 @@ class HyperSEResNet(_CompiledSEHyperModel):
         tunable=True,
     ):
         super().__init__(
-            ratios=ratios,
-            squeeze=squeeze,
-            gate=gate,
-            se_mode=se_mode,
-            learning_rate=learning_rate,
-            optimizer=optimizer,
-            loss=loss,
-            metrics=metrics,
+            SearchSpace(
+                ratios, squeeze=squeeze, gate=gate, se_mode=se_mode, learning_rate=learning_rate
+            ),
+            dict(optimizer=optimizer, loss=loss, metrics=metrics),
             name=name,
             tunable=tunable,
         )
@@ -460,18 +442,9 @@ class HyperRetrofit(_CompiledSEHyperModel):
             raise TypeError(
                 f"`base_model` must be a keras.Model. Received: base_model={base_model!r}"
             )
-        super().__init__(
-            ratios=ratios,
-            squeeze=squeeze,
-            gate=gate,
-            se_mode=None,
-            learning_rate=learning_rate,
-            optimizer=optimizer,
-            loss=loss,
-            metrics=metrics,
-            name=name,
-            tunable=tunable,
-        )
+        space = SearchSpace(ratios, squeeze=squeeze, gate=gate, learning_rate=learning_rate)
+        compile_args = dict(optimizer=optimizer, loss=loss, metrics=metrics)
+        super().__init__(space, compile_args, name=name, tunable=tunable)
         self.base_model = base_model
         self.where = where
         self.pattern = pattern

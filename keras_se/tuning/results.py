@@ -201,18 +201,14 @@ def _learned(run_dir):
 def write_results(results, out):
     """``results.json``, ``results.csv`` and the trade-off figure (PNG + SVG) in ``out``.
 
-    Example (rows as `collect_results` returns them):
+    Example (a row as `collect_results` returns it, and a trial still running):
         >>> import os, tempfile
-        >>> results = [
-        ...     {"trial_id": "0", "hyperparameters": {"se_ratio": 16}, "best_val_accuracy": 0.9861,
-        ...      "final_val_accuracy": 0.9833, "params": 11_260_354, "macs": 36_000_000,
-        ...      "time_per_step_s": 0.112, "status": "COMPLETED"},
-        ...     {"trial_id": "1", "hyperparameters": {"se_ratio": 4}, "best_val_accuracy": 0.9806,
-        ...      "final_val_accuracy": 0.9806, "params": 11_516_226, "macs": 36_300_000,
-        ...      "time_per_step_s": 0.118, "status": "COMPLETED"},
-        ... ]
+        >>> best = {"trial_id": "0", "hyperparameters": {"se_ratio": 16}, "best_val_accuracy": 0.98,
+        ...         "final_val_accuracy": 0.97, "params": 11_260_354, "macs": 36_000_000,
+        ...         "time_per_step_s": 0.112, "status": "COMPLETED"}
+        >>> running = dict(best, trial_id="1", hyperparameters={"se_ratio": 4}, status="RUNNING")
         >>> out = tempfile.mkdtemp()
-        >>> write_results(results, out)
+        >>> write_results([best, running], out)
         >>> sorted(os.listdir(out))
         ['ratio_tradeoff.png', 'ratio_tradeoff.svg', 'results.csv', 'results.json']
     """
