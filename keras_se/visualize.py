@@ -3,23 +3,12 @@
 `visualize_model` loads a model (a run directory, a ``.keras`` file, a ``keras.Model`` or a
 registry name), measures its excitations on a dataset (`keras_se.analysis`, Hu et al., 2018,
 Section 7.2) and writes ``excitations.json`` and figures 1–3; `format_result` is the
-command's table. This module is also the one import for every figure:
-
-1. `plot_excitation_by_depth`: the paper's figure: one panel per SE block, the mean
-   excitation of 50 uniformly spaced channels, one line per class (up to 5) and all
-   classes together.
-2. `plot_specificity_by_depth`: the class-specificity (η², see `keras_se.analysis`)
-   of every SE block in network order.
-3. `plot_walkthrough`: one SE block on one image (Section 3): the input, the feature
-   maps U, the squeeze z, the excitation s (sorted) and the rescaled maps X~ of the
-   most and least excited channels.
-4. `plot_ratio_tradeoff`: accuracy against parameters for each reduction ratio of a
-   `keras_se.tuning` search (the paper's Table 10 trade-off).
-
-Each ``plot_*`` function writes ``<out>.png`` and ``<out>.svg`` and returns the two
-paths; the matching ``*_figure`` function returns the ``matplotlib.figure.Figure``
-(for notebooks). They live in `keras_se.figures` (1–3), `keras_se.ratio_figures` (4) and
-`keras_se.fonts` (class names in any script) and are re-exported here.
+command's table. This module is also the one import for every figure: figures 1–3 of
+`keras_se.figures` (excitation by depth, specificity by depth, the one-image walkthrough),
+the reduction-ratio figures of `keras_se.ratio_figures` (the paper's Table 10 trade-off) and
+`keras_se.fonts` (class names in any script) are re-exported here. Each ``plot_*`` function
+writes ``<out>.png`` and ``<out>.svg`` and returns the two paths; the matching ``*_figure``
+function returns the ``matplotlib.figure.Figure`` (for notebooks).
 """
 
 from __future__ import annotations
