@@ -161,6 +161,8 @@ def run_study(args):
     recipe = dict(
         image_size=args.image_size, schedule=args.schedule, weight_decay=args.weight_decay
     )
+    if args.validation_steps:  # a smoke run's knob: not in the recipe of a real study
+        recipe["validation_steps"] = args.validation_steps
     pre = _train(
         TrainConfig(
             model=args.model,
@@ -295,6 +297,11 @@ def format_markdown(results, table, command):
         f"- Every arm: {recipe['epochs']} epochs, batch {recipe['batch_size']}, lr "
         f"{recipe['learning_rate']} ({recipe['schedule']}), weight decay {recipe['weight_decay']}, "
         "SGD momentum 0.9; sd over seeds with n-1.",
+        *(
+            [f"- Validation: the first {recipe['validation_steps']} batches only (a smoke run)."]
+            if recipe.get("validation_steps")
+            else []
+        ),
         f"- Note: {results['note']}.",
         "",
         "Reproduce:",
@@ -338,6 +345,13 @@ def main(argv=None):
     )
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="default %(default)s")
     parser.add_argument(
+        "--validation-steps",
+        type=int,
+        default=None,
+        help="evaluate every run on the first N validation batches only (smoke tests); "
+        "default: the whole split",
+    )
+    parser.add_argument(
         "--out", default="runs/transfer", help="data, run directories and the table go here"
     )
     parser.add_argument(
@@ -347,6 +361,8 @@ def main(argv=None):
     for name in ("k", "image_size", "pre_epochs", "pre_batch_size", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    if args.validation_steps is not None and args.validation_steps < 1:
+        parser.error("--validation-steps must be a positive integer")
     if not args.seeds:
         parser.error("--seeds must name at least one seed")
     json_path = os.path.join(args.out, "transfer.json")
@@ -367,6 +383,7 @@ def main(argv=None):
             *("--pre-lr", str(args.pre_lr), "--epochs", str(args.epochs)),
             *("--batch-size", str(args.batch_size), "--lr", str(args.lr)),
             *("--schedule", args.schedule, "--weight-decay", str(args.weight_decay)),
+            *(("--validation-steps", str(args.validation_steps)) if args.validation_steps else ()),
             *("--out", args.out),
         ]
     )

@@ -21,7 +21,9 @@ def _script():
     return module
 
 
-@pytest.mark.parametrize("flag", ["--k", "--epochs", "--batch-size", "--image-size"])
+@pytest.mark.parametrize(
+    "flag", ["--k", "--epochs", "--batch-size", "--image-size", "--validation-steps"]
+)
 def test_non_positive_settings_are_refused(flag, capsys):
     with pytest.raises(SystemExit) as stop:
         _script().main([flag, "0", "--out", "unused"])
@@ -59,6 +61,9 @@ def test_study_runs_three_arms_and_writes_the_table(tmp_path, capsys):
     out = str(tmp_path / "study")
     argv = ["--out", out, "--seeds", "0", "--k", str(K), "--image-size", "16"]
     argv += ["--epochs", str(EPOCHS), "--pre-epochs", "1", "--batch-size", str(BATCH)]
+    # Smoke sizes: pretraining in 7 steps of 128, every evaluation on its first batch (the whole
+    # few-shot split is ~880 images, 177 batches of 5 per epoch and arm).
+    argv += ["--pre-batch-size", "128", "--validation-steps", "1"]
     assert _script().main(argv) == 0
     printed = capsys.readouterr().out
     with open(os.path.join(out, "transfer.json")) as f:
@@ -71,6 +76,7 @@ def test_study_runs_three_arms_and_writes_the_table(tmp_path, capsys):
         assert row["per_seed"]["0"] == row["mean"]
         assert f"| {arm} | {row['mean']:.4f} ± 0.0000 |" in markdown
     assert "classifier is loaded too" in markdown and "--k 3" in results["command"]
+    assert "--validation-steps 1" in results["command"] and "first 1 batches only" in markdown
     assert results["command"] in printed
     # Equal optimizer steps: (5 classes x K images // batch) steps per epoch, every arm.
     assert {r["optimizer_steps"] for r in results["runs"]} == {(5 * K // BATCH) * EPOCHS}
