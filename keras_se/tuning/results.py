@@ -236,7 +236,7 @@ def write_results(results, out):
                 row[key] = " ".join("nan" if v is None else f"{v:.4f}" for v in r.get(key) or [])
             writer.writerow(row)
     if any(r["status"] == "COMPLETED" for r in results):
-        from keras_se.visualize import plot_ratio_tradeoff, plot_specificity_by_ratio
+        from keras_se.ratio_figures import plot_ratio_tradeoff, plot_specificity_by_ratio
 
         plot_ratio_tradeoff(results, os.path.join(out, "ratio_tradeoff"))
         if any(r.get("specificity") for r in results):
