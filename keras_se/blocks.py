@@ -26,7 +26,7 @@ import keras
 
 from keras_se.layers import SqueezeExcite
 from keras_se_core import choices
-from keras_se_core.choices import SE_MODES
+from keras_se_core.choices import DEFAULT_RATIO, SE_MODES
 from keras_se_core.validation import check_choice
 
 BLOCKS = ("basic", "bottleneck")
@@ -187,7 +187,7 @@ def residual_unit(
     shortcut="projection",
     shortcut_kernel_size=1,
     relu_before_se=None,
-    se_ratio=16,
+    se_ratio=DEFAULT_RATIO,
     se_mode="standard",
     se_kwargs=None,
 ):
@@ -283,7 +283,7 @@ def preact_unit(
     block="bottleneck",
     strides=1,
     dropout=0.0,
-    se_ratio=16,
+    se_ratio=DEFAULT_RATIO,
     se_mode="standard",
     se_kwargs=None,
 ):

@@ -131,7 +131,7 @@ def cmd_quickstart(args):
 
 def cmd_convert(args):
     from keras_se import data
-    from keras_se.models import pretrained
+    from keras_se.models import preprocessing, pretrained
 
     if not args.out.endswith(".keras"):
         raise UsageError(f"--out must be a .keras file. Received: --out {args.out!r}")
@@ -145,7 +145,7 @@ def cmd_convert(args):
         raise UsageError(" ".join(str(err).split())) from err
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     model.save(args.out)
-    sidecar = data.save_preprocessing(args.out, model.preprocessing)
+    sidecar = data.save_preprocessing(args.out, preprocessing.of(model))
     print(f"{args.out}: {model.name} with the weights of {args.source}; preprocessing: {sidecar}")
     return 0
 

@@ -26,12 +26,14 @@ default initialization the same changes are 0.67, 0.034, 1.0, 1.0 and 1.0.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
 import keras
 
 from keras_se.layers import SqueezeExcite
+from keras_se_core.choices import DEFAULT_RATIO
 from keras_se_core.validation import is_number
 
 WHERE = ("residual", "block_output")
@@ -79,8 +81,7 @@ def _check_model(model):
         raise TypeError(
             f"`model` must be a functional or Sequential keras.Model. Received: model={model!r}"
         )
-    # keras.Model(inputs, outputs) builds a `Functional` (not a public class name).
-    if not any(cls.__name__ == "Functional" for cls in type(model).__mro__):
+    if not _is_functional(model):
         raise TypeError(
             "`model` is a subclassed keras.Model, whose layer graph is not known and cannot "
             "be rewritten; build it as a functional model (`keras.Model(inputs, outputs)`). "
@@ -112,11 +113,35 @@ def _check_gate_init(gate_init, probe):
     return value
 
 
-def _is_add(operation):
-    # keras.layers.Add, or the operation `x + y` creates on Keras tensors (also "Add").
-    return isinstance(operation, keras.layers.Add) or (
-        not isinstance(operation, keras.layers.Layer) and type(operation).__name__ == "Add"
+def _is_functional(model):
+    """Whether ``model`` has a known layer graph: ``keras.Model(inputs, outputs)``.
+
+    A functional model (or a subclass built through ``keras.Model(inputs, outputs)``) has
+    its symbolic ``inputs`` and ``outputs``; a subclassed model with its own ``call`` has
+    neither.
+    """
+    return (
+        isinstance(model, keras.Model)
+        and not isinstance(model, keras.Sequential)
+        and bool(getattr(model, "inputs", None))
+        and bool(getattr(model, "outputs", None))
     )
+
+
+@functools.cache
+def _tensor_add_class():
+    """The class of the operation ``x + y`` records on Keras tensors (Keras exports none).
+
+    Read once from a public `keras.Function` of one addition (its inputs and itself named,
+    so only Keras's ``add`` name counter moves, by one).
+    """
+    a, b = keras.Input((1,), name="probe_a"), keras.Input((1,), name="probe_b")
+    return type(keras.Function([a, b], a + b, name="add_probe").operations[-1])
+
+
+def _is_add(operation):
+    """``keras.layers.Add``, or the operation ``x + y`` (``keras.ops.add``) on Keras tensors."""
+    return isinstance(operation, keras.layers.Add | _tensor_add_class())
 
 
 def add_squeeze_excite(
@@ -124,7 +149,7 @@ def add_squeeze_excite(
     where="residual",
     *,
     pattern=None,
-    ratio=16,
+    ratio=DEFAULT_RATIO,
     gate_init=None,
     name=None,
     **se_kwargs,

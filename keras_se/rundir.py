@@ -274,14 +274,17 @@ class RunDir:
         return os.path.isfile(self.model_path)
 
     def load_model(self):
-        """The final model (``keras_se`` layers registered), with ``.preprocessing`` set."""
+        """The final model (``keras_se`` layers registered), its preprocessing recorded.
+
+        `keras_se.models.preprocessing.of` gives the `Preprocessing` of its sidecar.
+        """
         import keras
 
         from keras_se import data
+        from keras_se.models import preprocessing
 
         model = keras.models.load_model(self.model_path, safe_mode=True)
-        model.preprocessing = data.load_preprocessing(self.model_path)
-        return model
+        return preprocessing.attach(model, data.load_preprocessing(self.model_path))
 
     # ----------------------------------------------------------------- checkpoints
     CHECKPOINT_STATE = "checkpoint"  # tf.train.CheckpointManager's list of checkpoints

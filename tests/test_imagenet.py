@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from keras_se import models
+from keras_se.models import preprocessing
 from keras_se.models.preprocessing import Preprocessing
 
 
@@ -77,10 +78,10 @@ def test_preprocess_input_applies_the_models_spec():
     expected = _numpy_reference(images, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
-    # The spec a model carries (as pretrained loaders and training runs attach it).
+    # The spec recorded for a model (as pretrained loaders and training runs attach it).
     spec = Preprocessing(mean=(0.2, 0.5, 0.7), std=(0.3, 0.1, 0.2))
     model = models.get("se_resnet20_cifar", input_shape=(8, 8, 3), classes=3)
-    model.preprocessing = spec
+    preprocessing.attach(model, spec)
     np.testing.assert_allclose(
         models.preprocess_input(images, model),
         _numpy_reference(images, spec.mean, spec.std),

@@ -216,14 +216,26 @@ def test_inception_resnet_unit_round_trips_keras_file(tmp_path):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
+def _next_auto_name(name):
+    """The name Keras gives the next unnamed layer of the same class: conv2d → conv2d_1."""
+    stem, _, number = name.rpartition("_")
+    return f"{stem}_{int(number) + 1}" if number.isdigit() else f"{name}_1"
+
+
 @pytest.mark.slow
-def test_head_added_later_gets_free_names():
+def test_names_are_explicit_and_keras_counters_are_left_alone():
+    """Every layer is named by the builder (`AutoNames`); Keras's process-wide name counters
+    are neither read nor advanced (no keras.backend.get_uid), so layers added on top are
+    named by the caller (module docstring). Before, the builder advanced the counters so
+    that unnamed layers on top got free names; issue 28 asked for explicit names only."""
+    before = keras.layers.Conv2D(8, 1).name
     base = models.SEInceptionV3(include_top=False, pooling=None, input_shape=(75, 75, 3))
+    assert keras.layers.Conv2D(8, 1).name == _next_auto_name(before)  # not moved by the build
     assert base.output_shape == (None, 1, 1, 2048)
-    # Unnamed layers added on top must not reuse the builder's conv2d/activation names.
-    x = keras.layers.Conv2D(8, 1)(base.output)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Activation("relu")(x)
+    assert base.get_layer("conv2d_93").name == "conv2d_93"  # a fresh session's last name
+    x = keras.layers.Conv2D(8, 1, name="head_conv")(base.output)
+    x = keras.layers.BatchNormalization(name="head_bn")(x)
+    x = keras.layers.Activation("relu", name="head_relu")(x)
     model = keras.Model(base.input, x)
     assert len({layer.name for layer in model.layers}) == len(model.layers)
 

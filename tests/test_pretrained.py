@@ -13,7 +13,7 @@ import pytest
 
 from keras_se import models
 from keras_se import weights as reference
-from keras_se.models import pretrained
+from keras_se.models import preprocessing, pretrained
 from tests.test_weights import timm_shapes, values, write_state
 
 
@@ -63,7 +63,7 @@ def test_named_source_builds_the_matching_architecture(tmp_path, monkeypatch):
         state["layer3.5.se.fc2.weight"][:, :, 0, 0].T,
     )
     expected = pretrained.SOURCES["seresnet50.ra2_in1k"].preprocessing
-    assert model.preprocessing == expected
+    assert preprocessing.of(model) == expected
     assert (expected.interpolation, expected.crop_pct) == ("bicubic", 0.875)
 
 
@@ -81,7 +81,7 @@ def test_load_reference_model_builds_the_registered_architecture(tmp_path, monke
         values(model.get_layer("conv5_block2_2_conv").kernel),
         np.transpose(state["layer4.1.conv2.weight"], (2, 3, 1, 0)),
     )
-    assert model.preprocessing.interpolation == "bicubic"
+    assert preprocessing.of(model).interpolation == "bicubic"
 
 
 # ---------------------------------------------------------------- fine-tuning: a fresh head
@@ -117,7 +117,7 @@ def test_keras_files_of_ten_classes_load_into_five(tmp_path, suffix):
     with pytest.warns(UserWarning, match="weights have 10 classes, model has 5: the backbone"):
         target = models.get("se_resnet18", **SMALL, classes=5, weights=path)
     _assert_backbone_loaded_head_fresh(source, target, source_classes=10, classes=5)
-    assert getattr(target, "preprocessing", None) == (spec if suffix == ".keras" else None)
+    assert preprocessing.of(target) == (spec if suffix == ".keras" else None)
 
     built = models.get("se_resnet18", **SMALL, classes=5)  # the trainer's call: a built model
     with pytest.warns(UserWarning, match="classifier starts fresh"):
@@ -136,7 +136,7 @@ def test_timm_state_dict_of_ten_classes_loads_into_five(tmp_path):
     with pytest.warns(UserWarning, match="weights have 10 classes, model has 5"):
         target = models.get("se_resnet18", **REF, classes=5, weights=path)
     _assert_backbone_loaded_head_fresh(source, target, source_classes=10, classes=5)
-    assert target.preprocessing == pretrained.DEFAULT_PREPROCESSING
+    assert preprocessing.of(target) == pretrained.DEFAULT_PREPROCESSING
     strict = models.get("se_resnet18", **REF, classes=5)
     before = [values(w) for w in strict.weights]
     with pytest.raises(ValueError, match="first mismatched layer: predictions"):
@@ -152,7 +152,7 @@ def test_named_source_with_another_class_count(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="weights have 1000 classes, model has 5"):
         target = models.get("se_resnet18", **REF, classes=5, weights="timm/legacy_seresnet18")
     _assert_backbone_loaded_head_fresh(source, target, source_classes=1000, classes=5)
-    assert target.preprocessing == pretrained.get_source("timm/legacy_seresnet18").preprocessing
+    assert preprocessing.of(target) == pretrained.get_source("timm/legacy_seresnet18").preprocessing
 
 
 def test_same_class_count_loads_everything_without_a_warning(tmp_path):

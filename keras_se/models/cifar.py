@@ -27,6 +27,12 @@ where zero padding would leave most of the shortcut empty.
 He et al.'s CIFAR training recipe is ``keras-se train --recipe cifar``
 (`keras_se_core.choices.RECIPES`: models know nothing of training).
 
+The public builders (`SEResNet20`, `ResNet20`, ...) are keras.applications-style functions
+with keyword-only arguments: those of keras.applications (``classes`` 10, input 32x32),
+``name`` (default: the registry name, ``"se_resnet20_cifar"``), ``se_ratio`` (16,
+``DEFAULT_RATIO``; None for the plain twins), ``features_only``, ``se_mode``,
+``se_kwargs`` and, for the wide ResNets, ``dropout`` (all as in `build_cifar_resnet`).
+
 Layer names: ``conv1_conv``/``_bn``/``_relu`` (stem), ``conv{stage}_block{i}_...``
 (stages 2, 3, 4 as in the ImageNet ResNets, so `keras_se.analysis` finds the stages),
 ``conv{stage}_block{i}_se``, ``post_bn``/``post_relu`` (pre-activation), ``avg_pool``
@@ -39,6 +45,7 @@ import functools
 
 from keras_se.blocks import batch_norm, conv2d, conv_bn, preact_unit, residual_unit
 from keras_se.models import common
+from keras_se_core.choices import DEFAULT_RATIO
 from keras_se_core.validation import check_choice, check_number
 
 #: Architectures as data: unit type, units per stage, stage widths (the unit's
@@ -84,7 +91,7 @@ def build_cifar_resnet(
     classes=10,
     classifier_activation="softmax",
     name="cifar_resnet",
-    se_ratio=16,
+    se_ratio=DEFAULT_RATIO,
     se_mode="standard",
     se_kwargs=None,
     features_only=False,
@@ -128,15 +135,9 @@ def build_cifar_resnet(
         >>> sum(int(w.numpy().size) for w in model.trainable_weights)  # ResNet-20, option A
         269722
     """
-    common.check_application_args(
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        features_only=features_only,
-    )
+    app = common.application(locals(), default_size=DEFAULT_INPUT_SIZE)
     se_kwargs = common.check_se_args(se_ratio, se_mode, se_kwargs)
+    common.check_stages(stackwise_num_blocks, stackwise_filters)
     check_choice("unit", unit, UNITS)
     check_number("dropout", dropout, minimum=0, maximum=1, inclusive=(True, False))
     if dropout and not (unit == "pre" and block == "basic"):
@@ -144,140 +145,242 @@ def build_cifar_resnet(
             "`dropout` applies to pre-activation basic units (the wide ResNets) only. "
             f"Received: dropout={dropout!r} with unit={unit!r}, block={block!r}"
         )
-    if len(stackwise_filters) != len(stackwise_num_blocks):
-        raise ValueError(
-            "`stackwise_filters` needs one width per stage of `stackwise_num_blocks`. "
-            f"Received: stackwise_filters={stackwise_filters!r}, "
-            f"stackwise_num_blocks={stackwise_num_blocks!r}"
-        )
-    input_shape = common.resolve_input_shape(
-        input_shape,
-        input_tensor,
-        default_size=DEFAULT_INPUT_SIZE,
-        include_top=include_top and not features_only,
-    )
-    common.check_min_size(input_shape, MIN_INPUT_SIZE)
+    common.check_min_size(app.input_shape, MIN_INPUT_SIZE)
 
-    img_input = common.make_input(input_shape, input_tensor)
+    img_input = common.make_input(app)
+    se = dict(se_ratio=se_ratio, se_mode=se_mode, se_kwargs=se_kwargs)
     if unit == "pre":  # a bare conv: the first unit's BN-ReLU follows it
         x = conv2d(img_input, STEM_FILTERS, 3, name="conv1_conv")
+        unit_fn = functools.partial(preact_unit, block=block, dropout=dropout, **se)
     else:
         x = conv_bn(img_input, STEM_FILTERS, 3, name="conv1")
-    se = dict(se_ratio=se_ratio, se_mode=se_mode, se_kwargs=se_kwargs)
-    pyramid = {}  # keras-hub's pyramid_outputs: "P<k>" for the stage output at stride 2**k
-    for stage, (num_blocks, filters) in enumerate(zip(stackwise_num_blocks, stackwise_filters)):
-        for index in range(num_blocks):
-            strides = 2 if (index == 0 and stage > 0) else 1
-            unit_name = f"conv{stage + 2}_block{index + 1}"
-            if unit == "post":
-                x = residual_unit(
-                    x, filters, name=unit_name, block=block, strides=strides,
-                    shortcut=shortcut, relu_before_se=False, **se,
-                )  # fmt: skip
-            else:
-                x = preact_unit(
-                    x, filters, name=unit_name, block=block, strides=strides,
-                    dropout=dropout, **se,
-                )  # fmt: skip
-        pyramid[f"P{stage}"] = x
+        unit_fn = functools.partial(
+            residual_unit, block=block, shortcut=shortcut, relu_before_se=False, **se
+        )
+    # keras-hub's pyramid_outputs: "P<k>" for the stage output at stride 2**k
+    x, pyramid = common.stack_stages(
+        x,
+        unit_fn,
+        stackwise_num_blocks=stackwise_num_blocks,
+        stackwise_filters=stackwise_filters,
+        first_level=0,
+    )
     if unit == "pre":
         x = batch_norm(x, name="post_bn", activation="relu")
         pyramid[f"P{len(stackwise_num_blocks) - 1}"] = x
+    return common.finish_model(x, img_input, app, pyramid=pyramid)
 
-    return common.finish_model(
-        x,
-        img_input,
-        input_tensor,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        weights=weights,
-        name=name,
-        features_only=features_only,
-        pyramid=pyramid,
-    )
+
+#: Registry rows: snake-case name → builder (`common.public_builder` adds each below).
+BUILDERS = {}
 
 
 def _build_architecture(arch, **kwargs):
-    """`build_cifar_resnet` for one ``ARCHITECTURES`` row."""
+    """`build_cifar_resnet` for one ``ARCHITECTURES`` row (the public builders' ``**locals()``)."""
     return build_cifar_resnet(**ARCHITECTURES[arch], **kwargs)
 
 
-_TITLES = {
-    "wrn16_8": "WRN-16-8 (pre-activation basic units, 128/256/512 channels)",
-    "resnet164": "ResNet-164 (pre-activation bottlenecks, 64/128/256 output channels)",
-}
+@common.public_builder(BUILDERS)
+def SEResNet20(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="se_resnet20_cifar",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR SE-ResNet-20: basic units (3, 3, 3), option-A shortcuts.
 
-
-def _builder(arch, *, se, public_name, model_name):
-    """Makes the public builder for one architecture row, SE on or off."""
-    spec = ARCHITECTURES[arch]
-    title = _TITLES.get(arch, f"ResNet-{arch[len('resnet') :]} (basic units, option-A shortcuts)")
-    twin = public_name[2:] if se else "SE" + public_name
-    options = dict(se_mode="standard", se_kwargs=None)
-    if spec["unit"] == "pre" and spec["block"] == "basic":
-        options["dropout"] = 0.0
-    doc = f"""Builds the CIFAR {"SE-" if se else "plain "}{title}.
-
-    keras.applications signature (default ``classes=10``, input ``(32, 32, 3)``) plus
-    the SE options (``se_ratio``, default {16 if se else None}; ``se_mode``; ``se_kwargs``)
-    {"and ``dropout`` between the convs of each unit (the WRN paper uses 0.3)" if "dropout" in options else ""};
-    ``{twin}`` is its {"plain" if se else "SE"} twin, built by the same code. All
-    arguments are keyword-only and documented in
-    `keras_se.models.cifar.build_cifar_resnet`.
+    ``ResNet20`` is its plain twin, built by the same code.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
 
     Example:
-        >>> from keras_se.models import {public_name}
-        >>> model = {public_name}(classes=10)
-        >>> model.output_shape
-        (None, 10)
+        >>> SEResNet20(classes=100).output_shape
+        (None, 100)
     """
-    return common.make_builder(
-        functools.partial(_build_architecture, arch),
-        public_name=public_name,
-        model_name=model_name,
-        se=se,
-        options=options,
-        doc=doc,
-        defaults_override=dict(classes=10),  # CIFAR-10; the input defaults to 32x32 in the builder
-    )
+    return _build_architecture("resnet20", **locals())
 
 
-SEResNet20 = _builder("resnet20", se=True, public_name="SEResNet20", model_name="se_resnet20_cifar")
-SEResNet32 = _builder("resnet32", se=True, public_name="SEResNet32", model_name="se_resnet32_cifar")
-SEResNet56 = _builder("resnet56", se=True, public_name="SEResNet56", model_name="se_resnet56_cifar")
-SEResNet110 = _builder(
-    "resnet110", se=True, public_name="SEResNet110", model_name="se_resnet110_cifar"
-)
-SEResNet164 = _builder(
-    "resnet164", se=True, public_name="SEResNet164", model_name="se_resnet164_cifar"
-)
-SEWideResNet16_8 = _builder(
-    "wrn16_8", se=True, public_name="SEWideResNet16_8", model_name="se_wrn16_8"
-)
-ResNet20 = _builder("resnet20", se=False, public_name="ResNet20", model_name="resnet20_cifar")
-ResNet32 = _builder("resnet32", se=False, public_name="ResNet32", model_name="resnet32_cifar")
-ResNet56 = _builder("resnet56", se=False, public_name="ResNet56", model_name="resnet56_cifar")
-ResNet110 = _builder("resnet110", se=False, public_name="ResNet110", model_name="resnet110_cifar")
-ResNet164 = _builder("resnet164", se=False, public_name="ResNet164", model_name="resnet164_cifar")
-WideResNet16_8 = _builder("wrn16_8", se=False, public_name="WideResNet16_8", model_name="wrn16_8")
+@common.public_builder(BUILDERS)
+def SEResNet32(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="se_resnet32_cifar",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR SE-ResNet-32: basic units (5, 5, 5), option-A shortcuts.
 
-#: Registry rows: snake-case name → builder.
-BUILDERS = {
-    fn.registry_name: fn
-    for fn in (
-        SEResNet20,
-        SEResNet32,
-        SEResNet56,
-        SEResNet110,
-        SEResNet164,
-        SEWideResNet16_8,
-        ResNet20,
-        ResNet32,
-        ResNet56,
-        ResNet110,
-        ResNet164,
-        WideResNet16_8,
-    )
-}
+    ``ResNet32`` is its plain twin, built by the same code.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNet32(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("resnet32", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNet56(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="se_resnet56_cifar",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR SE-ResNet-56: basic units (9, 9, 9), option-A shortcuts.
+
+    ``ResNet56`` is its plain twin, built by the same code.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNet56(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("resnet56", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNet110(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="se_resnet110_cifar",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR SE-ResNet-110: basic units (18, 18, 18), option-A shortcuts.
+
+    ``ResNet110`` is its plain twin, built by the same code.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNet110(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("resnet110", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNet164(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="se_resnet164_cifar",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR SE-ResNet-164: pre-activation bottlenecks (18, 18, 18).
+
+    ``ResNet164`` is its plain twin, built by the same code.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNet164(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("resnet164", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEWideResNet16_8(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="se_wrn16_8",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard",
+        se_kwargs=None, dropout=0.0):  # fmt: skip
+    """CIFAR SE-WRN-16-8: pre-activation basic units of 128/256/512 channels.
+
+    ``WideResNet16_8`` is its plain twin, built by the same code.
+    ``dropout``: between the convs of each unit (the WRN paper uses 0.3).
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> SEWideResNet16_8(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("wrn16_8", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet20(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="resnet20_cifar",
+        se_ratio=None, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR ResNet-20 (He et al., 2016), the plain twin of `SEResNet20`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet20(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("resnet20", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet32(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="resnet32_cifar",
+        se_ratio=None, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR ResNet-32, the plain twin of `SEResNet32`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet32(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("resnet32", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet56(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="resnet56_cifar",
+        se_ratio=None, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR ResNet-56, the plain twin of `SEResNet56`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet56(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("resnet56", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet110(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="resnet110_cifar",
+        se_ratio=None, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR ResNet-110, the plain twin of `SEResNet110`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet110(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("resnet110", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet164(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="resnet164_cifar",
+        se_ratio=None, features_only=False, se_mode="standard",
+        se_kwargs=None):  # fmt: skip
+    """CIFAR ResNet-164 (pre-activation), the plain twin of `SEResNet164`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet164(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("resnet164", **locals())
+
+
+@common.public_builder(BUILDERS)
+def WideResNet16_8(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=10, classifier_activation="softmax", name="wrn16_8",
+        se_ratio=None, features_only=False, se_mode="standard",
+        se_kwargs=None, dropout=0.0):  # fmt: skip
+    """CIFAR WRN-16-8, the plain twin of `SEWideResNet16_8`.
+
+    The same layers and names less the SE blocks.
+    ``dropout``: between the convs of each unit (the WRN paper uses 0.3).
+    Arguments: those of `build_cifar_resnet` (see the module docstring).
+
+    Example:
+        >>> WideResNet16_8(classes=100).output_shape
+        (None, 100)
+    """
+    return _build_architecture("wrn16_8", **locals())

@@ -7,12 +7,14 @@ replacement for a stock one.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import keras
 
 from keras_se import weights as reference_weights
-from keras_se.models import pretrained
+from keras_se.models import preprocessing, pretrained
+from keras_se.models.naming import unit_name
 from keras_se_core.choices import SE_MODES
 from keras_se_core.validation import (
     check_bool,
@@ -23,6 +25,15 @@ from keras_se_core.validation import (
 )
 
 POOLINGS = (None, "avg", "max")
+#: The arguments `check_application_args` checks.
+APPLICATION_CHECKS = (
+    "include_top",
+    "weights",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "features_only",
+)
 STATE_DICT_SUFFIXES = reference_weights.STATE_DICT_SUFFIXES
 
 
@@ -147,57 +158,131 @@ def spatial_size(input_shape):
     return min(known) if known else None
 
 
-def make_input(input_shape, input_tensor):
-    """``keras.Input`` for the model, wrapping ``input_tensor`` like keras.applications."""
-    if input_tensor is None:
-        return keras.Input(shape=input_shape, name="image")
-    if not keras.backend.is_keras_tensor(input_tensor):
-        return keras.Input(tensor=input_tensor, shape=input_shape, name="image")
-    return input_tensor
+@dataclasses.dataclass(frozen=True)
+class Application:
+    """A builder's keras.applications arguments, checked, with the input shape resolved.
+
+    Made by `application`; `make_input` and `finish_model` read it, so every builder
+    checks, makes its input and finishes its model the same way.
+    """
+
+    include_top: bool
+    weights: object
+    input_tensor: object
+    input_shape: tuple
+    pooling: str | None
+    classes: int
+    classifier_activation: object
+    name: str
+    features_only: bool = False
 
 
-def finish_model(
-    x,
-    img_input,
-    input_tensor,
-    *,
-    include_top,
-    pooling,
-    classes,
-    classifier_activation,
-    weights,
-    name,
-    dropout=0.0,
-    features_only=False,
-    pyramid=None,
-):
+def application(arguments, *, default_size):
+    """Checks a builder's keras.applications arguments → `Application`.
+
+    Args:
+        arguments: the builder's arguments by name (``locals()`` as its first statement);
+            the fields of `Application` are read from it.
+        default_size: the input size with the top (`resolve_input_shape`: unknown without
+            the top or with ``features_only``).
+
+    Returns:
+        The checked `Application` (`check_application_args`), its input shape resolved.
+    """
+    app = {field.name: arguments[field.name] for field in dataclasses.fields(Application)}
+    check_application_args(**{k: app[k] for k in APPLICATION_CHECKS})
+    app["input_shape"] = resolve_input_shape(
+        app["input_shape"],
+        app["input_tensor"],
+        default_size=default_size,
+        include_top=app["include_top"] and not app["features_only"],
+    )
+    return Application(**app)
+
+
+def make_input(app):
+    """``keras.Input`` for the model, wrapping ``app.input_tensor`` like keras.applications."""
+    if app.input_tensor is None:
+        return keras.Input(shape=app.input_shape, name="image")
+    if not keras.backend.is_keras_tensor(app.input_tensor):
+        return keras.Input(tensor=app.input_tensor, shape=app.input_shape, name="image")
+    return app.input_tensor
+
+
+def check_stages(stackwise_num_blocks, stackwise_filters):
+    """The stage table of a residual network: units per stage (>= 1), one width per stage."""
+    for count in stackwise_num_blocks:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(
+                "`stackwise_num_blocks` must hold one unit count (an integer >= 1) per stage. "
+                f"Received: stackwise_num_blocks={stackwise_num_blocks!r}"
+            )
+    if len(stackwise_filters) != len(stackwise_num_blocks):
+        raise ValueError(
+            "`stackwise_filters` needs one width per stage of `stackwise_num_blocks`. "
+            f"Received: stackwise_filters={stackwise_filters!r}, "
+            f"stackwise_num_blocks={stackwise_num_blocks!r}"
+        )
+
+
+def stack_stages(x, unit, *, stackwise_num_blocks, stackwise_filters, first_level):
+    """The residual stages: ``unit(x, filters, name=..., strides=...)`` for every unit.
+
+    The first unit of every stage but the first halves the resolution (``strides=2``);
+    each unit is named by `keras_se.models.naming.unit_name` (``conv{stage}_block{i}``).
+
+    Args:
+        x: the stem's output.
+        unit: builds one unit, e.g. `keras_se.blocks.residual_unit` with its options bound.
+        stackwise_num_blocks: units per stage.
+        stackwise_filters: the units' ``filters`` per stage (checked by `check_stages`).
+        first_level: the pyramid level (log2 of the stride) of the first stage's output.
+
+    Returns:
+        ``(x, pyramid)``: the last stage's output and keras-hub's ``pyramid_outputs``,
+        ``{"P<level>": stage output}``.
+    """
+    pyramid = {}
+    stages = zip(stackwise_num_blocks, stackwise_filters, strict=True)
+    for stage, (num_blocks, filters) in enumerate(stages):
+        for index in range(num_blocks):
+            strides = 2 if (index == 0 and stage > 0) else 1
+            x = unit(x, filters, name=unit_name(stage, index), strides=strides)
+        pyramid[f"P{first_level + stage}"] = x
+    return x, pyramid
+
+
+def finish_model(x, img_input, app, *, dropout=0.0, pyramid=None):
     """Head (``avg_pool`` [+ ``top_dropout``] + ``predictions``) or pooling, the Model, ``weights``.
 
-    With ``features_only``, the returned model is the feature extractor over the same
-    layers: its output is ``pyramid``, a dict ``{"P<level>": stage output}`` (level =
-    log2 of the stride), recorded by the builder. ``weights`` are loaded into the model
+    With ``app.features_only``, the returned model is the feature extractor over the
+    same layers: its output is ``pyramid``, a dict ``{"P<level>": stage output}`` (level =
+    log2 of the stride), recorded by the builder. ``app.weights`` are loaded into the model
     the other arguments describe first (so a file with the classifier loads with
     ``include_top=True``), then the head is left out. Weights of another class count
     load the backbone and leave a fresh classifier (`keras_se.models.pretrained.load_weights`).
     """
-    if include_top:
+    if app.include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-        x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    elif pooling == "avg":
+        x = keras.layers.Dense(
+            app.classes, activation=app.classifier_activation, name="predictions"
+        )(x)
+    elif app.pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
+    elif app.pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    model = keras.Model(inputs, x, name=name)
-    if weights is not None:
-        pretrained.load_weights(model, weights)
-    if features_only:
-        features = keras.Model(inputs, dict(pyramid), name=name)
-        if hasattr(model, "preprocessing"):
-            features.preprocessing = model.preprocessing
-        return features
+    if app.input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(app.input_tensor)
+    else:
+        inputs = img_input
+    model = keras.Model(inputs, x, name=app.name)
+    if app.weights is not None:
+        pretrained.load_weights(model, app.weights)
+    if app.features_only:
+        features = keras.Model(inputs, dict(pyramid), name=app.name)
+        return preprocessing.attach(features, preprocessing.of(model))
     return model
 
 
@@ -209,54 +294,32 @@ def weights_architecture(weights):
     return pretrained.source_architecture(weights)
 
 
-def make_builder(build, *, public_name, model_name, se, options, doc, defaults_override=None):
-    """The public keras.applications-style builder around ``build(**kwargs)``.
+def public_builder(table, **attributes):
+    """Decorator: lists a public builder in its module's ``table`` (registry name → builder).
 
-    Every family (ResNet, Inception) shares this one wrapper: the keras.applications
-    arguments, ``name`` and ``se_ratio`` (16 for an SE model, None for its plain twin),
-    plus the family's own keyword-only ``options`` (name → default). ``defaults_override``
-    overrides keras.applications defaults (the CIFAR models: ``classes=10``). All
-    arguments are keyword-only; the signature is visible to ``help()`` and IDEs.
+    The registry name is the default of the builder's ``name`` argument; the builder's
+    ``registry_name`` says it and ``se`` whether it builds SE blocks by default (its
+    ``se_ratio`` default is not None). ``attributes`` are set on it too (the Inception
+    builders' ``min_input_size``). The function itself is returned unchanged.
 
-    Returns:
-        The builder function, with ``registry_name`` set to ``model_name`` and ``se``
-        (whether it builds SE blocks by default).
+    Example:
+        >>> BUILDERS = {}
+        >>> @public_builder(BUILDERS)
+        ... def TinyNet(*, name="tiny_net", se_ratio=16):
+        ...     ...
+        >>> BUILDERS["tiny_net"] is TinyNet, TinyNet.se
+        (True, True)
     """
-    defaults = dict(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=model_name,
-        se_ratio=16 if se else None,
-        features_only=False,
-        **options,
-    )
-    defaults.update(defaults_override or {})
 
-    def builder(*args, **kwargs):
-        if args:
-            raise TypeError(
-                f"{public_name}() takes keyword arguments only. Received positional: {args!r}"
-            )
-        unknown = sorted(set(kwargs) - set(defaults))
-        if unknown:
-            raise TypeError(
-                f"{public_name}() got unexpected keyword arguments: {', '.join(unknown)}"
-            )
-        return build(**{**defaults, **kwargs})
+    def mark(builder):
+        parameters = inspect.signature(builder).parameters
+        builder.registry_name = parameters["name"].default
+        builder.se = parameters["se_ratio"].default is not None
+        for key, value in attributes.items():
+            setattr(builder, key, value)
+        if builder.registry_name in table:
+            raise ValueError(f"Builder name already listed: name={builder.registry_name!r}")
+        table[builder.registry_name] = builder
+        return builder
 
-    builder.__signature__ = inspect.Signature(
-        [
-            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
-            for k, v in defaults.items()
-        ]
-    )
-    builder.__name__ = builder.__qualname__ = public_name
-    builder.__doc__ = doc
-    builder.registry_name = model_name
-    builder.se = bool(se)
-    return builder
+    return mark

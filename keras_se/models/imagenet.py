@@ -28,6 +28,7 @@ import os
 import keras
 import numpy as np
 
+from keras_se.models import preprocessing
 from keras_se.models.preprocessing import Preprocessing
 from keras_se_core.validation import check_int
 
@@ -92,8 +93,7 @@ def _spec(model_or_preprocessing):
     if isinstance(model_or_preprocessing, Preprocessing):
         return model_or_preprocessing
     if isinstance(model_or_preprocessing, keras.Model):
-        spec = getattr(model_or_preprocessing, "preprocessing", None)
-        return spec if isinstance(spec, Preprocessing) else Preprocessing()
+        return preprocessing.of(model_or_preprocessing, Preprocessing())
     raise TypeError(
         "`model_or_preprocessing` must be a keras.Model, a "
         "keras_se.models.preprocessing.Preprocessing or None. "
@@ -112,9 +112,10 @@ def preprocess_input(images, model_or_preprocessing=None, *, data_format=None):
         images: pixel values ``0..255`` (any numeric dtype), channels last by default
             (``(..., H, W, C)``): a NumPy array or list (a NumPy array is returned), or a
             tensor of the current Keras backend (a tensor is returned).
-        model_or_preprocessing: a keras_se model with a ``preprocessing`` attribute (as
+        model_or_preprocessing: a model whose preprocessing is recorded
+            (`keras_se.models.preprocessing.of`: the builders' ``weights=``,
             `keras_se.models.pretrained.load_reference_model` and a training run's saved
-            model give), a `Preprocessing`, or None. None, or a model without one, uses
+            model record it), a `Preprocessing`, or None. None, or a model without one, uses
             the ImageNet defaults ``Preprocessing()`` (mean 0.485/0.456/0.406, std
             0.229/0.224/0.225, pixels / 255).
         data_format: ``"channels_last"`` or ``"channels_first"``; default

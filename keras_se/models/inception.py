@@ -16,13 +16,21 @@ have exactly the parameters of the keras.applications models, in the same layer 
 and with the same layer names, so the weights of those models transfer (a weights file
 saved from one, ``weights="x.weights.h5"``, or ``get_layer(name).set_weights(...)``)
 and give the same outputs. keras.applications leaves most layers unnamed (``conv2d_17``,
-``batch_normalization_17``, ``activation_17``...): here they are named from a local
-counter that reproduces the names of a freshly cleared Keras session (`AutoNames`),
-so every model built in a process gets the same names. The global counters are then
-advanced past them, so unnamed layers added later (a new head) do not clash; a
-keras.applications model built afterwards in the same session therefore gets shifted
-names (``conv2d_94``...): build it first, or transfer through a weights file, which
-Keras matches by layer order.
+``batch_normalization_17``, ``activation_17``...): here each gets that name explicitly,
+numbered by the model's own counter (`AutoNames`) as Keras numbers the layers of a freshly
+cleared session, so every model built in a process gets the same names whatever was built
+before. Keras's own counters are left alone: a layer added later without a name may get
+one of these names (``conv2d`` in a fresh session), which a functional model refuses
+("used 2 times"); name the layers you add on top (``keras.layers.Conv2D(8, 1,
+name="head_conv")``). A keras.applications model built in the same session after others
+gets shifted names (``conv2d_94``...): build it first, or transfer through a weights file,
+which Keras matches by layer order.
+
+The public builders (`SEInceptionV3`, `InceptionV3`, `SEInceptionResNetV2`,
+`InceptionResNetV2`) are keras.applications-style functions with keyword-only arguments:
+those of keras.applications, ``name`` (default: the registry name), ``se_ratio`` (16,
+``DEFAULT_RATIO``; None for the plain twins), ``features_only`` and ``se_kwargs`` (as in
+`build_inception_v3`). Inputs must be at least 75x75.
 
 Only ``keras`` and ``keras.ops`` are used (no Lambda layer: the residual scaling is the
 serializable `ScaledResidual` layer).
@@ -36,6 +44,7 @@ import keras
 
 from keras_se.blocks import channel_axis, squeeze_excite
 from keras_se.models import common
+from keras_se_core.choices import DEFAULT_RATIO
 
 #: Smallest input side the Inception topologies accept (as in keras.applications).
 MIN_INPUT_SIZE = 75
@@ -81,13 +90,17 @@ class ScaledResidual(keras.layers.Layer):
 
 
 class AutoNames:
-    """Keras's automatic layer names (``conv2d``, ``conv2d_1``...) from a local counter.
+    """Keras's automatic layer names (``conv2d``, ``conv2d_1``...) from the model's own counter.
 
     Keras names an unnamed layer from a process-wide counter per prefix, so the names
     keras.applications gives depend on what was built before. These are the names of a
-    freshly cleared session, whatever was built before. `reserve` then advances the
-    global counters past them, so layers added later without a name (a new head on
-    ``include_top=False``) cannot clash with them.
+    freshly cleared session, given explicitly, whatever was built before; the process-wide
+    counters are not read or changed.
+
+    Example:
+        >>> names = AutoNames()
+        >>> names("conv2d"), names("conv2d"), names("activation")
+        ('conv2d', 'conv2d_1', 'activation')
     """
 
     def __init__(self):
@@ -97,11 +110,6 @@ class AutoNames:
         index = self._counts[prefix]
         self._counts[prefix] += 1
         return prefix if index == 0 else f"{prefix}_{index}"
-
-    def reserve(self):
-        for prefix, count in self._counts.items():
-            while keras.backend.get_uid(prefix) < count:
-                pass
 
 
 # ---------------------------------------------------------------- architecture as data
@@ -359,37 +367,11 @@ def _stem(img_input, *, names):
 
 
 # ---------------------------------------------------------------- builders
-def _prepare(
-    *,
-    include_top,
-    weights,
-    input_tensor,
-    input_shape,
-    pooling,
-    classes,
-    classifier_activation,
-    se_ratio,
-    se_kwargs,
-    features_only,
-):
-    """Shared argument checks; returns the checked ``se_kwargs`` and the image input."""
-    common.check_application_args(
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        features_only=features_only,
-    )
+def _prepare(app, *, se_ratio, se_kwargs):
+    """The Inception-specific checks; returns the checked ``se_kwargs`` and the image input."""
     se_kwargs = common.check_se_args(se_ratio, "standard", se_kwargs)
-    input_shape = common.resolve_input_shape(
-        input_shape,
-        input_tensor,
-        default_size=DEFAULT_INPUT_SIZE,
-        include_top=include_top and not features_only,
-    )
-    common.check_min_size(input_shape, MIN_INPUT_SIZE)
-    return se_kwargs, common.make_input(input_shape, input_tensor)
+    common.check_min_size(app.input_shape, MIN_INPUT_SIZE)
+    return se_kwargs, common.make_input(app)
 
 
 def build_inception_v3(
@@ -402,7 +384,7 @@ def build_inception_v3(
     classes=1000,
     classifier_activation="softmax",
     name="inception_v3",
-    se_ratio=16,
+    se_ratio=DEFAULT_RATIO,
     se_kwargs=None,
     features_only=False,
 ):
@@ -439,18 +421,8 @@ def build_inception_v3(
         >>> {key: tuple(t.shape) for key, t in backbone.output.items()}["P4"]
         (None, 17, 17, 768)
     """
-    se_kwargs, img_input = _prepare(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        se_ratio=se_ratio,
-        se_kwargs=se_kwargs,
-        features_only=features_only,
-    )
+    app = common.application(locals(), default_size=DEFAULT_INPUT_SIZE)
+    se_kwargs, img_input = _prepare(app, se_ratio=se_ratio, se_kwargs=se_kwargs)
     names = AutoNames()
     x, pyramid = _stem(img_input, names=names)
     for module_name, branches in INCEPTION_V3_MODULES:
@@ -458,21 +430,7 @@ def build_inception_v3(
             x, branches, name=module_name, names=names, se_ratio=se_ratio, se_kwargs=se_kwargs
         )
         pyramid.record(x, branches)
-    model = common.finish_model(
-        x,
-        img_input,
-        input_tensor,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        weights=weights,
-        name=name,
-        features_only=features_only,
-        pyramid=pyramid,
-    )
-    names.reserve()
-    return model
+    return common.finish_model(x, img_input, app, pyramid=pyramid)
 
 
 def build_inception_resnet_v2(
@@ -485,7 +443,7 @@ def build_inception_resnet_v2(
     classes=1000,
     classifier_activation="softmax",
     name="inception_resnet_v2",
-    se_ratio=16,
+    se_ratio=DEFAULT_RATIO,
     se_kwargs=None,
     features_only=False,
 ):
@@ -505,18 +463,8 @@ def build_inception_resnet_v2(
         >>> {key: tuple(t.shape) for key, t in backbone.output.items()}
         {'P2': (None, 15, 15, 192), 'P3': (None, 7, 7, 320), 'P4': (None, 3, 3, 1088), 'P5': (None, 1, 1, 1536)}
     """
-    se_kwargs, img_input = _prepare(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        se_ratio=se_ratio,
-        se_kwargs=se_kwargs,
-        features_only=features_only,
-    )
+    app = common.application(locals(), default_size=DEFAULT_INPUT_SIZE)
+    se_kwargs, img_input = _prepare(app, se_ratio=se_ratio, se_kwargs=se_kwargs)
     names = AutoNames()
     x, pyramid = _stem(img_input, names=names)
     for stage in INCEPTION_RESNET_V2_STAGES:
@@ -540,85 +488,75 @@ def build_inception_resnet_v2(
             pyramid.record(x)
     x = conv2d_bn(x, INCEPTION_RESNET_V2_TOP_CONV, names=names, name="conv_7b")
     pyramid.record(x)
-    model = common.finish_model(
-        x,
-        img_input,
-        input_tensor,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        weights=weights,
-        name=name,
-        features_only=features_only,
-        pyramid=pyramid,
-    )
-    names.reserve()
-    return model
+    return common.finish_model(x, img_input, app, pyramid=pyramid)
 
 
-_ARCHITECTURES = {
-    "inception_v3": (build_inception_v3, "Inception-v3", "an SE block on every module output"),
-    "inception_resnet_v2": (
-        build_inception_resnet_v2,
-        "Inception-ResNet-v2",
-        "an SE block on every residual branch",
-    ),
-}
+#: Registry rows: snake-case name → builder (`common.public_builder` adds each below).
+BUILDERS = {}
 
+@common.public_builder(BUILDERS, min_input_size=MIN_INPUT_SIZE)
+def SEInceptionV3(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax",
+        name="se_inception_v3", se_ratio=DEFAULT_RATIO, features_only=False,
+        se_kwargs=None):  # fmt: skip
+    """SE-Inception-v3: an SE block on the output of every Inception module.
 
-def _builder(arch, *, se, public_name, model_name):
-    """Makes the public builder for one architecture, SE on or off."""
-    build, title, placement = _ARCHITECTURES[arch]
-    default_ratio = 16 if se else None
-
-    twin = public_name[2:] if se else "SE" + public_name
-    doc = f"""Builds {"SE-" if se else "plain "}{title} ({"with" if se else "without"} {placement}).
-
-    keras.applications signature plus the SE options (``se_ratio``, default {default_ratio};
-    ``se_kwargs``); ``{twin}`` is its {"plain" if se else "SE"} twin, built by the same code.
-    All arguments are keyword-only and documented in
-    `keras_se.models.inception.build_{arch}`. Inputs must be at least 75x75.
+    ``InceptionV3`` is its plain twin, built by the same code.
+    Arguments: those of `build_inception_v3`; inputs of at least 75x75.
 
     Example:
-        >>> from keras_se.models import {public_name}
-        >>> model = {public_name}(input_shape=(75, 75, 3), classes=10)
-        >>> model.output_shape
+        >>> SEInceptionV3(input_shape=(75, 75, 3), classes=10).output_shape
         (None, 10)
     """
-    builder = common.make_builder(
-        build,
-        public_name=public_name,
-        model_name=model_name,
-        se=se,
-        options={"se_kwargs": None},
-        doc=doc,
-    )
-    builder.min_input_size = MIN_INPUT_SIZE
-    return builder
+    return build_inception_v3(**locals())
 
 
-SEInceptionV3 = _builder(
-    "inception_v3", se=True, public_name="SEInceptionV3", model_name="se_inception_v3"
-)
-InceptionV3 = _builder(
-    "inception_v3", se=False, public_name="InceptionV3", model_name="inception_v3"
-)
-SEInceptionResNetV2 = _builder(
-    "inception_resnet_v2",
-    se=True,
-    public_name="SEInceptionResNetV2",
-    model_name="se_inception_resnet_v2",
-)
-InceptionResNetV2 = _builder(
-    "inception_resnet_v2",
-    se=False,
-    public_name="InceptionResNetV2",
-    model_name="inception_resnet_v2",
-)
+@common.public_builder(BUILDERS, min_input_size=MIN_INPUT_SIZE)
+def InceptionV3(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax",
+        name="inception_v3", se_ratio=None, features_only=False,
+        se_kwargs=None):  # fmt: skip
+    """Inception-v3 (keras.applications'), the plain twin of `SEInceptionV3`.
 
-#: Registry rows: snake-case name → builder.
-BUILDERS = {
-    fn.registry_name: fn
-    for fn in (SEInceptionV3, InceptionV3, SEInceptionResNetV2, InceptionResNetV2)
-}
+    The same layers and names as keras.applications' model.
+    Arguments: those of `build_inception_v3`; inputs of at least 75x75.
+
+    Example:
+        >>> InceptionV3(input_shape=(75, 75, 3), classes=10).output_shape
+        (None, 10)
+    """
+    return build_inception_v3(**locals())
+
+
+@common.public_builder(BUILDERS, min_input_size=MIN_INPUT_SIZE)
+def SEInceptionResNetV2(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax",
+        name="se_inception_resnet_v2", se_ratio=DEFAULT_RATIO, features_only=False,
+        se_kwargs=None):  # fmt: skip
+    """SE-Inception-ResNet-v2: an SE block on every residual branch.
+
+    ``InceptionResNetV2`` is its plain twin, built by the same code.
+    Arguments: those of `build_inception_resnet_v2`; inputs of at least 75x75.
+
+    Example:
+        >>> SEInceptionResNetV2(input_shape=(75, 75, 3), classes=10).output_shape
+        (None, 10)
+    """
+    return build_inception_resnet_v2(**locals())
+
+
+@common.public_builder(BUILDERS, min_input_size=MIN_INPUT_SIZE)
+def InceptionResNetV2(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax",
+        name="inception_resnet_v2", se_ratio=None, features_only=False,
+        se_kwargs=None):  # fmt: skip
+    """Inception-ResNet-v2 (keras.applications'), the plain twin of `SEInceptionResNetV2`.
+
+    The same layers and names as keras.applications' model.
+    Arguments: those of `build_inception_resnet_v2`; inputs of at least 75x75.
+
+    Example:
+        >>> InceptionResNetV2(input_shape=(75, 75, 3), classes=10).output_shape
+        (None, 10)
+    """
+    return build_inception_resnet_v2(**locals())

@@ -4,6 +4,27 @@ The spec a model's weights were made for: pretrained configurations carry one
 (`keras_se.models.pretrained`), training writes one beside each model, and export
 compiles it into the SavedModel. It is plain data, so this module imports neither
 Keras nor TensorFlow; `keras_se.data` applies it with TensorFlow ops.
+
+Where a model's spec lives in memory: `attach` records it for a model object and `of`
+reads it back. The record is a `weakref.WeakKeyDictionary` keyed by the model, so it
+goes when the model goes and nothing is added to Keras's own object. Every keras_se
+function that gives a model with known preprocessing records it here: the builders'
+``weights=`` and `keras_se.models.load_weights`, `keras_se.models.pretrained.load_reference_model`,
+``RunDir.load_model``. On disk the spec is the sidecar ``model.preprocessing.json``
+(`sidecar_path`).
+
+Example:
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4, 4, 3))])
+    >>> of(model) is None
+    True
+    >>> attach(model, Preprocessing(crop_pct=0.875)) is model
+    True
+    >>> of(model).crop_pct
+    0.875
+
+Compatibility: `attach` also sets the former ``model.preprocessing`` attribute, which
+code written for earlier versions reads; read `of` (the attribute will go).
 """
 
 from __future__ import annotations
@@ -11,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import weakref
 
 from keras_se_core.errors import UsageError
 
@@ -94,3 +116,50 @@ def read_sidecar(model_path, default=None):
             f"Unreadable preprocessing file {path} ({type(err).__name__}: {err}). "
             f"Received: weights={os.fspath(model_path)!r}"
         ) from err
+
+
+#: model → its `Preprocessing` (weak keys: a record goes with its model).
+_SPECS = weakref.WeakKeyDictionary()
+
+
+def attach(model, spec):
+    """Records ``spec`` as the preprocessing of ``model``; returns ``model``.
+
+    Args:
+        model: the model (any object that can be weakly referenced, a ``keras.Model``).
+        spec: a `Preprocessing`, or None to forget the record.
+
+    Returns:
+        ``model``, so a loader can ``return attach(model, spec)``.
+
+    Example:
+        >>> import keras
+        >>> model = attach(keras.Sequential(), Preprocessing(mean=(0.5,) * 3))
+        >>> of(model).mean
+        (0.5, 0.5, 0.5)
+        >>> of(attach(model, None)) is None
+        True
+    """
+    if spec is None:
+        _SPECS.pop(model, None)
+    elif isinstance(spec, Preprocessing):
+        _SPECS[model] = spec
+    else:
+        raise TypeError(
+            f"`spec` must be a Preprocessing or None. Received: spec={spec!r} "
+            f"of type {type(spec).__name__}"
+        )
+    # Compatibility: the attribute earlier versions set; readers should call `of`.
+    model.preprocessing = spec
+    return model
+
+
+def of(model, default=None):
+    """The `Preprocessing` recorded for ``model`` by `attach`, or ``default``.
+
+    Example:
+        >>> import keras
+        >>> of(keras.Sequential(), Preprocessing()) == Preprocessing()
+        True
+    """
+    return _SPECS.get(model, default)

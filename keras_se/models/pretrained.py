@@ -57,7 +57,7 @@ import numpy as np
 
 from keras_se import weights as reference
 from keras_se.models import registry
-from keras_se.models.preprocessing import Preprocessing, read_sidecar
+from keras_se.models.preprocessing import Preprocessing, attach, read_sidecar
 from keras_se_core.errors import UsageError
 
 #: Keras's own weights files: loaded with ``model.load_weights``.
@@ -184,15 +184,14 @@ def load_reference_weights(model, source, *, preprocessing=None):
             timm's default ImageNet preprocessing for a file.
 
     Returns:
-        ``model``, with ``model.preprocessing`` set.
+        ``model``, its preprocessing recorded (`keras_se.models.preprocessing.of`).
     """
     if is_named_source(source):
         path, hint = fetch_source(source), f" (weights for {get_source(source).model})"
     else:
         path, hint = os.fspath(source), ""
     reference.load_reference_weights(model, path, source=source, hint=hint)
-    model.preprocessing = preprocessing or reference_preprocessing(source)
-    return model
+    return attach(model, preprocessing or reference_preprocessing(source))
 
 
 def load_reference_model(source, *, model=None, **kwargs):
@@ -207,11 +206,12 @@ def load_reference_model(source, *, model=None, **kwargs):
             need. With another ``classes`` the classifier starts fresh (one warning).
 
     Returns:
-        The model, with ``model.preprocessing`` set (see `Preprocessing`).
+        The model, its `Preprocessing` recorded (`keras_se.models.preprocessing.of`).
 
     Example:
+        >>> from keras_se.models import preprocessing
         >>> model = load_reference_model("timm/seresnet50.ra2_in1k")  # doctest: +SKIP
-        >>> model.preprocessing.crop_pct                             # doctest: +SKIP
+        >>> preprocessing.of(model).crop_pct                         # doctest: +SKIP
         0.875
     """
     if is_named_source(source):
@@ -230,8 +230,7 @@ def load_reference_model(source, *, model=None, **kwargs):
             reference.detect_layout(reference.read_state_dict(path))
         built = registry.get(model, **options, **kwargs)
     load_weights(built, source)  # a fresh classifier when `classes` differs
-    built.preprocessing = reference_preprocessing(source)
-    return built
+    return attach(built, reference_preprocessing(source))
 
 
 # ----------------------------------------------------------------------------- any source into a built model
@@ -334,7 +333,8 @@ def load_weights(model, source, *, skip_mismatched_head=True):
     mismatched layer (layer name, expected vs found shape), and nothing is changed.
     When the classifier starts fresh, one line says so (a ``UserWarning``): "weights have
     1000 classes, model has 5: the backbone is loaded, the classifier starts fresh".
-    ``model.preprocessing`` is set to the source's preprocessing when it carries one.
+    The source's preprocessing, when it carries one, is recorded for ``model``
+    (`keras_se.models.preprocessing.attach`).
 
     Args:
         model: a built ``keras.Model`` (any keras_se builder's; for ``.weights.h5`` and
@@ -396,7 +396,7 @@ def load_weights(model, source, *, skip_mismatched_head=True):
         )
         warnings.warn(message, UserWarning, stacklevel=2)
     if preprocessing is not None:
-        model.preprocessing = preprocessing
+        attach(model, preprocessing)
     return LoadedWeights(
         source=shown,
         path=path,

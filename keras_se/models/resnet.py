@@ -16,6 +16,13 @@ The pretrained configurations of these architectures (``PRETRAINED``: timm's nam
 key layout, preprocessing, release URL) sit beside them, as timm's ``default_cfgs`` do;
 `keras_se.models.pretrained` resolves them.
 
+The public builders (`SEResNet50`, `ResNet50`, ...) are keras.applications-style
+functions with keyword-only arguments: those of keras.applications, ``name`` (default:
+the registry name, ``"se_resnet50"``), ``se_ratio`` (16, ``DEFAULT_RATIO``; None for the
+plain twins), ``features_only``, ``se_mode``, ``se_kwargs``, ``stem`` (all as in
+`build_resnet`) and ``stride_in_1x1``/``stem_pool``: None takes the reference model's
+choice, or what a timm ``weights`` file or named source needs.
+
 Layer names follow keras.applications: ``conv1_conv`` (SENet-154: ``conv1_{1,2,3}_conv``),
 ``pool1_pool``, ``conv{stage}_block{i}_{1,2,3}_{conv,bn,relu}``, the shortcut
 ``..._0_conv``, the SE block ``conv{stage}_block{i}_se``, ``avg_pool``, ``top_dropout``
@@ -36,6 +43,7 @@ from keras_se.models.pretrained import (
     ReferenceSource,
     timm_preprocessing,
 )
+from keras_se_core.choices import DEFAULT_RATIO
 
 #: Architectures as data: block type, units per stage, cardinality, width per group,
 #: and where the reference puts the stride of a downsampling bottleneck.
@@ -166,7 +174,7 @@ def build_resnet(
     classes=1000,
     classifier_activation="softmax",
     name="resnet",
-    se_ratio=16,
+    se_ratio=DEFAULT_RATIO,
     se_mode="standard",
     se_kwargs=None,
     stem=None,
@@ -227,92 +235,84 @@ def build_resnet(
         >>> {key: tuple(t.shape) for key, t in backbone.output.items()}["P5"]
         (None, None, None, 2048)
     """
-    common.check_application_args(
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        features_only=features_only,
-    )
+    app = common.application(locals(), default_size=224)
     se_kwargs = common.check_se_args(se_ratio, se_mode, se_kwargs)
+    if len(stackwise_num_blocks) > len(STAGE_FILTERS):
+        raise ValueError(
+            f"`stackwise_num_blocks` has at most {len(STAGE_FILTERS)} stages (of "
+            f"{STAGE_FILTERS} channels). Received: stackwise_num_blocks={stackwise_num_blocks!r}"
+        )
+    stackwise_filters = STAGE_FILTERS[: len(stackwise_num_blocks)]
+    common.check_stages(stackwise_num_blocks, stackwise_filters)
     if stem is not None and stem not in STEMS:
         raise ValueError(f"`stem` must be one of {STEMS} or None. Received: stem={stem!r}")
     if stem_pool not in STEM_POOLS:
         raise ValueError(
             f"`stem_pool` must be one of {STEM_POOLS}. Received: stem_pool={stem_pool!r}"
         )
-    input_shape = common.resolve_input_shape(
-        input_shape, input_tensor, default_size=224, include_top=include_top and not features_only
-    )
     if stem is None:
-        size = common.spatial_size(input_shape)
+        size = common.spatial_size(app.input_shape)
         stem = "cifar" if size is not None and size < CIFAR_STEM_BELOW else "imagenet"
     if stem == "imagenet":
         common.check_min_size(
-            input_shape, 32, hint=" for stem='imagenet' (stem='cifar' works down to 8x8)"
+            app.input_shape, 32, hint=" for stem='imagenet' (stem='cifar' works down to 8x8)"
         )
     else:
-        common.check_min_size(input_shape, 8, hint=f" for stem={stem!r}")
+        common.check_min_size(app.input_shape, 8, hint=f" for stem={stem!r}")
 
-    img_input = common.make_input(input_shape, input_tensor)
-    if stem == "imagenet":
-        if deep_stem:
-            x = conv_bn(img_input, 64, 3, strides=2, name="conv1_1")
-            x = conv_bn(x, 64, 3, name="conv1_2")
-            x = conv_bn(x, 128, 3, name="conv1_3")
-        else:
-            x = conv_bn(img_input, 64, 7, strides=2, name="conv1")
-        if stem_pool == "caffe":
-            # Caffe's ceil-mode 3x3/2 pooling; equals Keras "same" pooling on even sizes.
-            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
-        else:
-            # torchvision's MaxPool2d(3, 2, padding=1); zeros pad like -inf after the ReLU.
-            x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-            x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    else:
-        x = conv_bn(img_input, 64, 3, name="conv1")
-
-    # keras-hub's pyramid_outputs: "P<k>" for the stage output at stride 2**k.
-    first_level = 2 if stem == "imagenet" else 0
-    pyramid = {}
-    for stage, num_blocks in enumerate(stackwise_num_blocks):
-        for index in range(num_blocks):
-            x = residual_unit(
-                x,
-                STAGE_FILTERS[stage],
-                name=f"conv{stage + 2}_block{index + 1}",
-                block=block,
-                strides=2 if (index == 0 and stage > 0) else 1,
-                groups=groups,
-                base_width=base_width,
-                stride_in_1x1=stride_in_1x1,
-                first_width_ratio=first_width_ratio,
-                shortcut_kernel_size=shortcut_kernel_size,
-                se_ratio=se_ratio,
-                se_mode=se_mode,
-                se_kwargs=se_kwargs,
-            )
-        pyramid[f"P{first_level + stage}"] = x
-
-    return common.finish_model(
-        x,
-        img_input,
-        input_tensor,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        weights=weights,
-        name=name,
-        dropout=dropout,
-        features_only=features_only,
-        pyramid=pyramid,
+    img_input = common.make_input(app)
+    x = _stem(img_input, stem=stem, deep_stem=deep_stem, stem_pool=stem_pool)
+    unit = functools.partial(
+        residual_unit,
+        block=block,
+        groups=groups,
+        base_width=base_width,
+        stride_in_1x1=stride_in_1x1,
+        first_width_ratio=first_width_ratio,
+        shortcut_kernel_size=shortcut_kernel_size,
+        se_ratio=se_ratio,
+        se_mode=se_mode,
+        se_kwargs=se_kwargs,
     )
+    # keras-hub's pyramid_outputs: "P<k>" for the stage output at stride 2**k.
+    x, pyramid = common.stack_stages(
+        x,
+        unit,
+        stackwise_num_blocks=stackwise_num_blocks,
+        stackwise_filters=stackwise_filters,
+        first_level=2 if stem == "imagenet" else 0,
+    )
+    return common.finish_model(x, img_input, app, dropout=dropout, pyramid=pyramid)
+
+
+def _stem(img_input, *, stem, deep_stem, stem_pool):
+    """``conv1`` (+ ``pool1_pool``): the ImageNet stem (stride 4) or the CIFAR one (stride 1)."""
+    if stem == "cifar":
+        return conv_bn(img_input, 64, 3, name="conv1")
+    if deep_stem:
+        x = conv_bn(img_input, 64, 3, strides=2, name="conv1_1")
+        x = conv_bn(x, 64, 3, name="conv1_2")
+        x = conv_bn(x, 128, 3, name="conv1_3")
+    else:
+        x = conv_bn(img_input, 64, 7, strides=2, name="conv1")
+    if stem_pool == "caffe":
+        # Caffe's ceil-mode 3x3/2 pooling; equals Keras "same" pooling on even sizes.
+        return keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
+    # torchvision's MaxPool2d(3, 2, padding=1); zeros pad like -inf after the ReLU.
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+
+#: Registry rows: snake-case name → builder (`common.public_builder` adds each below).
+BUILDERS = {}
 
 
 def _build_architecture(arch, *, weights, stride_in_1x1, stem_pool, **kwargs):
-    """`build_resnet` for one ``ARCHITECTURES`` row; None options take the reference default."""
+    """`build_resnet` for one ``ARCHITECTURES`` row; None options take the reference default.
+
+    The public builders call it with ``**locals()``: a builder's body is this one call,
+    so its locals are exactly its arguments.
+    """
     spec = dict(ARCHITECTURES[arch])
     # None: the reference default, or what a timm weights file/source needs.
     reference = {
@@ -329,118 +329,341 @@ def _build_architecture(arch, *, weights, stride_in_1x1, stem_pool, **kwargs):
     )
 
 
-#: The ResNet family's options beyond the keras.applications arguments.
-OPTIONS = dict(
-    se_mode="standard",
-    se_kwargs=None,
-    stride_in_1x1=None,
-    stem=None,
-    stem_pool=None,
-)
+@common.public_builder(BUILDERS)
+def SEResNet18(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnet18",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNet-18: basic units, stages (2, 2, 2, 2).
 
-
-def _builder(arch, *, se, public_name, model_name, twin=True):
-    """Makes the public builder for one architecture row, SE on or off."""
-    spec = ARCHITECTURES[arch]
-    default_ratio = 16 if se else None
-    kind = "SE-" if se else "plain "
-    if twin:
-        twin_name = public_name[2:] if se else "SE" + public_name
-        twin_text = (
-            f"``{twin_name}`` is its {'plain' if se else 'SE'} twin, built by the same code."
-        )
-    else:
-        twin_text = "``se_ratio=None`` builds the network without SE blocks."
-    doc = f"""Builds {kind}{arch} ({spec["block"]} units, stages {spec["stackwise_num_blocks"]}).
-
-    keras.applications signature plus the SE options; {twin_text}
-    All arguments are keyword-only and documented in
-    `keras_se.models.resnet.build_resnet`; the default ``se_ratio`` is {default_ratio};
-    ``stride_in_1x1`` (None) defaults to {spec.get("stride_in_1x1", True)} as in the reference
-    model and ``stem_pool`` to ``{spec.get("stem_pool", "caffe")!r}``, unless ``weights`` is a
-    timm file or source, which sets what its layout needs.
+    ``ResNet18`` is its plain twin, built by the same code.
+    Arguments: those of `build_resnet` (see the module docstring).
 
     Example:
-        >>> from keras_se.models import {public_name}
-        >>> model = {public_name}(input_shape=(32, 32, 3), classes=10)  # CIFAR stem
-        >>> model.output_shape
+        >>> SEResNet18(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
         (None, 10)
     """
-    return common.make_builder(
-        functools.partial(_build_architecture, arch),
-        public_name=public_name,
-        model_name=model_name,
-        se=se,
-        options=OPTIONS,
-        doc=doc,
-    )
+    return _build_architecture("resnet18", **locals())
 
 
-SEResNet18 = _builder("resnet18", se=True, public_name="SEResNet18", model_name="se_resnet18")
-SEResNet34 = _builder("resnet34", se=True, public_name="SEResNet34", model_name="se_resnet34")
-SEResNet50 = _builder("resnet50", se=True, public_name="SEResNet50", model_name="se_resnet50")
-SEResNet101 = _builder("resnet101", se=True, public_name="SEResNet101", model_name="se_resnet101")
-SEResNet152 = _builder("resnet152", se=True, public_name="SEResNet152", model_name="se_resnet152")
-SEResNeXt50 = _builder(
-    "resnext50_32x4d", se=True, public_name="SEResNeXt50", model_name="se_resnext50_32x4d"
-)
-SEResNeXt101 = _builder(
-    "resnext101_32x4d", se=True, public_name="SEResNeXt101", model_name="se_resnext101_32x4d"
-)
-SEResNeXt26 = _builder(
-    "resnext26_32x4d", se=True, public_name="SEResNeXt26", model_name="se_resnext26_32x4d",
-    twin=False,
-)  # fmt: skip
-SEResNeXt101_32x8d = _builder(
-    "resnext101_32x8d", se=True, public_name="SEResNeXt101_32x8d",
-    model_name="se_resnext101_32x8d",
-)  # fmt: skip
-SEResNeXt101_64x4d = _builder(
-    "resnext101_64x4d", se=True, public_name="SEResNeXt101_64x4d",
-    model_name="se_resnext101_64x4d",
-)  # fmt: skip
-SENet154 = _builder("senet154", se=True, public_name="SENet154", model_name="senet154", twin=False)
-ResNet18 = _builder("resnet18", se=False, public_name="ResNet18", model_name="resnet18")
-ResNet34 = _builder("resnet34", se=False, public_name="ResNet34", model_name="resnet34")
-ResNet50 = _builder("resnet50", se=False, public_name="ResNet50", model_name="resnet50")
-ResNet101 = _builder("resnet101", se=False, public_name="ResNet101", model_name="resnet101")
-ResNet152 = _builder("resnet152", se=False, public_name="ResNet152", model_name="resnet152")
-ResNeXt50 = _builder(
-    "resnext50_32x4d", se=False, public_name="ResNeXt50", model_name="resnext50_32x4d"
-)
-ResNeXt101 = _builder(
-    "resnext101_32x4d", se=False, public_name="ResNeXt101", model_name="resnext101_32x4d"
-)
-ResNeXt101_32x8d = _builder(
-    "resnext101_32x8d", se=False, public_name="ResNeXt101_32x8d", model_name="resnext101_32x8d"
-)
-ResNeXt101_64x4d = _builder(
-    "resnext101_64x4d", se=False, public_name="ResNeXt101_64x4d", model_name="resnext101_64x4d"
-)
+@common.public_builder(BUILDERS)
+def SEResNet34(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnet34",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNet-34: basic units, stages (3, 4, 6, 3).
 
-#: Registry rows: snake-case name → builder.
-BUILDERS = {
-    fn.registry_name: fn
-    for fn in (
-        SEResNet18,
-        SEResNet34,
-        SEResNet50,
-        SEResNet101,
-        SEResNet152,
-        SEResNeXt50,
-        SEResNeXt101,
-        SEResNeXt26,
-        SEResNeXt101_32x8d,
-        SEResNeXt101_64x4d,
-        SENet154,
-        ResNet18,
-        ResNet34,
-        ResNet50,
-        ResNet101,
-        ResNet152,
-        ResNeXt50,
-        ResNeXt101,
-        ResNeXt101_32x8d,
-        ResNeXt101_64x4d,
-    )
-}
+    ``ResNet34`` is its plain twin, built by the same code.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNet34(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("resnet34", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNet50(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnet50",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNet-50 (paper Table 1): bottlenecks, stages (3, 4, 6, 3).
+
+    ``ResNet50`` is its plain twin, built by the same code.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNet50(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("resnet50", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNet101(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnet101",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNet-101: bottlenecks, stages (3, 4, 23, 3).
+
+    ``ResNet101`` is its plain twin, built by the same code.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNet101(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("resnet101", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNet152(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnet152",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNet-152: bottlenecks, stages (3, 8, 36, 3).
+
+    ``ResNet152`` is its plain twin, built by the same code.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNet152(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("resnet152", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNeXt50(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnext50_32x4d",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNeXt-50 32x4d (paper Table 1): stages (3, 4, 6, 3).
+
+    ``ResNeXt50`` is its plain twin, built by the same code.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNeXt50(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("resnext50_32x4d", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNeXt101(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnext101_32x4d",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNeXt-101 32x4d: stages (3, 4, 23, 3).
+
+    ``ResNeXt101`` is its plain twin, built by the same code.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNeXt101(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("resnext101_32x4d", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNeXt26(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnext26_32x4d",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNeXt-26 32x4d: stages (2, 2, 2, 2).
+
+    No plain twin was published; ``se_ratio=None`` builds one.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNeXt26(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("resnext26_32x4d", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNeXt101_32x8d(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnext101_32x8d",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNeXt-101 32x8d (timm's): stages (3, 4, 23, 3).
+
+    ``ResNeXt101_32x8d`` is its plain twin, built by the same code.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNeXt101_32x8d(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("resnext101_32x8d", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SEResNeXt101_64x4d(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="se_resnext101_64x4d",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SE-ResNeXt-101 64x4d (timm's): stages (3, 4, 23, 3).
+
+    ``ResNeXt101_64x4d`` is its plain twin, built by the same code.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SEResNeXt101_64x4d(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("resnext101_64x4d", **locals())
+
+
+@common.public_builder(BUILDERS)
+def SENet154(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="senet154",
+        se_ratio=DEFAULT_RATIO, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """SENet-154 (ILSVRC 2017): 64-group bottlenecks, stages (3, 8, 36, 3).
+
+    No plain twin was published; ``se_ratio=None`` builds one.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> SENet154(input_shape=(32, 32, 3), classes=10).output_shape  # CIFAR stem
+        (None, 10)
+    """
+    return _build_architecture("senet154", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet18(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="resnet18",
+        se_ratio=None, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """ResNet-18, the plain twin of `SEResNet18`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet18(include_top=False, pooling="avg").output_shape
+        (None, 512)
+    """
+    return _build_architecture("resnet18", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet34(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="resnet34",
+        se_ratio=None, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """ResNet-34, the plain twin of `SEResNet34`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet34(include_top=False, pooling="avg").output_shape
+        (None, 512)
+    """
+    return _build_architecture("resnet34", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet50(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="resnet50",
+        se_ratio=None, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """ResNet-50, the plain twin of `SEResNet50`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet50(include_top=False, pooling="avg").output_shape
+        (None, 2048)
+    """
+    return _build_architecture("resnet50", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet101(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="resnet101",
+        se_ratio=None, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """ResNet-101, the plain twin of `SEResNet101`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet101(include_top=False, pooling="avg").output_shape
+        (None, 2048)
+    """
+    return _build_architecture("resnet101", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNet152(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="resnet152",
+        se_ratio=None, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """ResNet-152, the plain twin of `SEResNet152`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNet152(include_top=False, pooling="avg").output_shape
+        (None, 2048)
+    """
+    return _build_architecture("resnet152", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNeXt50(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="resnext50_32x4d",
+        se_ratio=None, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """ResNeXt-50 32x4d, the plain twin of `SEResNeXt50`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNeXt50(include_top=False, pooling="avg").output_shape
+        (None, 2048)
+    """
+    return _build_architecture("resnext50_32x4d", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNeXt101(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="resnext101_32x4d",
+        se_ratio=None, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """ResNeXt-101 32x4d, the plain twin of `SEResNeXt101`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNeXt101(include_top=False, pooling="avg").output_shape
+        (None, 2048)
+    """
+    return _build_architecture("resnext101_32x4d", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNeXt101_32x8d(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="resnext101_32x8d",
+        se_ratio=None, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """ResNeXt-101 32x8d, the plain twin of `SEResNeXt101_32x8d`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNeXt101_32x8d(include_top=False, pooling="avg").output_shape
+        (None, 2048)
+    """
+    return _build_architecture("resnext101_32x8d", **locals())
+
+
+@common.public_builder(BUILDERS)
+def ResNeXt101_64x4d(*, include_top=True, weights=None, input_tensor=None, input_shape=None,
+        pooling=None, classes=1000, classifier_activation="softmax", name="resnext101_64x4d",
+        se_ratio=None, features_only=False, se_mode="standard", se_kwargs=None,
+        stride_in_1x1=None, stem=None, stem_pool=None):  # fmt: skip
+    """ResNeXt-101 64x4d, the plain twin of `SEResNeXt101_64x4d`.
+
+    The same layers and names less the SE blocks.
+    Arguments: those of `build_resnet` (see the module docstring).
+
+    Example:
+        >>> ResNeXt101_64x4d(include_top=False, pooling="avg").output_shape
+        (None, 2048)
+    """
+    return _build_architecture("resnext101_64x4d", **locals())
