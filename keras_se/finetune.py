@@ -97,13 +97,7 @@ def model_source(spec):
                 f"`model` factory {attr!r} is not a callable of {module_name}. Received: model={spec!r}"
             )
         return "factory", factory
-    try:
-        models.builder(spec)
-    except ValueError as err:  # re-worded with the flag's name, keeping the close matches
-        raise UsageError(
-            str(err).replace(f"Received: name={spec!r}", f"Received: model={spec!r}")
-        ) from None
-    return "registry", spec
+    return "registry", models.registry.check_name(spec, argument="model")
 
 
 def _call_factory(factory, spec, *, input_shape, classes, se_ratio):
