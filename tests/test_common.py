@@ -8,6 +8,7 @@ functions; read from their source with `ast`, independently of what runs.
 from __future__ import annotations
 
 import ast
+import inspect
 import pathlib
 
 import keras
@@ -61,6 +62,30 @@ def test_zero_or_negative_sizes_are_refused_at_build(builder, shape):
 def test_shared_checks_name_the_argument(kwargs, needle):
     with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
         models.SEResNet20(**kwargs)
+
+
+def test_every_builder_is_a_plain_function_with_its_whole_signature():
+    """Real ``def``s (no synthesised signature): keyword-only arguments, the registry name
+    as the default ``name``, ``se`` from the ``se_ratio`` default."""
+    from keras_se_core.choices import DEFAULT_RATIO
+
+    for name in models.names():
+        builder = models.builder(name)
+        assert inspect.isfunction(builder) and builder.__code__.co_name == builder.__name__
+        assert "__signature__" not in vars(builder) and not hasattr(builder, "__wrapped__")
+        params = inspect.signature(builder).parameters
+        assert all(p.kind is p.KEYWORD_ONLY for p in params.values()), name
+        assert params["name"].default == name == builder.registry_name
+        assert builder.se == (params["se_ratio"].default == DEFAULT_RATIO), name
+    assert list(inspect.signature(models.SEResNet50).parameters) == [
+        "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+        "classifier_activation", "name", "se_ratio", "features_only", "se_mode", "se_kwargs",
+        "stride_in_1x1", "stem", "stem_pool",
+    ]  # fmt: skip
+    assert inspect.signature(models.SEWideResNet16_8).parameters["dropout"].default == 0.0
+    assert inspect.signature(models.ResNet20).parameters["classes"].default == 10
+    with pytest.raises(TypeError, match="positional"):
+        models.SEResNet18((32, 32, 3))
 
 
 #: Each low module and the keras_se modules it may import (prefixes).

@@ -42,3 +42,18 @@ def test_keras_se_data_uses_the_same_class():
     from keras_se import data
 
     assert data.Preprocessing is Preprocessing
+
+
+def test_attach_and_of_record_the_spec_beside_the_model():
+    import keras
+
+    from keras_se.models import preprocessing
+
+    model = keras.Sequential()
+    assert preprocessing.of(model) is None and preprocessing.of(model, "default") == "default"
+    spec = Preprocessing(crop_pct=0.875)
+    assert preprocessing.attach(model, spec) is model and preprocessing.of(model) is spec
+    assert preprocessing.of(keras.Sequential()) is None  # per model, not global
+    with pytest.raises(TypeError, match=r"`spec` must be a Preprocessing or None.*dict"):
+        preprocessing.attach(model, {"mean": (0.5,)})
+    assert preprocessing.of(preprocessing.attach(model, None)) is None

@@ -1,6 +1,9 @@
-"""keras_se model builders and the registry (``keras_se.models.get``, ``names``)."""
+"""keras_se model builders and the registry (``keras_se.models.get``, ``names``).
 
-from keras_se.models import pretrained, registry
+A model's `Preprocessing` is recorded beside it: ``keras_se.models.preprocessing.of(model)``.
+"""
+
+from keras_se.models import preprocessing, pretrained, registry
 from keras_se.models.cifar import (
     BUILDERS as _CIFAR_BUILDERS,
 )
@@ -84,6 +87,7 @@ __all__ = [
     "load_weights",
     "LoadedWeights",
     "Preprocessing",
+    "preprocessing",
     "preprocess_input",
     "decode_predictions",
     "SEResNeXt26",
