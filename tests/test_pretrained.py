@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from keras_se import models
+from keras_se import models, state_dicts
 from keras_se import weights as reference
 from keras_se.models import preprocessing, pretrained
 from tests.test_weights import timm_shapes, values, write_state
@@ -26,7 +26,7 @@ def test_named_sources_need_network_and_say_so(monkeypatch):
     def offline(url):
         raise OSError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(reference, "_download_url", offline)
+    monkeypatch.setattr(state_dicts, "_download_url", offline)
     with pytest.raises(ConnectionError, match="need network access") as info:
         models.SEResNet18(weights="timm/legacy_seresnet18.in1k")  # never a random model
     assert "name resolution" in str(info.value)
@@ -53,7 +53,7 @@ def test_named_source_builds_the_matching_architecture(tmp_path, monkeypatch):
         calls.append((repo_id, filename))
         return path
 
-    monkeypatch.setattr(reference, "_download_from_hub", fake_hub)
+    monkeypatch.setattr(state_dicts, "_download_from_hub", fake_hub)
     model = models.SEResNet50(input_shape=(64, 64, 3), weights="timm/seresnet50.ra2_in1k")
     assert calls == [("timm/seresnet50.ra2_in1k", "model.safetensors")]
     assert model.get_layer("conv3_block1_2_conv").strides == (2, 2)
@@ -71,7 +71,7 @@ def test_named_source_builds_the_matching_architecture(tmp_path, monkeypatch):
 def test_load_reference_model_builds_the_registered_architecture(tmp_path, monkeypatch):
     shapes = timm_shapes((2, 2, 2, 2), groups=32, base_width=4)  # legacy SE-ResNeXt-26 32x4d
     path, state = write_state(tmp_path, shapes)
-    monkeypatch.setattr(reference, "_download_from_hub", lambda repo_id, filename: path)
+    monkeypatch.setattr(state_dicts, "_download_from_hub", lambda repo_id, filename: path)
     model = pretrained.load_reference_model(
         "timm/legacy_seresnext26_32x4d.in1k", input_shape=(64, 64, 3)
     )

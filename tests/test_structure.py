@@ -28,6 +28,7 @@ LAYERS = [
     [
         "keras_se.blocks",
         "keras_se.weights",
+        "keras_se.state_dicts",
         "keras_se.utils",
         "keras_se.extras",
         "keras_se.speed",
