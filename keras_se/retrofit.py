@@ -139,9 +139,6 @@ def _tensor_add_class():
     return type(keras.Function([a, b], a + b, name="add_probe").operations[-1])
 
 
-def _is_add(operation):
-    """``keras.layers.Add``, or the operation ``x + y`` (``keras.ops.add``) on Keras tensors."""
-    return isinstance(operation, keras.layers.Add | _tensor_add_class())
 
 
 def add_squeeze_excite(
@@ -210,128 +207,156 @@ def add_squeeze_excite(
         256
     """
     source, originals = _check_model(model)
-    if not (where in WHERE or callable(where)):
-        raise ValueError(
-            f"`where` must be one of {WHERE} or a callable (layer) -> bool. Received: where={where!r}"
-        )
-    if where == "block_output":
-        if not isinstance(pattern, str | re.Pattern):
-            raise ValueError(
-                "`where='block_output'` needs `pattern`, a regular expression matched "
-                f"against layer names. Received: pattern={pattern!r}"
-            )
-        try:
-            regex = re.compile(pattern)
-        except re.error as err:
-            raise ValueError(
-                f"`pattern` is not a valid regular expression ({err}). Received: pattern={pattern!r}"
-            ) from err
-    elif pattern is not None:
-        raise ValueError(
-            "`pattern` is only used with `where='block_output'`. "
-            f"Received: where={where!r}, pattern={pattern!r}"
-        )
+    regex = _check_where(where, pattern)
     probe = SqueezeExcite(ratio, **se_kwargs)  # validates ratio and the SE options
     gate_value = _check_gate_init(gate_init, probe)
-    channel_axis = -1 if probe.data_format == "channels_last" else 1
     rule = f"where={where!r}" + (f", pattern={pattern!r}" if pattern is not None else "")
-
-    taken = {op.name for op in source.operations}
-    pairs = []  # (original layer, its clone): weights are copied once the graph is built
-    se_layers = []
-    depth = {}  # id(new tensor) -> longest path (in operations) from the model inputs
-
-    def clone_function(operation):
-        if not isinstance(operation, keras.layers.Layer):
-            return operation  # stateless operation (`x + y`...): reused as is
-        if id(operation) in originals:  # Sequential view: already a clone
-            pairs.append((originals[id(operation)], operation))
-            return operation
-        clone = _copy_layer(operation, model)
-        originals[id(clone)] = operation
-        pairs.append((operation, clone))
-        return clone
-
-    def squeeze_excite(tensor, after):
-        if not isinstance(tensor, keras.KerasTensor):
-            raise ValueError(
-                f"Cannot add a SqueezeExcite at layer {after!r}: it has several outputs. "
-                f"Received: {rule}"
-            )
-        shape = tuple(tensor.shape)
-        if len(shape) < 3 or shape[channel_axis] is None:
-            raise ValueError(
-                f"Cannot add a SqueezeExcite at layer {after!r}: its output has no channel "
-                f"axis (shape {shape}; SqueezeExcite needs (batch, spatial..., channels) with "
-                f"data_format={probe.data_format!r}). Received: {rule}"
-            )
-        se_name, index = f"{after}_se", 1
-        while se_name in taken:
-            index += 1
-            se_name = f"{after}_se_{index}"
-        taken.add(se_name)
-        se = SqueezeExcite(ratio, name=se_name, **se_kwargs)
-        se_layers.append(se)
-        out = se(tensor)
-        depth[id(out)] = depth.get(id(tensor), 0)  # SE does not change the analysis
-        return out
-
-    def call_function(operation, *args, **kwargs):
-        original = originals.get(id(operation), operation)
-        flat = keras.tree.flatten((args, kwargs))
-        inputs = [t for t in flat if isinstance(t, keras.KerasTensor)]
-        level = 1 + max((depth.get(id(t), 0) for t in inputs), default=0)
-        if where == "residual" and _is_add(original):
-            flat_args = keras.tree.flatten(args)
-            positions = [i for i, t in enumerate(flat_args) if isinstance(t, keras.KerasTensor)]
-            depths = [depth.get(id(flat_args[i]), 0) for i in positions]
-            deepest = max(depths, default=0)
-            if depths.count(deepest) == 1:
-                i = positions[depths.index(deepest)]
-                flat_args[i] = squeeze_excite(flat_args[i], original.name)
-                args = keras.tree.pack_sequence_as(args, flat_args)
-        outputs = operation(*args, **kwargs)
-        for t in keras.tree.flatten(outputs):
-            depth[id(t)] = level
-        if isinstance(original, keras.layers.Layer) and (
-            (where == "block_output" and regex.fullmatch(original.name))
-            or (callable(where) and where not in WHERE and where(original))
-        ):
-            outputs = squeeze_excite(outputs, original.name)
-        return outputs
-
-    # New inputs named like the original input layers (clone_model would name them after
-    # the tensors, "keras_tensor_N").
-    input_layers = {
-        id(layer.output): layer
-        for layer in source.layers
-        if isinstance(layer, keras.layers.InputLayer)
-    }
-
-    def new_input(tensor):
-        layer = input_layers.get(id(tensor))
-        return keras.Input(
-            batch_shape=tensor.shape, dtype=tensor.dtype, name=layer.name if layer else None
-        )
-
+    rewriter = _Rewriter(
+        model, source, originals, where=where, regex=regex, rule=rule, probe=probe,
+        ratio=ratio, se_kwargs=se_kwargs,
+    )  # fmt: skip
     cloned = keras.models.clone_model(
         source,
-        input_tensors=keras.tree.map_structure(new_input, source.input),
-        clone_function=clone_function,
-        call_function=call_function,
+        input_tensors=keras.tree.map_structure(rewriter.new_input, source.input),
+        clone_function=rewriter.clone_function,
+        call_function=rewriter.call_function,
     )
-    if not se_layers:
+    if not rewriter.se_layers:
         nested = [layer.name for layer in source.layers if isinstance(layer, keras.Model)]
         hint = f" (layers inside nested models {nested} are not visited)" if nested else ""
         raise ValueError(
             f"`where` matched no layer of model {model.name!r}{hint}. Received: {rule}"
         )
-    for original, clone in pairs:
+    for original, clone in rewriter.pairs:
         clone.set_weights(original.get_weights())
     if gate_value is not None:
         bias = math.log(gate_value / (1.0 - gate_value))
-        for se in se_layers:
+        for se in rewriter.se_layers:
             kernel, gate_bias = se.expand_kernel, se.expand_bias
             kernel.assign(keras.ops.zeros(kernel.shape, dtype=kernel.dtype))
             gate_bias.assign(keras.ops.full(gate_bias.shape, bias, dtype=gate_bias.dtype))
     return keras.Model(cloned.input, cloned.output, name=name or f"se_{model.name}")
+
+
+def _check_where(where, pattern):
+    """Checks ``where`` and ``pattern``; the compiled pattern for ``"block_output"``, else None."""
+    if not (where in WHERE or callable(where)):
+        raise ValueError(
+            f"`where` must be one of {WHERE} or a callable (layer) -> bool. Received: where={where!r}"
+        )
+    if where != "block_output":
+        if pattern is not None:
+            raise ValueError(
+                "`pattern` is only used with `where='block_output'`. "
+                f"Received: where={where!r}, pattern={pattern!r}"
+            )
+        return None
+    if not isinstance(pattern, str | re.Pattern):
+        raise ValueError(
+            "`where='block_output'` needs `pattern`, a regular expression matched "
+            f"against layer names. Received: pattern={pattern!r}"
+        )
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise ValueError(
+            f"`pattern` is not a valid regular expression ({err}). Received: pattern={pattern!r}"
+        ) from err
+
+
+class _Rewriter:
+    """``clone_model``'s hooks for `add_squeeze_excite`: copies every layer and inserts SE.
+
+    ``pairs`` (original layer, its clone: weights are copied once the graph is built) and
+    ``se_layers`` are filled while ``clone_model`` runs; ``depth`` is the longest path (in
+    operations) from the model inputs to each new tensor, which tells the residual
+    branch of an addition from its shortcut.
+    """
+
+    def __init__(self, model, source, originals, *, where, regex, rule, probe, ratio, se_kwargs):
+        self.model, self.originals = model, originals
+        self.where, self.regex, self.rule, self.probe = where, regex, rule, probe
+        self.ratio, self.se_kwargs = ratio, se_kwargs
+        self.channel_axis = -1 if probe.data_format == "channels_last" else 1
+        self.taken = {op.name for op in source.operations}
+        self.pairs, self.se_layers, self.depth = [], [], {}
+        # The additions: keras.layers.Add, or the operation `x + y` records on Keras tensors.
+        self.additions = (keras.layers.Add, _tensor_add_class()) if where == "residual" else ()
+        # New inputs named like the original input layers (clone_model would name them
+        # after the tensors, "keras_tensor_N").
+        self.input_layers = {
+            id(layer.output): layer
+            for layer in source.layers
+            if isinstance(layer, keras.layers.InputLayer)
+        }
+
+    def new_input(self, tensor):
+        layer = self.input_layers.get(id(tensor))
+        return keras.Input(
+            batch_shape=tensor.shape, dtype=tensor.dtype, name=layer.name if layer else None
+        )
+
+    def clone_function(self, operation):
+        if not isinstance(operation, keras.layers.Layer):
+            return operation  # stateless operation (`x + y`...): reused as is
+        if id(operation) in self.originals:  # Sequential view: already a clone
+            self.pairs.append((self.originals[id(operation)], operation))
+            return operation
+        clone = _copy_layer(operation, self.model)
+        self.originals[id(clone)] = operation
+        self.pairs.append((operation, clone))
+        return clone
+
+    def squeeze_excite(self, tensor, after):
+        if not isinstance(tensor, keras.KerasTensor):
+            raise ValueError(
+                f"Cannot add a SqueezeExcite at layer {after!r}: it has several outputs. "
+                f"Received: {self.rule}"
+            )
+        shape = tuple(tensor.shape)
+        if len(shape) < 3 or shape[self.channel_axis] is None:
+            raise ValueError(
+                f"Cannot add a SqueezeExcite at layer {after!r}: its output has no channel "
+                f"axis (shape {shape}; SqueezeExcite needs (batch, spatial..., channels) with "
+                f"data_format={self.probe.data_format!r}). Received: {self.rule}"
+            )
+        se_name, index = f"{after}_se", 1
+        while se_name in self.taken:
+            index += 1
+            se_name = f"{after}_se_{index}"
+        self.taken.add(se_name)
+        se = SqueezeExcite(self.ratio, name=se_name, **self.se_kwargs)
+        self.se_layers.append(se)
+        out = se(tensor)
+        self.depth[id(out)] = self.depth.get(id(tensor), 0)  # SE does not change the analysis
+        return out
+
+    def _before_addition(self, original, args):
+        """``args`` with SE on the residual branch: the deepest input, when it is unique."""
+        flat_args = keras.tree.flatten(args)
+        positions = [i for i, t in enumerate(flat_args) if isinstance(t, keras.KerasTensor)]
+        depths = [self.depth.get(id(flat_args[i]), 0) for i in positions]
+        deepest = max(depths, default=0)
+        if depths.count(deepest) != 1:
+            return args
+        i = positions[depths.index(deepest)]
+        flat_args[i] = self.squeeze_excite(flat_args[i], original.name)
+        return keras.tree.pack_sequence_as(args, flat_args)
+
+    def call_function(self, operation, *args, **kwargs):
+        original = self.originals.get(id(operation), operation)
+        flat = keras.tree.flatten((args, kwargs))
+        inputs = [t for t in flat if isinstance(t, keras.KerasTensor)]
+        level = 1 + max((self.depth.get(id(t), 0) for t in inputs), default=0)
+        if self.additions and isinstance(original, self.additions):
+            args = self._before_addition(original, args)
+        outputs = operation(*args, **kwargs)
+        for t in keras.tree.flatten(outputs):
+            self.depth[id(t)] = level
+        where = self.where
+        if isinstance(original, keras.layers.Layer) and (
+            (where == "block_output" and self.regex.fullmatch(original.name))
+            or (callable(where) and where not in WHERE and where(original))
+        ):
+            outputs = self.squeeze_excite(outputs, original.name)
+        return outputs
