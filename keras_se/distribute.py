@@ -315,3 +315,31 @@ def weights_digest(model):
     for weight in model.weights:
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def sigterm_flag():
+    """Yields a one-item list set to 1 when SIGTERM arrives (the previous handler restored).
+
+    The trainer sums the flag across workers inside its step, so every worker stops at the
+    same step boundary (preemption).
+
+    Example:
+        >>> with sigterm_flag() as flag:
+        ...     flag
+        [0]
+    """
+    flag = [0]
+
+    def handler(signum, frame):
+        flag[0] = 1
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: no preemption handling
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -35,14 +35,12 @@ Invariants, each kept in the method named:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 
@@ -103,25 +101,6 @@ class Diverged(UsageError):
         Traceback (most recent call last):
         keras_se.training.Diverged: ...
     """
-
-
-@contextlib.contextmanager
-def _sigterm_flag():
-    """Yields a one-item list set to 1 when SIGTERM arrives (the previous handler restored)."""
-    flag = [0]
-
-    def handler(signum, frame):
-        flag[0] = 1
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: no preemption handling
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -198,7 +177,7 @@ class Trainer:
             self.run_dir.write_config(self.config, self.info.to_dict())
         if self.excitations and self.position[1] == 0:
             self.excitations.catch_up(self.position[0], self.writer)
-        with _sigterm_flag() as self.sigterm:
+        with distribute.sigterm_flag() as self.sigterm:
             for epoch in range(self.position[0], self.config.epochs):
                 self.set_phase(epoch)
                 self.train_epoch(epoch)
@@ -635,6 +614,10 @@ class Trainer:
     def finalize(self):
         """The summary; the chief writes ``model.keras`` and ``summary.json``."""
         config, history, stats = self.config, self.history, model_stats(self.model)
+
+        def median(key):
+            return float(np.median([row[key] for row in history])) if history else None
+
         summary = {
             "model": config.model,
             "dataset": self.info.name,
@@ -644,14 +627,9 @@ class Trainer:
             "params": stats.params,
             "macs": stats.macs,
             "train_time_s": sum(row.get("time_s", 0.0) for row in history),
-            "images_per_second": float(np.median([r["images_per_second"] for r in history]))
-            if history
-            else None,
+            "images_per_second": median("images_per_second"),
             "steps_per_epoch": self.steps_per_epoch,
-            "time_per_step_s": float(np.median([r["time_s"] for r in history]))
-            / self.steps_per_epoch
-            if history
-            else None,
+            "time_per_step_s": median("time_s") / self.steps_per_epoch if history else None,
             "replicas": self.strategy.num_replicas_in_sync,
             "strategy": distribute.strategy_name(self.strategy),
             "run_dir": self.run_dir.path,
