@@ -38,6 +38,7 @@ LAYERS = [
     [
         "keras_se.retrofit",
         "keras_se.data",
+        "keras_se.image_folders",
         "keras_se.rundir",
         "keras_se.distribute",
         "keras_se.finetune",
