@@ -46,6 +46,7 @@ import keras
 
 from keras_se import layers as se_layers
 from keras_se import models
+from keras_se_core.choices import DEFAULT_RATIO
 from keras_se_core.errors import UsageError
 
 #: The classifier layer of every keras_se builder (and of keras.applications models).
@@ -285,7 +286,7 @@ def retrofit(model, *, ratio=None):
         )
     try:
         return add_squeeze_excite(
-            model, "residual", gate_init="identity", ratio=16 if ratio is None else ratio
+            model, "residual", gate_init="identity", ratio=DEFAULT_RATIO if ratio is None else ratio
         )
     except (TypeError, ValueError) as err:
         raise UsageError(

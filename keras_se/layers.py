@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_se_core.choices import DATA_FORMATS, SQUEEZES
+from keras_se_core.choices import DATA_FORMATS, DEFAULT_RATIO, SQUEEZES
 from keras_se_core.validation import (
     check_bool,
     check_choice,
@@ -46,7 +46,7 @@ def _serialize_activation(value):
     return value if isinstance(value, str) else keras.activations.serialize(value)
 
 
-def se_units(channels, ratio=16, *, units=None, min_units=1, divisor=1):
+def se_units(channels, ratio=DEFAULT_RATIO, *, units=None, min_units=1, divisor=1):
     """Width of the SE bottleneck for ``channels`` input channels.
 
     ``divisor=1`` (the paper, timm's legacy SENet): ``channels // ratio``.
@@ -195,7 +195,7 @@ class SEGate(keras.layers.Layer):
 
     def __init__(
         self,
-        ratio=16,
+        ratio=DEFAULT_RATIO,
         *,
         units=None,
         min_units=1,

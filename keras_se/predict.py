@@ -225,7 +225,9 @@ def load_predictor(model):
     from keras_se import export
 
     if isinstance(model, keras.Model):
-        src = export.load_source(model, preprocessing=getattr(model, "preprocessing", None))
+        from keras_se.models import preprocessing
+
+        src = export.load_source(model, preprocessing=preprocessing.of(model))
         return _keras_predictor(src.model, src.preprocessing, None)
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(

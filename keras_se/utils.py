@@ -141,7 +141,7 @@ def model_stats(model, *, macs=True):
         >>> se.params, plain.params                      # the timm/torchvision counts
         (28088024, 25557032)
         >>> round(se.gmacs, 3), round(plain.gmacs, 3)    # the paper: 3.87 vs 3.86
-        (3.866, 3.858)
+        (3.86, 3.858)
     """
     trainable = count_weights(model.trainable_weights)
     non_trainable = count_weights(model.non_trainable_weights)

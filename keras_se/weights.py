@@ -32,7 +32,7 @@ resolved by `keras_se.models.pretrained`, which builds models and calls this mod
 Example:
     >>> from keras_se.models.pretrained import load_reference_model
     >>> model = load_reference_model("timm/legacy_seresnet50.in1k")  # doctest: +SKIP
-    >>> model.preprocessing.interpolation                            # doctest: +SKIP
+    >>> models.preprocessing.of(model).interpolation                # doctest: +SKIP
     'bilinear'
 """
 

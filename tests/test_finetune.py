@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from keras_se import SqueezeExcite, finetune, models
+from keras_se.models.preprocessing import of as spec_of
 from keras_se.rundir import RunDir
 from keras_se.speed import BatchNormSqueezeExcite
 from keras_se.training import Preempted, TrainConfig, Trainer, train
@@ -239,7 +240,7 @@ def test_finetune_new_head_then_export_and_predict(digits_run, tmp_path, capsys)
                     keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs)
                 )
     assert trainer.model.get_layer("predictions").kernel.shape == (512, 3)
-    assert trainer.info.preprocessing.mean == RunDir(digits_run).load_model().preprocessing.mean
+    assert trainer.info.preprocessing.mean == spec_of(RunDir(digits_run).load_model()).mean
     assert config.peak_learning_rate() == pytest.approx(0.6 * 16 / 1024 / 10)
 
     out = str(tmp_path / "tuned")
@@ -252,7 +253,7 @@ def test_finetune_new_head_then_export_and_predict(digits_run, tmp_path, capsys)
     assert "weights have 10 classes, model has 3" in text
     assert "classifier only" in text and "backbone unfrozen" in text
     tuned = RunDir(out).load_model()
-    assert tuned.preprocessing.mean == RunDir(digits_run).load_model().preprocessing.mean
+    assert spec_of(tuned).mean == spec_of(RunDir(digits_run).load_model()).mean
 
     base_dir = str(tmp_path / "models")
     result = run_main(capsys, "export", out, "--base", base_dir, "--name", "ft")
@@ -267,7 +268,7 @@ def test_finetune_new_head_then_export_and_predict(digits_run, tmp_path, capsys)
 
     pixels = np.asarray(Image.open(image).convert("RGB"))[None]
     x = data.normalize(
-        data.resize_and_crop(pixels, tuned.preprocessing, (16, 16)), tuned.preprocessing
+        data.resize_and_crop(pixels, spec_of(tuned), (16, 16)), spec_of(tuned)
     )
     expected = tuned.predict(keras.ops.convert_to_numpy(x), verbose=0)[0]
     assert top["class_id"] == int(np.argmax(expected))

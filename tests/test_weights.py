@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 from keras_se import models
 from keras_se import weights as reference
 from keras_se.data import load_preprocessing
-from keras_se.models import pretrained
+from keras_se.models import preprocessing, pretrained
 from keras_se.models.resnet import build_resnet
 from keras_se_core.cli import main
 from tests.conftest import assert_usage_error, run_cli
@@ -299,7 +299,7 @@ def test_builder_reads_the_layout_from_a_file(tmp_path):
     assert reference.file_architecture(path) == {"stride_in_1x1": False, "stem_pool": "torch"}
     model = models.ResNet18(input_shape=(64, 64, 3), weights=path)  # timm's resnet18 layout
     assert model.get_layer("pool1_pad") is not None
-    assert model.preprocessing == pretrained.DEFAULT_PREPROCESSING
+    assert preprocessing.of(model) == pretrained.DEFAULT_PREPROCESSING
 
 
 def test_convert_cli(tmp_path, capsys):

@@ -22,9 +22,6 @@ Example:
     True
     >>> of(model).crop_pct
     0.875
-
-Compatibility: `attach` also sets the former ``model.preprocessing`` attribute, which
-code written for earlier versions reads; read `of` (the attribute will go).
 """
 
 from __future__ import annotations
@@ -149,8 +146,6 @@ def attach(model, spec):
             f"`spec` must be a Preprocessing or None. Received: spec={spec!r} "
             f"of type {type(spec).__name__}"
         )
-    # Compatibility: the attribute earlier versions set; readers should call `of`.
-    model.preprocessing = spec
     return model
 
 

@@ -17,6 +17,7 @@ from keras import ops
 from keras_se.layers import SEGate
 from keras_se.speed import kernels
 from keras_se.speed.shared import SharedVariables
+from keras_se_core.choices import DEFAULT_RATIO
 from keras_se_core.validation import check_bool, check_number, check_positive_number
 
 
@@ -96,7 +97,7 @@ class BatchNormSqueezeExcite(SharedVariables, SEGate):
 
     def __init__(
         self,
-        ratio=16,
+        ratio=DEFAULT_RATIO,
         *,
         epsilon=1e-3,
         momentum=0.99,
