@@ -383,6 +383,7 @@ def test_excitations_signature_gives_each_se_gate(exported):
 
 
 # ---------------------------------------------------------------------- variants
+@pytest.mark.slow
 def test_se_bottleneck_exports_its_function_and_gates(tmp_path):
     """An SE bottleneck ResNet (conv → BatchNormalization → SqueezeExcite tails, random BN
     statistics so that no BN is the identity) serves Keras's probabilities and gates."""
