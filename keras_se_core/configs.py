@@ -148,7 +148,7 @@ class TrainConfig:
     freeze_bn: bool = _setting(
         False,
         "keep every BatchNorm's statistics and affine parameters fixed for the whole run "
-        "(convolutions and SE gates train, fused SE tails included)",
+        "(convolutions and SE gates train)",
         group=_FINETUNE,
         check=v.check_bool,
     )
