@@ -45,23 +45,6 @@ def cli_flags(settings=TINY_RUN, **more):
     return out
 
 
-#: Tests measured at 2 s or more on 2 CPU cores (``pytest --durations=0``): marked ``slow`` so
-#: that ``-m "not slow and not integration"`` is the fast tier (docs/development.md). One node id
-#: per line; a test that no longer exists is ignored.
-SLOW_TESTS = os.path.join(os.path.dirname(__file__), "slow_tests.txt")
-
-
-def pytest_collection_modifyitems(config, items):
-    with open(SLOW_TESTS) as f:
-        slow = {line.strip() for line in f if line.strip() and not line.startswith("#")}
-    for item in items:
-        nodeid = item.nodeid
-        if item.get_closest_marker("xdist_group"):  # --dist loadgroup appended "@<group>"
-            nodeid = nodeid.rpartition("@")[0]
-        if nodeid in slow:
-            item.add_marker(pytest.mark.slow)
-
-
 #: The fast tier's per-test budget in seconds (setup + call), checked at the end of every run by
 #: `FastTierBudget`: a test over it that is not marked slow/integration/bench/torch fails the
 #: run. Tests are marked `slow` from 2 s (measured on 2 idle cores); the check allows 4x that,

@@ -149,7 +149,9 @@ def _se(model):
     "name, units, feeds",
     [
         ("se_resnet20_cifar", 9, "_2_bn"),  # post-activation: after the last BN, no ReLU
-        ("se_resnet164_cifar", 54, "_3_conv"),  # pre-activation: after the last conv
+        pytest.param(  # pre-activation: after the last conv
+            "se_resnet164_cifar", 54, "_3_conv", marks=pytest.mark.slow
+        ),
         ("se_wrn16_8", 6, "_2_conv"),
     ],
 )
@@ -170,7 +172,9 @@ def test_se_sits_on_every_residual_branch_before_the_addition(name, units, feeds
 
 
 @pytest.mark.parametrize("se_mode", ["pre", "post", "identity"])
-@pytest.mark.parametrize("name", ["se_resnet20_cifar", "se_resnet164_cifar"])
+@pytest.mark.parametrize(
+    "name", ["se_resnet20_cifar", pytest.param("se_resnet164_cifar", marks=pytest.mark.slow)]
+)
 def test_se_modes_build_and_run(name, se_mode):
     model = models.get(name, se_mode=se_mode, **TINY)
     assert len(_se(model)) == (9 if "20" in name else 54)
@@ -197,6 +201,7 @@ def test_analysis_finds_the_stages():
     assert [b.channels for b in blocks] == [16] * 3 + [32] * 3 + [64] * 3
 
 
+@pytest.mark.slow
 def test_small_inputs_and_headless():
     model = models.SEResNet56(include_top=False, pooling="avg", input_shape=(8, 8, 3))
     assert model.output_shape == (None, 64)

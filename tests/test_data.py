@@ -74,6 +74,7 @@ def test_epoch_is_a_pure_function_of_seed_and_epoch():
     assert not np.array_equal(epoch(0, seed=1)[1], y0)
 
 
+@pytest.mark.slow
 def test_input_pipelines_split_the_same_global_batches():
     """n pipelines × r replicas see exactly the single-device global batch, in order."""
     info, sources = data.describe_dataset("digits", image_size=16)
@@ -101,6 +102,7 @@ def test_input_pipelines_split_the_same_global_batches():
         np.testing.assert_allclose(np.concatenate([p[0] for p in parts]), single[step][0].numpy())
 
 
+@pytest.mark.slow
 def test_tfds_path_offline_with_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=12):
@@ -129,6 +131,7 @@ def _write_folder(root, *, corrupt=False):
     return bad
 
 
+@pytest.mark.slow
 def test_image_folder_skips_corrupt_file_with_warning(tmp_path):
     bad = _write_folder(str(tmp_path), corrupt=True)
     with pytest.warns(UserWarning, match="broken.png"):
@@ -238,6 +241,7 @@ def _image_ids(ds, info, *, weighted=False):
     return ids, weights
 
 
+@pytest.mark.slow
 def test_folder_pipelines_decode_disjoint_slices_and_cover_the_split(tmp_path):
     """With 2 input pipelines each decodes only its slice of every global batch (so reads only
     those files); evaluation pads with weight-0 images so both run the same number of batches
@@ -323,6 +327,7 @@ def test_start_step_skips_whole_global_batches():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_tfds_files_are_sharded_per_input_pipeline(tmp_path):
     """A TFDS dataset stored in 4 files: with 2 pipelines each reads 2 files (disjoint records
     that together are the split), and weighted evaluation counts every image once."""

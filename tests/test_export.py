@@ -151,6 +151,7 @@ def _graph_ops(fn):
 
 
 # ---------------------------------------------------------------------- layout
+@pytest.mark.slow
 def test_export_writes_tf_serving_layout(exported):
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -238,6 +239,7 @@ def test_serving_signature_names_dtypes_and_training_preprocessing(served):
         assert np.abs(out["probabilities"].numpy() - reference).max() <= ATOL
 
 
+@pytest.mark.slow
 def test_savedmodel_predicts_in_a_process_without_keras_se(exported, tmp_path):
     images = _images(5, seed=7)
     np.save(tmp_path / "images.npy", images)
@@ -285,6 +287,7 @@ def test_savedmodel_predicts_in_a_process_without_keras_se(exported, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "class_id.npy"), reference.argmax(-1))
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_and_run(exported, tmp_path):
     path = exported.result.path
     show = subprocess.run(
@@ -413,6 +416,7 @@ def test_se_bottleneck_exports_its_function_and_gates(tmp_path):
         assert np.abs(gates[layer.name].numpy() - s).max() <= 1e-4, layer.name
 
 
+@pytest.mark.slow
 def test_bare_keras_file_defaults_versions_and_models_config(tmp_path):
     # A logits model (no classifier activation): the graph adds the softmax.
     model = models.get("se_resnet18", input_shape=(H, W, C), classes=3, classifier_activation=None)
@@ -443,6 +447,7 @@ def test_bare_keras_file_defaults_versions_and_models_config(tmp_path):
     np.testing.assert_allclose(served["probabilities"].numpy().sum(-1), 1.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_mixed_precision_model_exports_float32(tmp_path):
     """A model trained under mixed_float16 is served in float32 by default (precision="float32"):
     the graph has no float16 op, and computes the float32 rebuild with the same weights."""
@@ -570,6 +575,7 @@ def test_bfloat16_se_resnet50_export_keeps_the_top5(tmp_path):
     assert np.mean(overlap) >= 4.5 and min(overlap) >= 3
 
 
+@pytest.mark.slow
 def test_dynamic_size_resizes_inside_the_graph(tmp_path):
     model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
     result = export.export_model(model, tmp_path, name="dyn", dynamic_size=True, preprocessing=SPEC)
@@ -631,6 +637,7 @@ def test_empty_batch_gives_empty_outputs_of_the_right_shapes(served):
     }
 
 
+@pytest.mark.slow
 def test_dynamic_size_signature_checks_rank_and_channels_only(tmp_path):
     model = models.get("se_resnet18", input_shape=(H, W, C), classes=3)
     result = export.export_model(model, tmp_path, name="dyn", dynamic_size=True)
@@ -715,14 +722,14 @@ def _unwritable_base(tmp_path):
 @pytest.mark.parametrize(
     "case",
     [
-        "missing",
+        pytest.param("missing", marks=pytest.mark.slow),
         "not_a_model",
         "truncated_model",
         "dir_without_model",
         "no_image_input",
-        "feature_extractor",
-        "unwritable_base",
-        "base_is_file",
+        pytest.param("feature_extractor", marks=pytest.mark.slow),
+        pytest.param("unwritable_base", marks=pytest.mark.slow),
+        pytest.param("base_is_file", marks=pytest.mark.slow),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):

@@ -55,6 +55,7 @@ def _max_diff(a, b):
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 def test_train_writes_run_directory_and_history(tmp_path):
     out = str(tmp_path / "run")
     summary = train(_tiny(out, steps_per_epoch=2, epochs=2), verbose=0)
@@ -81,6 +82,7 @@ def test_train_writes_run_directory_and_history(tmp_path):
     assert len(json.load(open(os.path.join(out, "history.json")))) == 2
 
 
+@pytest.mark.slow
 def test_mixed_precision_keeps_a_float32_head(tmp_path):
     out = str(tmp_path / "mp")
     train(_tiny(out, steps_per_epoch=1, mixed_precision="bfloat16"), verbose=0)
@@ -291,6 +293,7 @@ def test_cli_error_in_a_real_process_has_no_traceback():
     assert_usage_error(run_cli("train", "--model", "nope", timeout=300), "model='nope'")
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_configuration(tmp_path):
     out = str(tmp_path / "run")
     train(_tiny(out, steps_per_epoch=1), verbose=0)
@@ -304,6 +307,7 @@ def _tiny(out, **overrides):
     )
 
 
+@pytest.mark.slow
 def test_validation_steps_evaluates_the_first_global_batches(tmp_path):
     """``validation_steps=2`` at global batch 16: the history's val_accuracy and val_loss are
     NumPy's over the split's first 32 images on the saved model, not over all 360."""
@@ -326,6 +330,7 @@ def test_validation_steps_evaluates_the_first_global_batches(tmp_path):
     assert abs(np.mean(per_image) - np.mean(per_image[:32])) > 1e-3  # the cap is visible
 
 
+@pytest.mark.slow
 def test_batchnorm_state_is_found_by_layer_type():
     """SE-ResNet-50 has the 53 BatchNorms of ResNet-50, nested models searched too."""
     from keras_se import models
@@ -337,6 +342,7 @@ def test_batchnorm_state_is_found_by_layer_type():
     assert len(batchnorm_layers(nested)) == 53
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("uninterrupted_run")  # shares the CLI's uninterrupted reference run
 def test_sigterm_in_process_saves_at_a_step_and_resumes_exactly(tmp_path, uninterrupted_run):
     """SIGTERM (sent to this process during epoch 1, step 3) stops at the next step boundary with
@@ -368,6 +374,7 @@ def test_sigterm_in_process_saves_at_a_step_and_resumes_exactly(tmp_path, uninte
     assert _max_diff(_final_weights(str(out)), _final_weights(uninterrupted_run)) <= 1e-5
 
 
+@pytest.mark.slow
 def test_divergence_stops_within_one_step_and_keeps_the_last_checkpoint(tmp_path, capsys):
     out = str(tmp_path / "nan")
     result = run_main(
@@ -424,6 +431,7 @@ def test_a_dataset_with_one_class_is_refused(tmp_path, capsys):
     assert_usage_error(result, "at least 2 classes", "dataset=")
 
 
+@pytest.mark.slow
 def test_epochs_below_the_epochs_done_are_refused_without_touching_the_run(tmp_path, capsys):
     out = tmp_path / "run"
     train(_tiny(out, steps_per_epoch=1, epochs=2), verbose=0)
@@ -435,6 +443,7 @@ def test_epochs_below_the_epochs_done_are_refused_without_touching_the_run(tmp_p
     assert (out / "config.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch):
     import tensorflow as tf
 
@@ -473,6 +482,7 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, c
     assert not [n for n in os.listdir(out / "checkpoints") if "_temp" in n]
 
 
+@pytest.mark.slow
 def test_format_1_run_directory_resumes_and_newer_versions_are_refused(tmp_path):
     """A run directory of keras_se 0.1 (checkpoints of model, optimizer, epoch; no format version)
     resumes; one claiming a newer format is refused naming the version."""

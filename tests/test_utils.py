@@ -26,6 +26,7 @@ def test_resnet50_macs_match_paper():
     assert se.macs - plain.macs == fc
 
 
+@pytest.mark.slow
 def test_conv_macs_agree_with_tensorflow_profiler():
     """Every Conv2D op TensorFlow runs is counted, and counted as its profiler does."""
     import tensorflow as tf
@@ -59,6 +60,7 @@ def test_conv_macs_agree_with_tensorflow_profiler():
     )
 
 
+@pytest.mark.slow
 def test_grouped_and_depthwise_convolutions():
     model = models.SEResNeXt50(input_shape=(64, 64, 3), classes=10)
     conv = model.get_layer("conv3_block1_2_conv")  # 3x3, 256 -> 256 in 32 groups, stride 2

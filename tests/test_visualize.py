@@ -25,6 +25,7 @@ def test_every_figure_is_importable_from_visualize():
 
 # The tests that use `quickstart_run` (tests/conftest.py: the quickstart's SE-ResNet-20, stages
 # 2-4 of 3 blocks, 16/32/64 channels) share one xdist worker, so the run is trained once.
+@pytest.mark.slow
 @pytest.mark.xdist_group("quickstart_run")
 def test_cli_visualize_writes_json_figures_and_table(capsys, tmp_path, quickstart_run):
     out = tmp_path / "figs"
@@ -65,10 +66,20 @@ def test_cli_visualize_writes_json_figures_and_table(capsys, tmp_path, quickstar
 @pytest.mark.parametrize(
     "args, needles",
     [
-        (["resnet18"], ["no SqueezeExcite layers", "resnet18"]),
-        (["RUN", "--classes", "0,10"], ["out of range", "classes='10'"]),
-        (["RUN", "--image-index", "360"], ["image_index", "360 images", "image_index=360"]),
-        (["RUN", "--blocks", "conv9_block1_se"], ["unknown SE block", "conv9_block1_se"]),
+        pytest.param(["resnet18"], ["no SqueezeExcite layers", "resnet18"], marks=pytest.mark.slow),
+        pytest.param(
+            ["RUN", "--classes", "0,10"], ["out of range", "classes='10'"], marks=pytest.mark.slow
+        ),
+        pytest.param(
+            ["RUN", "--image-index", "360"],
+            ["image_index", "360 images", "image_index=360"],
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["RUN", "--blocks", "conv9_block1_se"],
+            ["unknown SE block", "conv9_block1_se"],
+            marks=pytest.mark.slow,
+        ),
         (["/nonexistent/run"], ["does not exist", "/nonexistent/run"]),
     ],
 )

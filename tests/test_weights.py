@@ -152,7 +152,13 @@ def test_generated_key_table_is_timms(config):
 
 
 @pytest.mark.parametrize(
-    "config", ["se_resnext_legacy", "se_resnet_timm", "se_resnet_basic_legacy", "senet_legacy"]
+    "config",
+    [
+        "se_resnext_legacy",
+        "se_resnet_timm",
+        "se_resnet_basic_legacy",
+        pytest.param("senet_legacy", marks=pytest.mark.slow),
+    ],
 )
 def test_every_key_sets_exactly_one_weight(tmp_path, config):
     layout, kwargs = CONFIGS[config]
@@ -302,6 +308,7 @@ def test_builder_reads_the_layout_from_a_file(tmp_path):
     assert preprocessing.of(model) == pretrained.DEFAULT_PREPROCESSING
 
 
+@pytest.mark.slow
 def test_convert_cli(tmp_path, capsys):
     path, state = write_state(tmp_path, timm_shapes((2, 2, 2, 2), block="basic"))
     out = str(tmp_path / "converted.keras")
@@ -321,6 +328,7 @@ def test_convert_cli(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_convert_cli_without_network_is_one_line(tmp_path):
     result = run_cli(
         "convert", "timm/seresnet50.ra2_in1k", "--out", str(tmp_path / "m.keras"),
