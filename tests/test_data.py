@@ -331,7 +331,7 @@ def test_start_step_skips_whole_global_batches():
 def test_tfds_files_are_sharded_per_input_pipeline(tmp_path):
     """A TFDS dataset stored in 4 files: with 2 pipelines each reads 2 files (disjoint records
     that together are the split), and weighted evaluation counts every image once."""
-    from keras_se import bench_training
+    from keras_se.bench import suites_training as bench_training
 
     name = bench_training.write_tfds(str(tmp_path), images=48, files=4)
     info, sources = data.describe_dataset(name, data_dir=str(tmp_path))

@@ -64,7 +64,6 @@ LAYERS = [
     [
         "keras_se.bench",
         "keras_se.bench.*",
-        "keras_se.bench_training",
         "keras_se.quickstart",
         "keras_se.info",
         "keras_se.predict",

@@ -65,3 +65,26 @@ def test_device_path_runs_under_jax_without_tensorflow_figures(tmp_path):
     report = json.loads(out.read_text())
     assert report["machine"]["backend"] == "jax"
     assert {f["backend"] for f in report["figures"]} == {"jax"}
+
+
+def test_rows_time_the_trainers_fast_twin_and_the_textbook_tails():
+    """The SE-ResNet-50 rows time what keras-se train runs (`keras_se.speed.accelerate`: the
+    fused tails); the *_textbook rows the same twin with each conv → BN → SE left unfused.
+    Same variables, same function."""
+    import numpy as np
+
+    from keras_se import models
+    from keras_se.bench.suites_models import textbook_se_resnet50, trained_as
+
+    model = models.SEResNet50(input_shape=(32, 32, 3), classes=3)
+    fast = trained_as(model)
+    textbook, labels = textbook_se_resnet50(size=32, classes=3)
+    kinds = [type(layer).__name__ for layer in fast.layers]
+    assert kinds.count("BatchNormSqueezeExcite") == 16
+    book = [type(layer).__name__ for layer in textbook.layers]
+    assert "BatchNormSqueezeExcite" not in book and book.count("SqueezeExcite") == 16
+    assert "FusedBatchNormalization" in book  # the other speed layers stay
+    assert labels == ("SE-ResNet-50, textbook tails", "ResNet-50")
+    assert textbook.count_params() == fast.count_params() == model.count_params()
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(fast(x), model(x), atol=1e-5)

@@ -12,7 +12,8 @@ One module per job:
 - `keras_se.bench.process`: child processes, their result lines, the JAX child's allocator.
 - `keras_se.bench.suites`: the groups, their settings and `run_benchmarks`.
 - `keras_se.bench.suites_models`: SE-ResNet-50 vs ResNet-50, the SE layer, pipeline, memory,
-  the accelerator figures; `textbook_se_resnet50` is the textbook (unfused) SE-ResNet-50.
+  the accelerator figures; `trained_as` is a model as `keras-se train` runs it (its fast twin,
+  `keras_se.speed.accelerate`), `textbook_se_resnet50` the twin without the fused SE tails.
 - `keras_se.bench.suites_precision`: the bfloat16 export, the serving overhead, the peak.
 - `keras_se.bench.suites_training`: the training loop (Trainer vs fit, read volume, ...).
 - `keras_se.bench.peer` and `keras_se.bench.peer_sides`: keras_se vs timm on PyTorch.
@@ -78,6 +79,7 @@ from keras_se.bench.suites_models import (
     bench_models,
     bench_se_layer,
     textbook_se_resnet50,
+    trained_as,
 )
 from keras_se.bench.suites_precision import (
     ONEDNN_MARK,
@@ -155,6 +157,7 @@ __all__ = [
     "select_groups",
     "serve",
     "textbook_se_resnet50",
+    "trained_as",
     "worker_read_bytes",
     "write_report",
     "write_tfds",

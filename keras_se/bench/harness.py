@@ -40,7 +40,7 @@ GOALS = {
     # keras_se against what users would pick instead (timm on PyTorch, its faster layout)
     "peer_inference": ("<=", 0.95),
     "peer_train_step": ("<=", 0.95),
-    # the training loop (keras_se.bench_training)
+    # the training loop (keras_se.bench.suites_training)
     "loop_vs_fit": ("<=", 1.02),
     "read_volume_2": ("<=", 1.05),
     "read_volume_4": ("<=", 1.05),

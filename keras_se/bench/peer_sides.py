@@ -16,6 +16,7 @@ import time
 import keras
 import numpy as np
 
+from keras_se import speed
 from keras_se.bench.harness import compiled_forward, compiled_train_step
 from keras_se.bench.process import WORKER_RESULT_PREFIX
 
@@ -53,6 +54,7 @@ class KerasSide:
             )
         finally:
             keras.config.set_dtype_policy(previous)
+        built = speed.accelerate(built)  # as keras-se train runs it
         if train:
             step = compiled_train_step(built, learning_rate=learning_rate)
             self.steps[key] = lambda: step(x, y)

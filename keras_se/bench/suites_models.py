@@ -12,7 +12,7 @@ import statistics
 import keras
 import numpy as np
 
-from keras_se import models
+from keras_se import models, speed
 from keras_se.bench.harness import (
     Figure,
     block,
@@ -25,19 +25,34 @@ from keras_se.bench.process import read_worker_result, run_worker
 from keras_se.layers import SqueezeExcite
 
 
-def textbook_se_resnet50(*, size, classes):
-    """The textbook SE-ResNet-50 of the ``*_textbook`` rows ("textbook vs fused").
+def trained_as(model, *, tails=True):
+    """``model`` as ``keras-se train`` runs it: its fast twin (`keras_se.speed.accelerate`).
 
-    The textbook graph (conv → BatchNormalization → SqueezeExcite in each bottleneck): what
-    keras_se's fused tail (the default, `blocks.fused_bottleneck_tail`) saves. `bench_models`
+    Every keras_se row times what training runs; ``tails=False`` keeps each bottleneck's
+    ``conv → BatchNormalization → SqueezeExcite`` unfused (the ``*_textbook`` rows).
+
+    Example:
+        >>> from keras_se import models, speed
+        >>> fast = trained_as(models.SEResNet50(input_shape=(32, 32, 3), classes=3))
+        >>> "BatchNormSqueezeExcite" in {type(layer).__name__ for layer in fast.layers}
+        True
+    """
+    return speed.accelerate(model, tails=tails)
+
+
+def textbook_se_resnet50(*, size, classes):
+    """The SE-ResNet-50 of the ``*_textbook`` rows: the fast twin without the fused SE tails.
+
+    Each bottleneck keeps ``conv → BatchNormalization → SqueezeExcite`` (the other speed
+    layers stay): what the fused tail (`keras_se.speed.accelerate`) saves. `bench_models`
     times it against ResNet-50 in the ``inference_compiled_textbook`` and
     ``train_step_textbook`` rows.
 
     Returns:
         ``(model, labels)``: the model and the (A, B) labels of its rows.
     """
-    model = models.SEResNet50(input_shape=(size, size, 3), classes=classes, se_fused=False)
-    return model, ("SE-ResNet-50, se_fused=False", "ResNet-50")
+    model = models.SEResNet50(input_shape=(size, size, 3), classes=classes)
+    return trained_as(model, tails=False), ("SE-ResNet-50, textbook tails", "ResNet-50")
 
 
 def bench_models(*, size, batch, repeats, slow_repeats=None, eager_repeats=None, classes=1000):
@@ -49,8 +64,8 @@ def bench_models(*, size, batch, repeats, slow_repeats=None, eager_repeats=None,
     rng = np.random.default_rng(0)
     x = rng.random((batch, size, size, 3)).astype("float32")
     y = rng.integers(0, classes, size=(batch,))
-    se = models.SEResNet50(input_shape=(size, size, 3), classes=classes)
-    plain = models.ResNet50(input_shape=(size, size, 3), classes=classes)
+    se = trained_as(models.SEResNet50(input_shape=(size, size, 3), classes=classes))
+    plain = trained_as(models.ResNet50(input_shape=(size, size, 3), classes=classes))
     textbook, textbook_pair = textbook_se_resnet50(size=size, classes=classes)
     figures = []
     compiled = f"compiled inference, batch {batch}, {size}x{size}"
@@ -231,8 +246,8 @@ def bench_device(*, size, batch, repeats, policy="mixed_bfloat16"):
         y = rng.integers(0, 1000, size=(batch,))
         compiled = []
         for model in (
-            models.SEResNet50(input_shape=(size, size, 3)),
-            models.ResNet50(input_shape=(size, size, 3)),
+            trained_as(models.SEResNet50(input_shape=(size, size, 3))),
+            trained_as(models.ResNet50(input_shape=(size, size, 3))),
         ):
             model.compile(
                 optimizer=keras.optimizers.SGD(0.01, momentum=0.9),

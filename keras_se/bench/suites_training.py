@@ -39,7 +39,6 @@ def _trainer(out, **overrides):
     trainer = Trainer(TrainConfig(**values), verbose=0)
     trainer.setup()
     trainer.restore()
-    trainer.sigterm = [0]
     return trainer
 
 

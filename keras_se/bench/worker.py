@@ -68,9 +68,9 @@ def train_memory(name, size, batch, *, steps=3, classes=1000):
     """
     import numpy as np
 
-    from keras_se import models
+    from keras_se import models, speed
 
-    model = models.get(name, input_shape=(size, size, 3), classes=classes)
+    model = speed.accelerate(models.get(name, input_shape=(size, size, 3), classes=classes))
     step = compiled_train_step(model)
     x = np.random.default_rng(0).random((batch, size, size, 3)).astype("float32")
     y = np.zeros((batch,), "int64")
