@@ -162,36 +162,21 @@ class BatchNormSqueezeExcite(SharedVariables, SEGate):
             self._check_means_shape(means_shape, inputs_shape)
         shape = (self.channels,)
         # As in keras BatchNormalization: float32 variables, never autocast to float16.
-        self.gamma = self.add_weight(
-            name="gamma",
-            shape=shape,
-            initializer=self.gamma_initializer,
-            regularizer=self.gamma_regularizer,
-            trainable=self._batchnorm_trainable,
-            autocast=False,
-        )
-        self.beta = self.add_weight(
-            name="beta",
-            shape=shape,
-            initializer=self.beta_initializer,
-            regularizer=self.beta_regularizer,
-            trainable=self._batchnorm_trainable,
-            autocast=False,
-        )
-        self.moving_mean = self.add_weight(
-            name="moving_mean",
-            shape=shape,
-            initializer=self.moving_mean_initializer,
-            trainable=False,
-            autocast=False,
-        )
-        self.moving_variance = self.add_weight(
-            name="moving_variance",
-            shape=shape,
-            initializer=self.moving_variance_initializer,
-            trainable=False,
-            autocast=False,
-        )
+        for part, trains in (
+            ("gamma", self._batchnorm_trainable),
+            ("beta", self._batchnorm_trainable),
+            ("moving_mean", False),
+            ("moving_variance", False),
+        ):
+            variable = self.add_weight(
+                name=part,
+                shape=shape,
+                initializer=getattr(self, f"{part}_initializer"),
+                regularizer=getattr(self, f"{part}_regularizer", None),
+                trainable=trains,
+                autocast=False,
+            )
+            setattr(self, part, variable)
 
     def _check_means_shape(self, means_shape, inputs_shape):
         if math.prod(d for d in tuple(means_shape)[1:] if d is not None) != self.channels:
