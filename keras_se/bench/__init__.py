@@ -13,7 +13,7 @@ One module per job:
 - `keras_se.bench.suites`: the groups, their settings and `run_benchmarks`.
 - `keras_se.bench.suites_models`: SE-ResNet-50 vs ResNet-50, the SE layer, pipeline, memory,
   the accelerator figures; `trained_as` is a model as `keras-se train` runs it (its fast twin,
-  `keras_se.speed.accelerate`), `textbook_se_resnet50` the twin without the fused SE tails.
+  `keras_se.speed.accelerate`), `textbook_se_resnet50` the twin with its SE tails left as built.
 - `keras_se.bench.suites_precision`: the bfloat16 export, the serving overhead, the peak.
 - `keras_se.bench.suites_training`: the training loop (Trainer vs fit, read volume, ...).
 - `keras_se.bench.peer` and `keras_se.bench.peer_sides`: keras_se vs timm on PyTorch.

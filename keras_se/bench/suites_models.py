@@ -33,18 +33,19 @@ def trained_as(model, *, tails=True):
 
     Example:
         >>> from keras_se import models, speed
-        >>> fast = trained_as(models.SEResNet50(input_shape=(32, 32, 3), classes=3))
-        >>> "BatchNormSqueezeExcite" in {type(layer).__name__ for layer in fast.layers}
+        >>> model = models.SEResNet50(input_shape=(32, 32, 3), classes=3)
+        >>> fast = trained_as(model)  # the same variables
+        >>> {id(v) for v in fast.weights} == {id(v) for v in model.weights}
         True
     """
     return speed.accelerate(model, tails=tails)
 
 
 def textbook_se_resnet50(*, size, classes):
-    """The SE-ResNet-50 of the ``*_textbook`` rows: the fast twin without the fused SE tails.
+    """The SE-ResNet-50 of the ``*_textbook`` rows: the fast twin with its SE tails as built.
 
     Each bottleneck keeps ``conv → BatchNormalization → SqueezeExcite`` (the other speed
-    layers stay): what the fused tail (`keras_se.speed.accelerate`) saves. `bench_models`
+    layers stay): what `keras_se.speed.accelerate`'s SE tails save. `bench_models`
     times it against ResNet-50 in the ``inference_compiled_textbook`` and
     ``train_step_textbook`` rows.
 
