@@ -244,22 +244,7 @@ def build_resnet(
         )
     stackwise_filters = STAGE_FILTERS[: len(stackwise_num_blocks)]
     common.check_stages(stackwise_num_blocks, stackwise_filters)
-    if stem is not None and stem not in STEMS:
-        raise ValueError(f"`stem` must be one of {STEMS} or None. Received: stem={stem!r}")
-    if stem_pool not in STEM_POOLS:
-        raise ValueError(
-            f"`stem_pool` must be one of {STEM_POOLS}. Received: stem_pool={stem_pool!r}"
-        )
-    if stem is None:
-        size = common.spatial_size(app.input_shape)
-        stem = "cifar" if size is not None and size < CIFAR_STEM_BELOW else "imagenet"
-    if stem == "imagenet":
-        common.check_min_size(
-            app.input_shape, 32, hint=" for stem='imagenet' (stem='cifar' works down to 8x8)"
-        )
-    else:
-        common.check_min_size(app.input_shape, 8, hint=f" for stem={stem!r}")
-
+    stem = _check_stem(stem, stem_pool, app.input_shape)
     img_input = common.make_input(app)
     x = _stem(img_input, stem=stem, deep_stem=deep_stem, stem_pool=stem_pool)
     unit = functools.partial(
@@ -283,6 +268,27 @@ def build_resnet(
         first_level=2 if stem == "imagenet" else 0,
     )
     return common.finish_model(x, img_input, app, dropout=dropout, pyramid=pyramid)
+
+
+def _check_stem(stem, stem_pool, input_shape):
+    """The stem to build (None: the CIFAR one below `CIFAR_STEM_BELOW` pixels); checks the
+    stem, its pool and the input size it needs."""
+    if stem is not None and stem not in STEMS:
+        raise ValueError(f"`stem` must be one of {STEMS} or None. Received: stem={stem!r}")
+    if stem_pool not in STEM_POOLS:
+        raise ValueError(
+            f"`stem_pool` must be one of {STEM_POOLS}. Received: stem_pool={stem_pool!r}"
+        )
+    if stem is None:
+        size = common.spatial_size(input_shape)
+        stem = "cifar" if size is not None and size < CIFAR_STEM_BELOW else "imagenet"
+    if stem == "imagenet":
+        common.check_min_size(
+            input_shape, 32, hint=" for stem='imagenet' (stem='cifar' works down to 8x8)"
+        )
+    else:
+        common.check_min_size(input_shape, 8, hint=f" for stem={stem!r}")
+    return stem
 
 
 def _stem(img_input, *, stem, deep_stem, stem_pool):
