@@ -150,3 +150,31 @@ def test_files_of_the_fused_era_load():
     np.testing.assert_allclose(
         model(recorded["inputs"]), recorded["outputs"], rtol=1e-5, atol=1e-5
     )
+
+
+def test_accelerate_freezes_the_gate_alone_where_it_is_fused():
+    """SE layers frozen, BatchNorms training: in the fused tails the gate's weights are not
+    trainable while the BatchNorm part still updates its statistics and affine."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("a GradientTape step: TensorFlow")
+    from keras_se.speed import accelerate, bottleneck_tails
+
+    model = _fused_era_network()
+    _randomize(model, seed=4)
+    for layer in model.layers:
+        if isinstance(layer, SqueezeExcite):
+            layer.trainable = False
+    fast = accelerate(model)
+    _, bn, se = bottleneck_tails(model)[0]
+    trainable = {id(v) for v in fast.trainable_variables}
+    assert not {id(v) for v in se.weights} & trainable
+    assert {id(bn.gamma), id(bn.beta)} <= trainable
+    gate, stats = [v.numpy() for v in se.weights], bn.moving_mean.numpy()
+    x = np.random.default_rng(5).normal(size=(4, 16, 16, 3)).astype("float32")
+    with _tape() as tape:
+        loss = keras.ops.sum(fast(x, training=True) ** 2)
+    variables = fast.trainable_variables
+    keras.optimizers.SGD(0.5).apply_gradients(zip(tape.gradient(loss, variables), variables))
+    for before, v in zip(gate, se.weights):
+        np.testing.assert_array_equal(before, v.numpy())
+    assert not np.allclose(stats, bn.moving_mean.numpy())
