@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # `pytest -n auto` starts one xdist worker per core; each worker's TensorFlow (and the
@@ -85,7 +86,10 @@ class FastTierBudget:
     def pytest_runtest_logreport(self, report):
         if report.when not in ("setup", "call"):
             return
-        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
+        seconds = report.duration
+        if report.when == "setup":  # (the call report repeats the item's user_properties)
+            seconds -= sum(v for k, v in report.user_properties if k == SHARED_SETUP_PROPERTY)
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + seconds
         if any(mark in report.keywords for mark in NOT_FAST_MARKS):
             self.exempt.add(report.nodeid)
 
@@ -117,7 +121,39 @@ class FastTierBudget:
             terminalreporter.line(f"{seconds:8.2f}s {nodeid}", red=True)
 
 
+#: A test's setup report carries the seconds its module/session fixtures took to set up
+#: (``report.user_properties``, which xdist sends to the controller): `FastTierBudget` does not
+#: charge them to the test that happened to run first (under xdist, any of their users).
+SHARED_SETUP_PROPERTY = "keras_se_shared_fixture_setup_s"
+
+
+class SharedFixtureTimer:
+    """A pytest plugin (every process, not path-scoped like conftest hooks, which a session
+    fixture's setup would not reach): times module/session fixture setups and puts the sum on
+    the setup report of the test that triggered them."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        started = time.perf_counter()
+        try:
+            return (yield)
+        finally:
+            if fixturedef.scope != "function":
+                self.seconds += time.perf_counter() - started
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        if call.when == "setup" and self.seconds:
+            item.user_properties.append((SHARED_SETUP_PROPERTY, self.seconds))
+        self.seconds = 0.0
+        return (yield)
+
+
 def pytest_configure(config):
+    config.pluginmanager.register(SharedFixtureTimer(), "keras_se_shared_fixture_timer")
     # Under xdist the controller sees every report; the workers only their own share.
     if not hasattr(config, "workerinput") and not config.option.collectonly:
         config.pluginmanager.register(FastTierBudget.from_env(), "keras_se_fast_tier_budget")

@@ -43,11 +43,20 @@ def pytest_configure(config):
 INI = "[pytest]\nmarkers =\n" + "".join(f"    {m}: a tier\n" for m in NOT_FAST_MARKS)
 
 
-def _run(pytester, monkeypatch, *, mark="", budget="0.3"):
+#: In process, the inner session also gets the hooks that time module/session fixtures.
+INNER_CONFTEST_IN_PROCESS = INNER_CONFTEST.replace(
+    "from tests.conftest import FastTierBudget  # (imports keras: the controller only)\n",
+    "from tests.conftest import FastTierBudget, SharedFixtureTimer\n\n"
+    "        config.pluginmanager.register(SharedFixtureTimer())\n",
+)
+assert INNER_CONFTEST_IN_PROCESS != INNER_CONFTEST
+
+
+def _run(pytester, monkeypatch, *, mark="", budget="0.3", tests=SLEEPERS):
     monkeypatch.setenv(FAST_TEST_BUDGET_ENV, budget)
     pytester.makeini(INI)
-    pytester.makeconftest(INNER_CONFTEST)
-    pytester.makepyfile(test_inner=SLEEPERS.format(mark=mark))
+    pytester.makeconftest(INNER_CONFTEST_IN_PROCESS)
+    pytester.makepyfile(test_inner=tests.format(mark=mark))
     return pytester.runpytest_inprocess("-p", "no:cacheprovider", "-n", "0")
 
 
@@ -71,6 +80,39 @@ def test_a_marked_slow_test_passes(pytester, monkeypatch, mark):
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.OK
     assert "fast-tier budget" not in result.stdout.str()
+
+
+SHARED_FIXTURE = """
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="{mark}")
+def shared():
+    time.sleep(0.6)
+
+
+def test_first(shared):
+    time.sleep(0.05)
+
+
+def test_second(shared):
+    pass
+"""
+
+
+@pytest.mark.parametrize("scope", ["module", "session"])
+def test_a_shared_fixtures_setup_is_not_charged_to_its_first_user(pytester, monkeypatch, scope):
+    result = _run(pytester, monkeypatch, mark=scope, tests=SHARED_FIXTURE)
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+
+
+def test_a_function_fixtures_setup_is_charged(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch, mark="function", tests=SHARED_FIXTURE)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*s test_inner.py::test_first", "*s test_inner.py::test_second"])
 
 
 def test_a_zero_budget_disables_the_check(pytester, monkeypatch):
