@@ -145,7 +145,7 @@ NOT_RUN = [
         r"^keras-se train",
         "a full training run (minutes or more); tiny runs: tests/test_training.py",
     ),
-    (r"^keras-se tune", "a multi-trial search (minutes); tiny searches: tests/test_tuning.py"),
+    (r"^keras-se tune", "a multi-trial search (minutes); tiny searches: tests/test_tuner.py"),
     (r"^keras-se bench", "the benchmark takes minutes to an hour; smoke tests: pytest -m bench"),
     (r"^keras-se convert timm/", "downloads reference weights (network)"),
     (
@@ -326,13 +326,19 @@ def test_every_public_name_is_in_the_api_reference(tmp_path):
 
 DOCTESTED_MODULES = [
     "keras_se/analysis.py",
+    "keras_se/speed/rewrite.py",
     "keras_se/utils.py",
     "keras_se/retrofit.py",
     "keras_se/blocks.py",
     "keras_se/info.py",
 ]
 #: Modules whose docstring examples take 2 s or more in all.
-SLOW_DOCTESTS = {"keras_se/analysis.py", "keras_se/utils.py", "keras_se/retrofit.py"}
+SLOW_DOCTESTS = {
+    "keras_se/analysis.py",
+    "keras_se/speed/rewrite.py",
+    "keras_se/utils.py",
+    "keras_se/retrofit.py",
+}
 
 
 @pytest.mark.parametrize(
