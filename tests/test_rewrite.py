@@ -13,24 +13,24 @@ from keras_se import SqueezeExcite
 
 
 # --------------------------------------------------------------------------- accelerate
-def _fused_era_network():
-    """tests/data/make_fused_era.py's network, built by today's builders (the textbook graph)."""
+def _generator():
+    """tests/data/make_fused_era.py, the script that wrote the fused-era files."""
     import importlib.util
 
     path = os.path.join(os.path.dirname(__file__), "data", "make_fused_era.py")
     spec = importlib.util.spec_from_file_location("make_fused_era", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.build()
+    return module
+
+
+def _fused_era_network():
+    """The fused-era files' network, built by today's builders (the textbook graph)."""
+    return _generator().build()
 
 
 def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        value = rng.normal(size=tuple(w.shape)) * 0.3
-        if w.path.endswith("moving_variance"):
-            value = rng.uniform(0.5, 2.0, size=tuple(w.shape))
-        w.assign(value.astype("float32"))
+    _generator().randomize(model, np.random.default_rng(seed))
 
 
 def test_accelerate_shares_variables_and_computes_the_textbook_function():

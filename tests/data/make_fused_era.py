@@ -28,15 +28,20 @@ def build():
     return keras.Model(inputs, outputs, name="fused_era")
 
 
-def main(directory="tests/data"):
-    keras.utils.set_random_seed(0)
-    model = build()
-    rng = np.random.default_rng(0)
+def randomize(model, rng):
+    """Every weight random (moving variances positive), so no BatchNorm is the identity."""
     for w in model.weights:
         value = rng.normal(size=tuple(w.shape)) * 0.3
         if w.path.endswith("moving_variance"):
             value = rng.uniform(0.5, 2.0, size=tuple(w.shape))
         w.assign(value.astype("float32"))
+
+
+def main(directory="tests/data"):
+    keras.utils.set_random_seed(0)
+    model = build()
+    rng = np.random.default_rng(0)
+    randomize(model, rng)
     images = rng.normal(size=(2, 16, 16, 3)).astype("float32")
     outputs = keras.ops.convert_to_numpy(model(images, training=False))
     model.save(f"{directory}/fused_era.keras")
