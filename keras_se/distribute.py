@@ -157,9 +157,10 @@ def _lead_rendezvous(tasks, deadline, timeout):
                 chunk = b""
                 with contextlib.suppress(OSError):
                     chunk = ready.recv(256)
-                if not chunk:  # a task that connected and went away: forget it
+                if not chunk:  # a task (or a port probe) that connected and went away
                     joined = {k: c for k, c in joined.items() if c is not ready}
-                    buffers.pop(ready).close()
+                    del buffers[ready]
+                    ready.close()
                     continue
                 buffers[ready] += chunk
                 if b"\n" in buffers[ready]:

@@ -129,6 +129,36 @@ def test_rendezvous_of_a_chief_and_two_workers_returns_everywhere_and_frees_the_
     assert distribute.wait_for_cluster(60, {}) is None  # no cluster: nothing to wait for
 
 
+def test_rendezvous_leader_survives_a_connection_that_hangs_up():
+    """A port probe (connect, then close without a word) before the worker joins: the leader
+    forgets it and still lets the real worker in (it used to crash closing a bytes buffer)."""
+    config, ports = _cluster(2, 0)
+    errors = []
+
+    def lead():
+        try:
+            distribute.wait_for_cluster(20, config)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    deadline = time.monotonic() + 10
+    while True:  # the probe: connect until the leader listens, then hang up at once
+        try:
+            socket.create_connection(("127.0.0.1", ports[0]), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the leader never listened"
+            time.sleep(0.05)
+    time.sleep(0.3)  # the leader sees the hang-up before anyone else connects
+    try:
+        distribute.wait_for_cluster(5, {**config, "task": {"type": "worker", "index": 1}})
+    finally:
+        leader.join(20)
+    assert not leader.is_alive() and not errors, errors
+
+
 def _leader_cli(tmp_path, name, timeout):
     config, ports = _cluster(2, 0)
     out = tmp_path / name
