@@ -214,7 +214,8 @@ def test_user_factory_trains_with_excitation_logs_and_tunes(user_module, tmp_pat
 # ----------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    """A 10-class SE-ResNet-18 trained on digits (tiny): the weights fine-tuning starts from."""
+    """A 10-class CIFAR SE-ResNet-20 trained on digits (`TINY_RUN`): the weights fine-tuning
+    starts from."""
     out = str(tmp_path_factory.mktemp("base") / "run")
     train(TrainConfig(**TINY_RUN, steps_per_epoch=2, epochs=1, out=out), verbose=0)
     return out
@@ -228,7 +229,7 @@ def test_finetune_new_head_then_export_and_predict(digits_run, tmp_path, capsys)
     folder = _digit_folder(tmp_path / "folder")
     base = keras.models.load_model(os.path.join(digits_run, "model.keras"))
     config = TrainConfig(
-        model="se_resnet18", dataset=folder, image_size=16, batch_size=16,
+        model=TINY_RUN["model"], dataset=folder, image_size=16, batch_size=16,
         weights=os.path.join(digits_run, "model.keras"), out=str(tmp_path / "setup"),
     )  # fmt: skip
     trainer = Trainer(config, verbose=0)
@@ -239,7 +240,7 @@ def test_finetune_new_head_then_export_and_predict(digits_run, tmp_path, capsys)
                 np.testing.assert_array_equal(
                     keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs)
                 )
-    assert trainer.model.get_layer("predictions").kernel.shape == (512, 3)
+    assert trainer.model.get_layer("predictions").kernel.shape == (64, 3)
     assert trainer.info.preprocessing.mean == spec_of(RunDir(digits_run).load_model()).mean
     assert config.peak_learning_rate() == pytest.approx(0.6 * 16 / 1024 / 10)
 

@@ -25,10 +25,10 @@ from keras_se.training import (
 )
 from tests.conftest import TINY_RUN, assert_usage_error, free_port, run_cli, run_main
 
-# A tiny run: SE-ResNet-18 on 16x16 digits, 3 steps of 16 images per epoch.
+# A tiny run: CIFAR SE-ResNet-20 (as `TINY_RUN`) on 16x16 digits, 3 steps of 16 images per epoch.
 DIGITS16 = [
     "--model",
-    "se_resnet18",
+    "se_resnet20_cifar",
     "--dataset",
     "digits",
     "--image-size",
@@ -73,9 +73,11 @@ def test_train_writes_run_directory_and_history(tmp_path):
     assert [row["epoch"] for row in history] == [1, 2]
     assert all(np.isfinite(row["loss"]) and 0 <= row["val_accuracy"] <= 1 for row in history)
     config = json.load(open(os.path.join(out, "config.json")))
-    assert config["train"]["model"] == "se_resnet18" and config["num_classes"] == 10
+    assert config["train"]["model"] == "se_resnet20_cifar" and config["num_classes"] == 10
     assert config["image_shape"] == [16, 16, 3] and config["class_names"][3] == "3"
-    assert summary["params"] == 11_263_042 - 0 and summary["epochs"] == 2
+    # Trainable: ResNet-20's 269,722 (He et al.; tests/test_cifar.py) + 3 SE blocks per stage of
+    # 2*C*(C/16) + C/16 + C for C = 16, 32, 64 (49 + 162 + 580).
+    assert summary["params"] == 269_722 + 3 * (49 + 162 + 580) and summary["epochs"] == 2
     # Rerunning a finished run trains nothing more and gives the same model.
     again = train(_tiny(out, steps_per_epoch=2, epochs=2), verbose=0)
     assert again["weights_sha256"] == summary["weights_sha256"]
