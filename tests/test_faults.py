@@ -223,7 +223,7 @@ KILLS = int(os.environ.get("KERAS_SE_KILLS", "2"))
 KILL_SEED = int(os.environ.get("KERAS_SE_KILL_SEED", "30"))
 KILL_TRAIN = [
     "train",
-    *cli_flags(steps_per_epoch=3, epochs=3, checkpoint_every=1, log_excitations=1, seed=5),
+    *cli_flags(steps_per_epoch=3, epochs=2, checkpoint_every=1, log_excitations=1, seed=5),
 ]
 
 
@@ -312,7 +312,9 @@ def _landing(out):
 def test_train_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path):
     """`keras-se train` SIGKILLed KILLS times at random moments after training started
     (seeded), then rerun to completion: the uninterrupted run's weights (1e-5), every epoch
-    once in history.json/csv, excitations/epoch_K.json for K = 1..3 equal to the reference's."""
+    once in history.json/csv, excitations/epoch_K.json for K = 1, 2 equal to the reference's.
+    (2 epochs of 3 steps: every kind of moment, a step, an epoch end, an excitation log, and a
+    resume that catches a missed log up; a third epoch only repeated them.)"""
     rng = random.Random(KILL_SEED)
     log = str(tmp_path / "stderr.log")
     reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
@@ -349,10 +351,10 @@ def test_train_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path):
     print("final:", _landing(killed), final.lines[0][1] if final.lines else "")
     assert "Traceback" not in open(log).read()
     assert _max_diff(_weights(killed), _weights(reference)) <= 1e-5
-    assert _history_epochs(killed) == ([1, 2, 3], [1, 2, 3])
+    assert _history_epochs(killed) == ([1, 2], [1, 2])
     names = sorted(os.listdir(os.path.join(killed, "excitations")))
     assert names == sorted(os.listdir(os.path.join(reference, "excitations")))
-    assert [n for n in names if n.startswith("epoch_")] == [f"epoch_{k}.json" for k in (1, 2, 3)]
+    assert [n for n in names if n.startswith("epoch_")] == [f"epoch_{k}.json" for k in (1, 2)]
     for name in names:
         if not name.endswith(".json"):
             continue

@@ -139,7 +139,11 @@ def test_layer_suite_under_jax_backend():
     import subprocess
     import sys
 
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    # No fast-tier budget inside: beside the suite's other worker its first tests (JAX's
+    # compiles) ran over 8 s, a verdict on the load rather than on the tests.
+    env = dict(
+        os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", KERAS_SE_FAST_TEST_BUDGET_S="0"
+    )
     result = subprocess.run(
         # -n 0: one process (the suite around it already uses the cores)
         [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", __file__],

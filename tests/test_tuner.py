@@ -247,8 +247,8 @@ def test_chief_and_two_workers_run_each_trial_once(tmp_path):
         "keras_se.cli",
         "tune",
         *TINY_FLAGS,
-        "--ratios",
-        "4,8,16",
+        "--ratios",  # two trials for two workers (a third only lengthened the test by one)
+        "8,16",
         "--out",
         out,
         "--oracle-port",
@@ -280,10 +280,10 @@ def test_chief_and_two_workers_run_each_trial_once(tmp_path):
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
     trials = _trials(out)
-    assert sorted(t["hyperparameters"]["values"]["se_ratio"] for t in trials) == [4, 8, 16]
+    assert sorted(t["hyperparameters"]["values"]["se_ratio"] for t in trials) == [8, 16]
     assert all(t["status"] == "COMPLETED" for t in trials)
     results = json.load(open(os.path.join(out, "results.json")))
-    assert len(results) == 3 and len({r["run_dir"] for r in results}) == 3
+    assert len(results) == 2 and len({r["run_dir"] for r in results}) == 2
     for r in results:  # each trial trained exactly once: one history row per epoch
         assert len(json.load(open(os.path.join(r["run_dir"], "history.json")))) == 1
 
