@@ -161,6 +161,20 @@ def pytest_configure(config):
         config.pluginmanager.register(FastTierBudget.from_env(), "keras_se_fast_tier_budget")
 
 
+#: Module-scoped fixtures that take seconds to build (an export, a training run). Under xdist
+#: each worker builds its own copy of a module fixture; the tests that use one of these run in
+#: its xdist group (``--dist loadgroup``), on one worker, so the suite builds it once.
+SHARED_FIXTURES = ("exported", "resume_reference", "digits_run")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups into the node ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if shared and not any(True for _ in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
+
 @pytest.fixture(autouse=True)
 def _reset_keras_state():
     """Each test starts with float32 policy, channels_last and a fresh name scope.
