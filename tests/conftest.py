@@ -161,10 +161,11 @@ def pytest_configure(config):
         config.pluginmanager.register(FastTierBudget.from_env(), "keras_se_fast_tier_budget")
 
 
-#: Module-scoped fixtures that take seconds to build (an export, a training run). Under xdist
+#: Module-scoped fixtures that take seconds to build (an export, a training run, the Inception
+#: models). Under xdist
 #: each worker builds its own copy of a module fixture; the tests that use one of these run in
 #: its xdist group (``--dist loadgroup``), on one worker, so the suite builds it once.
-SHARED_FIXTURES = ("exported", "resume_reference", "digits_run")
+SHARED_FIXTURES = ("exported", "resume_reference", "digits_run", "small_model")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups into the node ids
