@@ -162,9 +162,9 @@ def pytest_configure(config):
 
 
 #: Module-scoped fixtures that take seconds to build (an export, a training run, the Inception
-#: models). Under xdist
-#: each worker builds its own copy of a module fixture; the tests that use one of these run in
-#: its xdist group (``--dist loadgroup``), on one worker, so the suite builds it once.
+#: models). Under xdist each worker builds its own copy of a module fixture; the tests that use
+#: one of these run in its xdist group (``--dist loadgroup``), on one worker, so the suite
+#: builds it once.
 SHARED_FIXTURES = ("exported", "resume_reference", "digits_run", "small_model")
 
 
