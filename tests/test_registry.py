@@ -19,13 +19,14 @@ HEAVY = {"senet154", "se_resnext101_32x8d", "se_resnext101_64x4d", "resnext101_3
          "resnext101_64x4d"}  # fmt: skip
 #: The rows that build, train and round-trip in under 2 s: the only ones in the fast tier.
 QUICK_ROWS = {"resnet20_cifar", "se_resnet20_cifar"}
-#: Deeper stacks of a shallower row's blocks (ResNet-101/152 of ResNet-50's bottlenecks,
-#: ResNeXt-101 32x4d of ResNeXt-50's, SE-ResNeXt-50/101 of SE-ResNeXt-26's, CIFAR ResNet-110
-#: of ResNet-56's units, with and without SE), which trains and round-trips: these build and
-#: predict only (their train step and 100-240 MB save took 8-27 s each in the suite; their
-#: parameter counts are in test_resnet).
-DEEP = {"resnet101", "se_resnet101", "resnet152", "se_resnet152", "resnext101_32x4d",
-        "se_resnext50_32x4d", "se_resnext101_32x4d", "resnet110_cifar",
+#: Deeper stacks of a shallower row's blocks, which trains and round-trips: ResNet-101/152 of
+#: ResNet-50's bottlenecks, SE-ResNeXt-50/101 of SE-ResNeXt-26's, CIFAR ResNet-110 of
+#: ResNet-56's units (with and without SE), and the plain ResNeXt-50/101 of SE-ResNeXt-26's
+#: grouped bottlenecks (a plain twin is its SE twin's graph without the SE layers). These build
+#: and predict only: their train step and 100-240 MB save took 8-27 s each in the suite; their
+#: parameter counts are in test_resnet.
+DEEP = {"resnet101", "se_resnet101", "resnet152", "se_resnet152", "resnext50_32x4d",
+        "resnext101_32x4d", "se_resnext50_32x4d", "se_resnext101_32x4d", "resnet110_cifar",
         "se_resnet110_cifar"}  # fmt: skip
 #: Trained a step in tests/test_inception.py (`test_registered_models_train_one_step`, at
 #: their minimum size, with a check that the weights moved): here they build, predict
