@@ -226,7 +226,10 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
     is partial, nothing dropped or counted twice). (One killed-and-restarted multi-worker run
     instead of an uninterrupted one and a killed one: a resume that replayed or skipped a step
     would move the weights by far more than the 1e-4 all-reduce-order tolerance.)"""
-    args = [*DIGITS16, *STEP_FLAGS, "--epochs", "2", "--seed", "3"]  # the whole validation split
+    # 4 steps per epoch, a checkpoint after each (a kill lands inside an epoch, as with the
+    # resume tests' 8 and 2, at half their steps); the whole validation split.
+    args = [*DIGITS16, "--steps-per-epoch", "4", "--checkpoint-every", "1", "--quiet"]
+    args += ["--epochs", "2", "--seed", "3"]
     mirrored = str(tmp_path / "mirrored")
     cmd, env = _cli(
         "train", *args, "--strategy", "mirrored", "--cpu-devices", "2", "--out", mirrored
@@ -243,7 +246,7 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
     multi = str(tmp_path / "multi")
     procs = _worker_procs(args, multi, workers)
     try:
-        killed_at = _wait_for_step_checkpoint(procs[0], multi, steps_per_epoch=8)
+        killed_at = _wait_for_step_checkpoint(procs[0], multi, steps_per_epoch=4)
         procs[1].send_signal(signal.SIGKILL)
         procs[1].wait(timeout=60)
         time.sleep(1)
@@ -264,7 +267,7 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
     assert [row["epoch"] for row in h_multi] == [1, 2]
     # Same global batches, same per-replica BN batches: equal up to all-reduce order.
     assert _max_diff(_final_weights(multi), _final_weights(mirrored)) <= 1e-4
-    if killed_at < 8:  # killed in epoch 1: epoch 2 ran whole after the restart
+    if killed_at < 4:  # killed in epoch 1: epoch 2 ran whole after the restart
         assert h_multi[-1]["loss"] == pytest.approx(h_mirrored[-1]["loss"], rel=1e-4)
     assert h_multi[-1]["val_accuracy"] == _single_device_val_accuracy(multi)
 
