@@ -172,7 +172,7 @@ SHARED_FIXTURES = ("exported", "resume_reference", "digits_run", "small_model")
 def pytest_collection_modifyitems(config, items):
     for item in items:
         shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
-        if shared and not any(True for _ in item.iter_markers("xdist_group")):
+        if shared and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(shared[0]))
 
 
@@ -237,6 +237,13 @@ def assert_layer_roundtrip(layer_factory, inputs, tmp_path, *, atol=1e-6):
     loaded = keras.models.load_model(path, safe_mode=True)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(inputs)), out, atol=atol)
     return model
+
+
+def forward(model, x):
+    """One eager inference pass of ``model`` on ``x``, as NumPy (a dict for dict outputs).
+    ``predict`` first traces a function: 5-7 s for the full Inception graphs, several times
+    the pass itself."""
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, model(x, training=False))
 
 
 def free_port():

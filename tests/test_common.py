@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from keras_se import models
+from tests.conftest import forward
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -169,12 +170,6 @@ FEATURE_CASES = [
 ]
 
 
-def _forward(model, x):
-    """One eager inference pass, as NumPy (``predict`` first traces a function: 5-7 s for
-    these graphs, several times the pass itself)."""
-    return keras.tree.map_structure(keras.ops.convert_to_numpy, model(x, training=False))
-
-
 def _shapes(model):
     return {key: tuple(tensor.shape[1:]) for key, tensor in model.output.items()}
 
@@ -201,7 +196,7 @@ def test_features_only_outputs_the_full_models_stage_maps(name, kwargs, expected
          last: full.get_layer("avg_pool").input},  # the map the classifier pools
     )  # fmt: skip
     x = np.random.default_rng(0).uniform(-1, 1, (2, *kwargs["input_shape"])).astype("float32")
-    got, want = _forward(backbone, x), _forward(reference, x)
+    got, want = forward(backbone, x), forward(reference, x)
     assert set(got) == set(expected)
     for key in expected:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)
@@ -212,14 +207,14 @@ def test_features_only_defaults_to_any_input_size_and_round_trips(tmp_path):
     backbone = models.SEResNet18(features_only=True)
     assert backbone.input.shape == (None, None, None, 3)
     for size in ((64, 64), (96, 64)):
-        out = _forward(backbone, np.zeros((1, *size, 3), "float32"))
+        out = forward(backbone, np.zeros((1, *size, 3), "float32"))
         assert out["P5"].shape == (1, size[0] // 32, size[1] // 32, 512)
         assert out["P2"].shape == (1, size[0] // 4, size[1] // 4, 64)
     path = str(tmp_path / "backbone.keras")
     backbone.save(path)
     loaded = keras.models.load_model(path)
     x = np.random.default_rng(1).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
-    want, got = _forward(backbone, x), _forward(loaded, x)
+    want, got = forward(backbone, x), forward(loaded, x)
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-6)
 

@@ -16,6 +16,7 @@ import pytest
 
 from keras_se import SqueezeExcite, models
 from keras_se.models import inception
+from tests.conftest import forward
 
 SMALL = dict(input_shape=(75, 75, 3), classes=3)
 
@@ -107,12 +108,6 @@ PYRAMID_LAYERS = {
 }
 
 
-def _forward(model, x):
-    """One eager inference pass, as NumPy (``predict`` first traces a function: 5-7 s for
-    these graphs, several times the pass itself)."""
-    return keras.tree.map_structure(keras.ops.convert_to_numpy, model(x, training=False))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(KERAS_APPLICATIONS))
 def test_features_only_equals_keras_applications_intermediate_layers(arch):
@@ -127,7 +122,7 @@ def test_features_only_equals_keras_applications_intermediate_layers(arch):
         {key: reference.get_layer(name).output for key, name in PYRAMID_LAYERS[arch].items()},
     )
     x = np.random.default_rng(0).uniform(-1, 1, (2, 75, 75, 3)).astype("float32")
-    want, got = _forward(pyramid, x), _forward(ours, x)
+    want, got = forward(pyramid, x), forward(ours, x)
     assert list(got) == ["P2", "P3", "P4", "P5"]
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5, err_msg=key)

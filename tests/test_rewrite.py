@@ -3,6 +3,7 @@ gradients, freezing, saving) and `load_fused_weights` on files of the fused era.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import keras
@@ -13,6 +14,7 @@ from keras_se import SqueezeExcite
 
 
 # --------------------------------------------------------------------------- accelerate
+@functools.cache
 def _generator():
     """tests/data/make_fused_era.py, the script that wrote the fused-era files."""
     import importlib.util

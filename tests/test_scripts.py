@@ -120,7 +120,7 @@ def test_launcher_runs_two_local_workers(tmp_path):
             "--local",
             "2",
             "--",
-            "--model",  # not the default SE-ResNet-50: the launcher is under test, not the model
+            "--model",  # not the default SE-ResNet-18: the launcher is under test, not the model
             "se_resnet20_cifar",
             "--image-size",
             "16",
