@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
@@ -257,8 +256,10 @@ def free_port():
 
 def run_cli(*args, timeout=600, env=None):
     """Runs ``python -m keras_se_core.cli ARGS`` (= ``keras-se``) in a subprocess."""
+    from tests import prefork
+
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run(
+    return prefork.run(
         [sys.executable, "-m", "keras_se_core.cli", *args],
         capture_output=True,
         text=True,

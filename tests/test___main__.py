@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
 
 from keras_se.bench.harness import Figure
+from tests import prefork
 
 
 @pytest.mark.slow
@@ -17,7 +17,7 @@ def test_python_dash_m_keras_se_bench_compares_two_reports(tmp_path):
     for name, a in (("1.json", 1.0), ("2.json", 1.1)):
         figure = Figure("train_step", "d", "A", "B", [a], [2.0], backend="jax").as_dict()
         (tmp_path / name).write_text(json.dumps({"figures": [figure]}))
-    result = subprocess.run(
+    result = prefork.run(
         [
             sys.executable,
             "-m",

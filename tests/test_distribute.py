@@ -16,6 +16,7 @@ import pytest
 
 from keras_se import distribute
 from keras_se_core.errors import UsageError
+from tests import prefork
 from tests.conftest import CliResult, assert_usage_error, free_port
 
 
@@ -162,7 +163,7 @@ def test_rendezvous_leader_survives_a_connection_that_hangs_up():
 def _leader_cli(tmp_path, name, timeout):
     config, ports = _cluster(2, 0)
     out = tmp_path / name
-    proc = subprocess.Popen(
+    proc = prefork.Popen(
         [
             sys.executable,
             "-m",

@@ -20,6 +20,7 @@ from keras_se import SqueezeExcite, data
 from keras_se.excitation_log import ExcitationLog, fixed_sample, sample_classes
 from keras_se.rundir import RunDir
 from keras_se.training import TrainConfig, Trainer, train
+from tests import prefork
 from tests.conftest import TINY_RUN, free_port
 
 
@@ -123,7 +124,7 @@ def test_tensorboard_serves_the_logged_scalars(tmp_path):
     out = tmp_path / "run"
     train(_tiny(out, epochs=1, log_excitations=1), verbose=0)
     port = free_port()
-    server = subprocess.Popen(
+    server = prefork.Popen(
         [
             sys.executable,
             "-m",

@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras_se import SqueezeExcite, export, models
 from keras_se.data import Preprocessing, save_preprocessing
 from keras_se_core.errors import UsageError
+from tests import prefork
 from tests.conftest import assert_usage_error, run_main
 
 H, W, C = 32, 32, 3
@@ -677,7 +678,7 @@ def test_cli_killed_export_leaves_no_version_then_rerun_succeeds(exported, tmp_p
         exporter.export_model(sys.argv[1], sys.argv[2])
         """
     )
-    proc = subprocess.run(
+    proc = prefork.run(
         [sys.executable, "-c", script, exported.run_dir, base],
         capture_output=True,
         text=True,

@@ -23,6 +23,7 @@ import pytest
 from keras_se.rundir import RunDir
 from keras_se.training import TrainConfig, train
 from keras_se_core.errors import UsageError
+from tests import prefork
 from tests.conftest import TINY_RUN, assert_usage_error, cli_flags, run_main
 
 #: The item-1 reference: 2 epochs of 3 steps, a checkpoint after every step (ckpt-1..6; the
@@ -191,7 +192,7 @@ def test_a_second_run_on_a_locked_out_is_refused_and_a_killed_holder_leaves_no_l
 ):
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen(
+    holder = prefork.Popen(
         [sys.executable, "-c", _HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True
     )
     try:
@@ -234,7 +235,7 @@ class _Process:
         self.start = time.monotonic()
         self.lines = []  # (seconds since start, line)
         self.stderr = open(log, "a")
-        self.proc = subprocess.Popen(
+        self.proc = prefork.Popen(
             [sys.executable, "-m", module, *args],
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
             stdout=subprocess.PIPE,

@@ -14,6 +14,7 @@ from keras_se.layers import SEGate, Squeeze
 from keras_se.speed import (
     BatchNormSqueezeExcite,
 )
+from tests import prefork
 from tests.conftest import assert_layer_roundtrip
 from tests.test_layers import numpy_se
 
@@ -270,7 +271,6 @@ def test_batchnorm_se_synchronized_uses_global_batch_statistics():
         pytest.skip("tf.distribute runs on the TensorFlow backend")
     import json
     import os
-    import subprocess
     import sys
     import textwrap
 
@@ -298,7 +298,7 @@ def test_batchnorm_se_synchronized_uses_global_batch_statistics():
         """
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
+    result = prefork.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
     )
     assert result.returncode == 0, result.stderr[-3000:]

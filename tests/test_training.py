@@ -23,6 +23,7 @@ from keras_se.training import (
     batchnorm_layers,
     train,
 )
+from tests import prefork
 from tests.conftest import TINY_RUN, assert_usage_error, free_port, run_cli, run_main
 
 # A tiny run: CIFAR SE-ResNet-20 (as `TINY_RUN`) on 16x16 digits, 3 steps of 16 images per epoch.
@@ -146,7 +147,7 @@ def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(
     args, reference = INTERRUPTED, uninterrupted_run
     killed = str(tmp_path / "killed")
     cmd, env = _cli("train", *args, "--out", killed)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = prefork.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = _wait_for_step_checkpoint(proc, killed, steps_per_epoch=8)
         proc.send_signal(sig)
@@ -164,7 +165,7 @@ def test_interrupted_mid_epoch_resumes_to_the_uninterrupted_weights(
     else:
         assert proc.returncode == -signal.SIGKILL
 
-    result = subprocess.run(cmd, env=env, timeout=600, capture_output=True, text=True)
+    result = prefork.run(cmd, env=env, timeout=600, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.load(open(os.path.join(killed, "history.json")))
     assert [row["epoch"] for row in rows] == [1, 2]
@@ -184,9 +185,7 @@ def _worker_procs(args, out, workers):
             "train", *args, "--strategy", "multi-worker", "--out", out, env={"TF_CONFIG": tf_config}
         )
         procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
+            prefork.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
     return procs
 
@@ -234,7 +233,7 @@ def test_mirrored_two_logical_cpus_and_two_loopback_workers_agree(tmp_path):
     cmd, env = _cli(
         "train", *args, "--strategy", "mirrored", "--cpu-devices", "2", "--out", mirrored
     )
-    result = subprocess.run(cmd, env=env, timeout=600, capture_output=True, text=True)
+    result = prefork.run(cmd, env=env, timeout=600, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.load(open(os.path.join(mirrored, "summary.json")))
     assert summary["replicas"] == 2 and summary["strategy"] == "mirrored"

@@ -17,6 +17,7 @@ import pytest
 
 from keras_se import tuning
 from keras_se.training import TrainConfig
+from tests import prefork
 from tests.conftest import TINY_RUN, assert_usage_error, cli_flags, free_port, run_main
 
 TINY = dict(TINY_RUN, epochs=1, steps_per_epoch=2)
@@ -209,7 +210,7 @@ def test_killed_grid_search_resumes_without_rerunning_completed_trials(tmp_path)
         "--out",
         out,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = prefork.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if any(t.get("status") == "COMPLETED" for t in _trials(out)):
@@ -224,7 +225,7 @@ def test_killed_grid_search_resumes_without_rerunning_completed_trials(tmp_path)
         for tid in completed
     }
 
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    result = prefork.run(cmd, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = [t for t in _trials(out)]
     assert sorted(t["hyperparameters"]["values"]["se_ratio"] for t in trials) == [8, 16]
@@ -255,7 +256,7 @@ def test_chief_and_two_workers_run_each_trial_once(tmp_path):
         port,
     ]
     procs = [
-        subprocess.Popen(
+        prefork.Popen(
             base + ["--distributed", "chief"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -265,7 +266,7 @@ def test_chief_and_two_workers_run_each_trial_once(tmp_path):
     time.sleep(3)
     for index in range(2):
         procs.append(
-            subprocess.Popen(
+            prefork.Popen(
                 base + ["--distributed", "worker", "--worker-index", str(index)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
