@@ -15,11 +15,16 @@ kill-and-resume tests), its exit status is reported by the preloaded interpreter
 ``-signum`` when a signal ended it, as with `subprocess`.
 
 Anything else starts a real interpreter through `subprocess` unchanged: another executable, an
-interpreter flag (``-I``, ``-X ...``), or an environment that differs from the preloaded one in
-a variable read while importing (``KERAS_BACKEND``, ``KERAS_HOME``, ``PYTHON*``, ``TF_CPP_*``,
-...; see `_IMPORT_TIME_ENV`). ``KERAS_SE_NO_PREFORK=1`` sends every command through
-`subprocess` (docs/development.md). Tests whose subject is the interpreter's start (the
-install tests, "no TensorFlow imported", the console scripts) use `subprocess` directly.
+interpreter flag (``-I``, ``-X ...``), a stdin other than the caller's or /dev/null, or an
+environment that differs from the preloaded one in a variable read while importing
+(``KERAS_BACKEND``, ``KERAS_HOME``, ``PYTHONHASHSEED``, ``TF_CPP_*``, ...; see
+`_IMPORT_TIME_ENV`; the few in `_EMULATED_ENV` are applied in the child instead).
+``KERAS_SE_NO_PREFORK=1`` sends every command through `subprocess` (docs/development.md).
+Tests whose subject is the interpreter's start (the install tests, "no TensorFlow imported",
+the console scripts) use `subprocess` directly.
+
+``start_new_session=True`` (the notebook kernels) gives the child its own session and process
+group before its pid is returned, so a signal to the group reaches the child alone.
 
 The preloaded interpreter is this file run as a script: ``python tests/prefork.py FD``, FD one
 end of a ``SOCK_SEQPACKET`` socket pair over which it receives one JSON request per command
@@ -70,9 +75,14 @@ _IMPORT_TIME_ENV = (
     "HOME",
     "LANG",
     "LC_*",
+    "MPLCONFIGDIR",
 )
-#: Emulated in the child rather than compared.
-_EMULATED_ENV = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
+#: Emulated in the child rather than compared: unbuffered standard streams, the bytecode flag,
+#: matplotlib's backend (`matplotlib.pyplot` is imported by Keras, its backend chosen at the
+#: first figure), and ``PYTHONPATH`` when it names only this checkout's root (which holds no
+#: preloaded module: its entries go after ``sys.path[0]``, where Python puts them).
+_EMULATED_ENV = ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "MPLBACKEND", "PYTHONPATH")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISABLE_ENV = "KERAS_SE_NO_PREFORK"
 PIPE, DEVNULL, STDOUT = subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT
 
@@ -190,7 +200,13 @@ def _usable(args, env):
     keys = _import_time_keys(env) | _import_time_keys(server.env)
     if any(env.get(k) != server.env.get(k) for k in keys):
         return None
+    if _pythonpath(env) != _pythonpath(server.env) and not set(_pythonpath(env)) <= {ROOT}:
+        return None
     return server, program
+
+
+def _pythonpath(env):
+    return [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
 
 
 class ForkedProcess:
@@ -265,13 +281,30 @@ class ForkedProcess:
         self.wait()
 
 
-def Popen(args, *, env=None, cwd=None, stdin=None, stdout=None, stderr=None, text=False):
+def Popen(
+    args,
+    *,
+    env=None,
+    cwd=None,
+    stdin=None,
+    stdout=None,
+    stderr=None,
+    text=False,
+    start_new_session=False,
+):
     """`subprocess.Popen(args, ...)`, forked from the preloaded interpreter when it can be."""
     env = dict(os.environ if env is None else env)
     usable = None if stdin not in (None, DEVNULL) else _usable(args, env)
     if usable is None:
         return subprocess.Popen(
-            args, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr, text=text
+            args,
+            env=env,
+            cwd=cwd,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            text=text,
+            start_new_session=start_new_session,
         )
     server, program = usable
     close_after, ours = [], {}
@@ -304,6 +337,7 @@ def Popen(args, *, env=None, cwd=None, stdin=None, stdout=None, stderr=None, tex
             "argv": program[2],
             "cwd": os.path.abspath(os.fspath(cwd) if cwd is not None else os.getcwd()),
             "env": env,
+            "new_session": bool(start_new_session),
         }
         pid = server.fork(request, [in_fd, out_fd, err_fd])
     except BaseException:
@@ -364,10 +398,18 @@ def _serve(sock):
             request = json.loads(data)
             sys.stdout.flush()
             sys.stderr.flush()
+            ready_r, ready_w = os.pipe()
             pid = os.fork()
             if pid == 0:
                 sock.close()
+                os.close(ready_r)
+                if request["new_session"]:
+                    os.setsid()
+                os.close(ready_w)  # the parent answers once the child has its session
                 return request, fds
+            os.close(ready_w)
+            os.read(ready_r, 1)  # EOF when the child closed its end
+            os.close(ready_r)
             for fd in fds:
                 os.close(fd)
             children.add(pid)
@@ -412,10 +454,14 @@ def _become(request, fds):
     sys.stdin = sys.__stdin__ = io.TextIOWrapper(
         io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding=sys.stdout.encoding
     )
+    if "matplotlib" in sys.modules and env.get("MPLBACKEND"):
+        sys.modules["matplotlib"].rcParams["backend"] = env["MPLBACKEND"]
     import numpy as np
 
     np.random.seed()  # a new process draws new entropy; the fork copied the parent's state
     kind, target, rest = request["kind"], request["target"], request["argv"]
+    extra = [p for p in _pythonpath(env) if p not in sys.path]
+    sys.path[1:1] = extra
     if kind == "module":
         sys.argv = ["-m", *rest]
         sys.path[0] = request["cwd"]

@@ -1,5 +1,6 @@
-"""The fast tier's per-test budget (tests/conftest.py `FastTierBudget`): a test that is not
-marked slow/integration/bench/torch and runs longer than the budget fails the run, by name.
+"""The fast tier's per-test budget (tests/budget.py `FastTierBudget`, which tests/conftest.py
+registers): a test that is not marked slow/integration/bench/torch and runs longer than the
+budget fails the run, by name.
 
 Each case runs a small pytest session (pytester) whose tests sleep past a tiny budget.
 """
@@ -10,7 +11,7 @@ import os
 
 import pytest
 
-from tests.conftest import FAST_TEST_BUDGET_ENV, NOT_FAST_MARKS
+from tests.budget import FAST_TEST_BUDGET_ENV, NOT_FAST_MARKS
 
 pytest_plugins = ["pytester"]
 
@@ -35,7 +36,7 @@ def test_sleeps_past_the_budget():
 INNER_CONFTEST = """
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):
-        from tests.conftest import FastTierBudget  # (imports keras: the controller only)
+        from tests.budget import FastTierBudget
 
         config.pluginmanager.register(FastTierBudget.from_env(), "keras_se_fast_tier_budget")
 """
@@ -45,8 +46,8 @@ INI = "[pytest]\nmarkers =\n" + "".join(f"    {m}: a tier\n" for m in NOT_FAST_M
 
 #: In process, the inner session also gets the hooks that time module/session fixtures.
 INNER_CONFTEST_IN_PROCESS = INNER_CONFTEST.replace(
-    "from tests.conftest import FastTierBudget  # (imports keras: the controller only)\n",
-    "from tests.conftest import FastTierBudget, SharedFixtureTimer\n\n"
+    "from tests.budget import FastTierBudget\n",
+    "from tests.budget import FastTierBudget, SharedFixtureTimer\n\n"
     "        config.pluginmanager.register(SharedFixtureTimer())\n",
 )
 assert INNER_CONFTEST_IN_PROCESS != INNER_CONFTEST
@@ -139,7 +140,7 @@ def test_the_check_sees_the_marks_of_xdist_workers_reports(pytester, monkeypatch
     """Under ``-n 2`` (the suite's ``-n auto``) the reports reach the controller with their
     marks: the marked sleeper passes, the unmarked one fails the run."""
     monkeypatch.setenv(FAST_TEST_BUDGET_ENV, "0.3")
-    monkeypatch.setenv("PYTHONPATH", ROOT)  # the workers import tests.conftest
+    monkeypatch.setenv("PYTHONPATH", ROOT)  # the controller imports tests.budget
     pytester.makeini(INI)
     pytester.makeconftest(INNER_CONFTEST)
     pytester.makepyfile(

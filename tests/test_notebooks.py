@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
 
 import pytest
+
+from tests import prefork
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -49,11 +52,30 @@ def test_the_four_notebooks_exist():
     assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
 
 
+def _forked_kernel(cmd, stdin=None, stdout=None, stderr=None, env=None, cwd=None, **kwargs):
+    """jupyter_client's `launch_kernel` (its own session, ``JPY_PARENT_PID``), the kernel
+    forked from the suite's preloaded interpreter (tests/prefork.py: TensorFlow is imported
+    once, not once per notebook); its stdin, a pipe nothing writes to there, is /dev/null."""
+    env = dict(os.environ if env is None else env, JPY_PARENT_PID=str(os.getpid()))
+    return prefork.Popen(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+    )
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    from jupyter_client.provisioning import local_provisioner
+
+    monkeypatch.setattr(local_provisioner, "launch_kernel", _forked_kernel)
 
     # The kernel imports this checkout's keras_se, installed or not; quiet TF logging.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
