@@ -143,6 +143,8 @@ def test_hypermodels_build_the_chosen_space_compiled():
     assert {layer.squeeze for layer in model.layers if hasattr(layer, "excitation")} == {"max"}
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+    # Built for the model's variables (fit then traces its train step once, not twice).
+    assert model.optimizer.built and model.optimizer.iterations.numpy() == 0
     assert model.output_shape == (None, 3)
     hp.values["se_ratio"] = 2
     assert _se_ratios(hypermodel.build(hp)) == {2}
