@@ -131,3 +131,8 @@ def test_what_a_fork_cannot_reproduce_runs_in_a_real_interpreter(monkeypatch):
     monkeypatch.setenv(prefork.DISABLE_ENV, "1")
     real = prefork.Popen([sys.executable, "-c", "pass"])
     assert isinstance(real, subprocess.Popen) and real.wait(timeout=120) == 0
+    # A preloaded interpreter that failed to start: the commands still run, in subprocesses.
+    monkeypatch.delenv(prefork.DISABLE_ENV)
+    monkeypatch.setattr(prefork._Server, "failed", RuntimeError("did not start"))
+    real = prefork.Popen([sys.executable, "-c", "pass"])
+    assert isinstance(real, subprocess.Popen) and real.wait(timeout=120) == 0
