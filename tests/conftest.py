@@ -150,7 +150,8 @@ def free_port():
 
 
 def run_cli(*args, timeout=600, env=None):
-    """Runs ``python -m keras_se_core.cli ARGS`` (= ``keras-se``) in a subprocess."""
+    """Runs ``python -m keras_se_core.cli ARGS`` (= ``keras-se``) in a new process, forked
+    from the preloaded interpreter (tests/prefork.py); a `subprocess.CompletedProcess`."""
     from tests import prefork
 
     full_env = dict(os.environ, **(env or {}))
