@@ -38,6 +38,7 @@ import json
 import os
 import queue
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -200,12 +201,9 @@ class _Server:
 
 
 def _usable(args, env):
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0") or not hasattr(socket, "send_fds"):
-        return None
+    disabled = os.environ.get(DISABLE_ENV, "") not in ("", "0")
     program = _program(args)
-    if program is None:
-        return None
-    if _Server.failed is not None:
+    if disabled or program is None or _Server.failed or not hasattr(socket, "send_fds"):
         return None
     try:
         server = _Server.get()
@@ -234,7 +232,7 @@ class ForkedProcess:
         self._server, self.pid, self.args = server, pid, args
         self.stdout, self.stderr, self.stdin = stdout, stderr, None
         self.returncode = None
-        self._outputs = None
+        self._outputs, self._readers = {}, None  # communicate(): what each reader thread read
 
     def poll(self):
         if self.returncode is None:
@@ -256,29 +254,26 @@ class ForkedProcess:
                 pass
 
     def terminate(self):
-        self.send_signal(15)
+        self.send_signal(signal.SIGTERM)
 
     def kill(self):
-        self.send_signal(9)
+        self.send_signal(signal.SIGKILL)
 
     def communicate(self, input=None, timeout=None):
         if input is not None:
             raise ValueError("prefork.ForkedProcess has no stdin")
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._outputs is None:
-            self._outputs = {}
-            self._readers = []
-            for name in ("stdout", "stderr"):
-                stream = getattr(self, name)
-                if stream is None:
-                    self._outputs[name] = None
-                    continue
-                thread = threading.Thread(
+        if self._readers is None:
+            self._readers = [
+                threading.Thread(
                     target=lambda n=name, s=stream: self._outputs.__setitem__(n, s.read()),
                     daemon=True,
                 )
+                for name, stream in (("stdout", self.stdout), ("stderr", self.stderr))
+                if stream is not None
+            ]
+            for thread in self._readers:
                 thread.start()
-                self._readers.append(thread)
         for thread in self._readers:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
@@ -386,14 +381,10 @@ def run(
     proc = Popen(args, env=env, cwd=cwd, stdout=stdout, stderr=stderr, text=text)
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise
-    finally:
+    finally:  # a timeout (or an interrupt) kills the child, as subprocess.run does
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()
     result = subprocess.CompletedProcess(list(args), proc.returncode, out, err)
     if check:
         result.check_returncode()
@@ -478,8 +469,7 @@ def _become(request, fds):
 
     np.random.seed()  # a new process draws new entropy; the fork copied the parent's state
     kind, target, rest = request["kind"], request["target"], request["argv"]
-    extra = [p for p in _pythonpath(env) if p not in sys.path]
-    sys.path[1:1] = extra
+    sys.path[1:1] = [p for p in _pythonpath(env) if p not in sys.path]
     if kind == "module":
         sys.argv = ["-m", *rest]
         sys.path[0] = request["cwd"]
