@@ -94,9 +94,9 @@ def test_each_signature_is_traced_once_and_each_weight_stored_once(tmp_path, mon
     ]
     # conv 3x3x3x8 + 8, SE 8x4 + 4 + 4x8 + 8 (ratio 2), dense 8x3 + 3: Hu et al.'s count
     assert sum(int(np.prod(shape)) for _, shape in stored) == 224 + 76 + 27
-    assert len(stored) == len(model.weights) == 6
+    assert len(stored) == len(model.weights) == 8  # a kernel and a bias each
     loaded = tf.saved_model.load(path)
-    assert len(loaded.variables) == len(loaded.trainable_variables) == 6
+    assert len(loaded.variables) == len(loaded.trainable_variables) == 8
     assert loaded.non_trainable_variables == []
     for saved, weight in zip(loaded.variables, model.weights):
         np.testing.assert_array_equal(saved.numpy(), keras.ops.convert_to_numpy(weight))
