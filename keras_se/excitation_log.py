@@ -68,6 +68,10 @@ def fixed_sample(info, source, *, per_class=IMAGES_PER_CLASS, batch_size=100):
     return np.stack(images), np.array(labels, "int64")
 
 
+#: Images per probe call of `ExcitationRecorder.analyse`.
+_BATCH = 100
+
+
 def _png(figure):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
@@ -101,10 +105,17 @@ class ExcitationRecorder:
     def analyse(self):
         """The `ExcitationAnalysis` of the sample and the raw gates, one ``(N, C)`` per block."""
         gates = [[] for _ in self.blocks]
-        for start in range(0, len(self.images), 100):
-            out = self.probe.predict_on_batch(self.images[start : start + 100])
+        for start in range(0, len(self.images), _BATCH):
+            batch = self.images[start : start + _BATCH]
+            count = len(batch)
+            if count < _BATCH and len(self.images) > _BATCH:
+                # One batch shape, one trace of the probe (a partial last batch traced it
+                # again: 1.1 → 0.6 s for the first analysis of a CIFAR SE-ResNet-20). Images
+                # are independent in inference mode; the padding's gates are dropped.
+                batch = np.concatenate([batch, self.images[: _BATCH - count]])
+            out = self.probe.predict_on_batch(batch)
             for acc, gate in zip(gates, out if isinstance(out, (list, tuple)) else [out]):
-                acc.append(np.asarray(gate))
+                acc.append(np.asarray(gate)[:count])
         gates = [np.concatenate(g) for g in gates]
         result = analysis_lib.analyze_gates(
             self.model_name, self.blocks, gates, self.labels, class_names=self.class_names

@@ -17,7 +17,12 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from keras_se import SqueezeExcite, data
-from keras_se.excitation_log import ExcitationLog, fixed_sample, sample_classes
+from keras_se.excitation_log import (
+    ExcitationLog,
+    ExcitationRecorder,
+    fixed_sample,
+    sample_classes,
+)
 from keras_se.rundir import RunDir
 from keras_se.training import TrainConfig, Trainer, train
 from tests import prefork
@@ -76,6 +81,31 @@ def test_known_gates_give_known_statistics_in_the_logs(tmp_path):
     assert float(spec) == pytest.approx(1.0)
     saved = json.load(open(run.excitations_path(1)))
     assert saved["epoch"] == 1 and saved["blocks"][0]["name"] == "se"
+
+
+def test_analysis_runs_whole_batches_and_gives_every_images_gate(monkeypatch):
+    """250 images: three probe calls of 100 (the last padded with the first 50 images, so the
+    probe is traced for one batch shape), and one gate row per image, the NumPy formula's."""
+    inputs = keras.Input((4, 4, 2))
+    model = keras.Model(inputs, SqueezeExcite(units=2, name="se")(inputs))
+    se = model.get_layer("se")
+    w1, w2 = np.array([[0.7, -0.4], [0.2, 1.1]]), np.array([[1.0, -2.0], [0.5, 3.0]])
+    se.reduce_kernel.assign(w1.astype("float32"))
+    se.expand_kernel.assign(w2.astype("float32"))
+    images = np.random.default_rng(0).normal(size=(250, 4, 4, 2)).astype("float32")
+    labels = np.arange(250) % 5
+    recorder = ExcitationRecorder(model, images, labels, class_names=list("abcde"))
+    sizes = []
+    predict = recorder.probe.predict_on_batch
+    monkeypatch.setattr(
+        recorder.probe, "predict_on_batch", lambda x: sizes.append(len(x)) or predict(x)
+    )
+    result, gates = recorder.analyse()
+    assert sizes == [100, 100, 100]
+    z = images.astype(np.float64).mean(axis=(1, 2))  # squeeze: (250, 2)
+    expected = 1 / (1 + np.exp(-(np.maximum(z @ w1, 0) @ w2)))  # biases are 0
+    np.testing.assert_allclose(gates[0], expected, atol=1e-6)
+    assert result.blocks[0].class_means.shape == (5, 2)
 
 
 def _tiny(out, **overrides):
