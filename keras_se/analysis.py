@@ -323,6 +323,24 @@ class ExcitationAnalysis:
         return "\n".join(lines)
 
 
+def probe_gates(probe, images, *, pad_to=None):
+    """The gates ``s`` of a batch of ``images`` from an `excitation_model` probe: one
+    ``(N, C)`` NumPy array per block.
+
+    A batch shorter than ``pad_to`` is padded with copies of its first image, whose gates are
+    dropped, so that the probe runs on one batch shape and is traced once (a short last batch
+    traced it again: 1.1 → 0.6 s for the first analysis of a CIFAR SE-ResNet-20). Images are
+    independent in inference mode.
+    """
+    count = len(images)
+    if pad_to is not None and count < pad_to:
+        images = np.concatenate([images, np.repeat(images[:1], pad_to - count, axis=0)])
+    gates = probe.predict_on_batch(images)
+    if not isinstance(gates, (list, tuple)):
+        gates = [gates]
+    return [np.asarray(gate)[:count] for gate in gates]
+
+
 def _batches(data, batch_size):
     """Yields ``(images, labels)`` batches from a dataset, an iterable or an array pair."""
     if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape"):
@@ -419,6 +437,7 @@ def analyze_excitations(
         target = min(target, math.ceil(max_images / batch_size))
     progbar = keras.utils.Progbar(target, unit_name="batch") if verbose else None
     seen = step = 0
+    pad_to = None
     for images, labels in _batches(data, batch_size):
         labels = _labels_to_indices(labels)
         if max_images is not None and seen + len(labels) > max_images:
@@ -432,11 +451,10 @@ def analyze_excitations(
                 f"A label is outside the class range [0, {num_classes}) of `class_names`. "
                 f"Received: label={int(bad)}"
             )
-        gates = probe.predict_on_batch(images)
-        if not isinstance(gates, (list, tuple)):
-            gates = [gates]
-        for acc, gate in zip(moments, gates):
-            acc.update(np.asarray(gate), labels)
+        if step == 0:  # every batch runs at the first one's size: the probe is traced once
+            pad_to = len(labels)
+        for acc, gate in zip(moments, probe_gates(probe, images, pad_to=pad_to)):
+            acc.update(gate, labels)
         seen += len(labels)
         step += 1
         if progbar is not None:

@@ -104,19 +104,12 @@ class ExcitationRecorder:
 
     def analyse(self):
         """The `ExcitationAnalysis` of the sample and the raw gates, one ``(N, C)`` per block."""
-        gates = [[] for _ in self.blocks]
-        for start in range(0, len(self.images), _BATCH):
-            batch = self.images[start : start + _BATCH]
-            count = len(batch)
-            if count < _BATCH and len(self.images) > _BATCH:
-                # One batch shape, one trace of the probe (a partial last batch traced it
-                # again: 1.1 → 0.6 s for the first analysis of a CIFAR SE-ResNet-20). Images
-                # are independent in inference mode; the padding's gates are dropped.
-                batch = np.concatenate([batch, self.images[: _BATCH - count]])
-            out = self.probe.predict_on_batch(batch)
-            for acc, gate in zip(gates, out if isinstance(out, (list, tuple)) else [out]):
-                acc.append(np.asarray(gate)[:count])
-        gates = [np.concatenate(g) for g in gates]
+        pad_to = _BATCH if len(self.images) > _BATCH else None  # one batch shape, one trace
+        batches = [
+            analysis_lib.probe_gates(self.probe, self.images[start : start + _BATCH], pad_to=pad_to)
+            for start in range(0, len(self.images), _BATCH)
+        ]
+        gates = [np.concatenate(block) for block in zip(*batches)]
         result = analysis_lib.analyze_gates(
             self.model_name, self.blocks, gates, self.labels, class_names=self.class_names
         )

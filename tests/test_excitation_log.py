@@ -84,8 +84,8 @@ def test_known_gates_give_known_statistics_in_the_logs(tmp_path):
 
 
 def test_analysis_runs_whole_batches_and_gives_every_images_gate(monkeypatch):
-    """250 images: three probe calls of 100 (the last padded with the first 50 images, so the
-    probe is traced for one batch shape), and one gate row per image, the NumPy formula's."""
+    """250 images: three probe calls of 100 (the last one's 50 padded, so that the probe is
+    traced for one batch shape), and one gate row per image, the NumPy formula's."""
     inputs = keras.Input((4, 4, 2))
     model = keras.Model(inputs, SqueezeExcite(units=2, name="se")(inputs))
     se = model.get_layer("se")
