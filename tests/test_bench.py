@@ -8,7 +8,6 @@ test_peer_sides.py, test_report.py, test_worker.py. Never timings: those belong 
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
 
 import pytest
@@ -44,10 +43,10 @@ def test_the_package_exports_every_former_name():
 def test_importing_the_package_leaves_the_worker_to_python_dash_m():
     """``python -m keras_se.bench.worker`` runs the module once: the package does not import it
     (runpy would warn, and the module would run beside an imported copy)."""
+    from tests import prefork  # forked from the preloaded interpreter: keras_se imported fresh
+
     code = "import sys, keras_se.bench; print('keras_se.bench.worker' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
-    )
+    result = prefork.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "False"
     assert bench.PEER_MODULES[-1] == "keras_se.bench.worker"

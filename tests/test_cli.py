@@ -111,7 +111,9 @@ def test_a_missing_extra_is_named(capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_python_dash_m_keras_se_cli_still_runs():
-    result = subprocess.run(
+    from tests import prefork  # forked from the preloaded interpreter: keras_se imported fresh
+
+    result = prefork.run(
         [sys.executable, "-m", "keras_se.cli", "--help"],
         capture_output=True,
         text=True,

@@ -145,6 +145,10 @@ def test_hypermodels_build_the_chosen_space_compiled():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
     # Built for the model's variables (fit then traces its train step once, not twice).
     assert model.optimizer.built and model.optimizer.iterations.numpy() == 0
+    # So are the compiled metrics' variables (unbuilt, Keras creates them inside the first
+    # traced step: 2 traces), at zero: nothing was counted.
+    compiled = {m.name: [float(keras.ops.sum(v)) for v in m.variables] for m in model.metrics}
+    assert compiled == {"loss": [0.0, 0.0], "compile_metrics": [0.0, 0.0]}
     assert model.output_shape == (None, 3)
     hp.values["se_ratio"] = 2
     assert _se_ratios(hypermodel.build(hp)) == {2}
@@ -194,7 +198,9 @@ def test_hyper_se_resnet_searches_under_a_stock_tuner(digits16, tmp_path):
         hypermodel, objective="val_accuracy", max_trials=2, directory=str(tmp_path), seed=1
     )
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-    val = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(32)
+    # Whole batches only (160 = 5 x 32, 40 = 1 x 40): a partial last batch traces each
+    # trial's evaluation (and the best model's predict) a second time.
+    val = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(40)
     tuner.search(train, validation_data=val, epochs=1, verbose=0)
 
     trials = tuner.oracle.get_best_trials(2)
@@ -205,7 +211,7 @@ def test_hyper_se_resnet_searches_under_a_stock_tuner(digits16, tmp_path):
     # The model built for the best ratio, holding the trained weights of the best trial:
     # its accuracy on the validation images is the trial's score.
     assert _se_ratios(best) == {best_hp["se_ratio"]}
-    probabilities = best.predict(xv, verbose=0)
+    probabilities = best.predict(xv, batch_size=40, verbose=0)
     assert probabilities.shape == (40, 10)
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     accuracy = float(np.mean(probabilities.argmax(-1) == yv))

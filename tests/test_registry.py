@@ -19,15 +19,20 @@ HEAVY = {"senet154", "se_resnext101_32x8d", "se_resnext101_64x4d", "resnext101_3
          "resnext101_64x4d"}  # fmt: skip
 #: The rows that build, train and round-trip in under 2 s: the only ones in the fast tier.
 QUICK_ROWS = {"resnet20_cifar", "se_resnet20_cifar"}
-#: Deeper stacks of a shallower row's blocks, which trains and round-trips: ResNet-101/152 of
-#: ResNet-50's bottlenecks, SE-ResNeXt-50/101 of SE-ResNeXt-26's, CIFAR ResNet-110 of
-#: ResNet-56's units (with and without SE), and the plain ResNeXt-50/101 of SE-ResNeXt-26's
-#: grouped bottlenecks (a plain twin is its SE twin's graph without the SE layers). These build
-#: and predict only: their train step and 100-240 MB save took 8-27 s each in the suite; their
-#: parameter counts are in test_resnet.
-DEEP = {"resnet101", "se_resnet101", "resnet152", "se_resnet152", "resnext50_32x4d",
-        "resnext101_32x4d", "se_resnext50_32x4d", "se_resnext101_32x4d", "resnet110_cifar",
-        "se_resnet110_cifar"}  # fmt: skip
+#: Deeper stacks of a shallower row's blocks, which trains and round-trips: ResNet-34 of
+#: ResNet-18's basic blocks, ResNet-101/152 of ResNet-50's bottlenecks, SE-ResNeXt-50/101 of
+#: SE-ResNeXt-26's, CIFAR ResNet-32/56/110 of ResNet-20's units (with and without SE), and the
+#: plain ResNeXt-50/101 of SE-ResNeXt-26's grouped bottlenecks. These build and predict only:
+#: their train step and save took 2-27 s each in the suite; their parameter counts are in
+#: test_resnet and test_cifar.
+DEEP = {"resnet34", "se_resnet34", "resnet101", "se_resnet101", "resnet152", "se_resnet152",
+        "resnext50_32x4d", "resnext101_32x4d", "se_resnext50_32x4d", "se_resnext101_32x4d",
+        "resnet32_cifar", "se_resnet32_cifar", "resnet56_cifar", "se_resnet56_cifar",
+        "resnet110_cifar", "se_resnet110_cifar"}  # fmt: skip
+#: Plain twins of rows that train and round-trip here: a plain twin is its SE twin's graph
+#: without the SE layers (test_resnet, test_cifar), so these build and predict only (1-5 s
+#: each saved). The plain CIFAR ResNet-20 still trains (a quick row).
+PLAIN_TWINS = {"resnet18", "resnet50", "resnet164_cifar", "wrn16_8"}
 #: Trained a step in tests/test_inception.py (`test_registered_models_train_one_step`, at
 #: their minimum size, with a check that the weights moved): here they build, predict
 #: and round-trip.
@@ -48,7 +53,7 @@ def test_names_and_close_matches():
     assert "senet154" in models.names(se=True) and "wrn16_8" in models.names(se=False)
     with pytest.raises(ValueError, match=r"Did you mean: se_resnet50.*name='se_resnet5O'"):
         models.get("se_resnet5O")
-    rows = TRAINED_IN_TEST_INCEPTION | DEEP | HEAVY | QUICK_ROWS
+    rows = TRAINED_IN_TEST_INCEPTION | DEEP | HEAVY | QUICK_ROWS | PLAIN_TWINS
     assert rows <= set(ALL_NAMES)  # no stale names below
 
 
@@ -89,9 +94,9 @@ def test_every_model_builds_trains_and_round_trips(name, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((2, size, size, 3)).astype("float32")
     y = np.array([0, 2])
-    if name in HEAVY | DEEP:
-        # Their layers are those of the smaller rows, which train and round-trip below;
-        # the train step and the save of these took 8-60 s each.
+    if name in HEAVY | DEEP | PLAIN_TWINS:
+        # Their layers are those of the smaller rows (or of their SE twins), which train and
+        # round-trip below; the train step and the save of these took 2-60 s each.
         out = keras.ops.convert_to_numpy(model(x, training=False))
         assert out.shape == (2, 3) and np.isfinite(out).all()
         return

@@ -111,36 +111,23 @@ def test_launcher_builds_one_tf_config_per_worker(capsys):
 
 
 @pytest.mark.integration
-def test_launcher_runs_two_local_workers(tmp_path):
+def test_launcher_runs_two_local_workers(tmp_path, monkeypatch):
+    """The launcher's `main` (as `python scripts/launch_multiworker.py` runs it) starts two
+    workers with their TF_CONFIG and waits for them; they train over loopback. The workers
+    are forked from the suite's preloaded interpreter (tests/prefork.py: the launcher hands
+    `subprocess.Popen` a ``python -m keras_se_core.cli`` command; two fresh TensorFlow
+    imports cost ~12 s of CPU)."""
+    import types
+
+    from tests import prefork
+
+    launcher = _load("launch_multiworker.py")
+    monkeypatch.setattr(launcher, "subprocess", types.SimpleNamespace(Popen=prefork.Popen))
     out = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "scripts", "launch_multiworker.py"),
-            "--local",
-            "2",
-            "--",
-            "--model",  # not the default SE-ResNet-18: the launcher is under test, not the model
-            "se_resnet20_cifar",
-            "--image-size",
-            "16",
-            "--batch-size",
-            "16",
-            "--steps-per-epoch",
-            "2",
-            "--validation-steps",
-            "1",
-            "--epochs",
-            "1",
-            "--quiet",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    args = ["--model", "se_resnet20_cifar"]  # not SE-ResNet-18: the launcher is under test
+    args += ["--image-size", "16", "--batch-size", "16", "--steps-per-epoch", "2"]
+    args += ["--validation-steps", "1", "--epochs", "1", "--quiet", "--out", str(out)]
+    assert launcher.main(["--local", "2", "--", *args]) == 0
     summary = json.load(open(out / "summary.json"))
     assert summary["strategy"] == "multi-worker" and summary["replicas"] == 2
     assert free_port()  # the workers released their ports
