@@ -256,7 +256,7 @@ def trial_model_kwargs(values, model_kwargs=None):
 # --------------------------------------------------------------------------- hypermodels
 def _build_compiled_metrics(model):
     """Creates the compiled loss's and metrics' variables now, from one all-zero prediction
-    and integer label (the default loss's labels), and resets them.
+    and integer label (the default loss's labels; one output), and resets them.
 
     Keras's TensorFlow backend creates them inside the first traced train step when there is
     no distribution strategy, and a `tf.function` that creates variables is traced twice: a
@@ -301,7 +301,7 @@ class _CompiledSEHyperModel(keras_tuner.HyperModel):
         # the first traced train step makes `fit` trace that step twice (on a CPU, 5 of a
         # CIFAR SE-ResNet-20 trial's 10 s before its first step).
         model.optimizer.build(model.trainable_variables)
-        if self.loss == "sparse_categorical_crossentropy":
+        if self.loss == "sparse_categorical_crossentropy" and len(model.outputs) == 1:
             _build_compiled_metrics(model)
         return model
 
