@@ -117,17 +117,31 @@ def test_launcher_runs_two_local_workers(tmp_path, monkeypatch):
     are forked from the suite's preloaded interpreter (tests/prefork.py: the launcher hands
     `subprocess.Popen` a ``python -m keras_se_core.cli`` command; two fresh TensorFlow
     imports cost ~12 s of CPU)."""
+    import functools
     import types
 
     from tests import prefork
 
+    started = []
+
+    def popen(command, **kwargs):  # the launcher's `p.wait()` gives up after 600 s
+        process = prefork.Popen(command, **kwargs)
+        process.wait = functools.partial(process.wait, timeout=600)
+        started.append(process)
+        return process
+
     launcher = _load("launch_multiworker.py")
-    monkeypatch.setattr(launcher, "subprocess", types.SimpleNamespace(Popen=prefork.Popen))
+    monkeypatch.setattr(launcher, "subprocess", types.SimpleNamespace(Popen=popen))
     out = tmp_path / "run"
     args = ["--model", "se_resnet20_cifar"]  # not SE-ResNet-18: the launcher is under test
     args += ["--image-size", "16", "--batch-size", "16", "--steps-per-epoch", "2"]
     args += ["--validation-steps", "1", "--epochs", "1", "--quiet", "--out", str(out)]
-    assert launcher.main(["--local", "2", "--", *args]) == 0
+    try:
+        assert launcher.main(["--local", "2", "--", *args]) == 0
+    finally:
+        for process in started:
+            process.kill()  # only one still running (a timeout) is signalled
+    assert len(started) == 2
     summary = json.load(open(out / "summary.json"))
     assert summary["strategy"] == "multi-worker" and summary["replicas"] == 2
     assert free_port()  # the workers released their ports
