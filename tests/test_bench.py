@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from keras_se import bench
+from tests import prefork
 
 #: The public names of keras_se/bench.py before it became a package (and what keras_se.cli calls).
 FORMER_NAMES = """
@@ -43,8 +44,7 @@ def test_the_package_exports_every_former_name():
 def test_importing_the_package_leaves_the_worker_to_python_dash_m():
     """``python -m keras_se.bench.worker`` runs the module once: the package does not import it
     (runpy would warn, and the module would run beside an imported copy)."""
-    from tests import prefork  # forked from the preloaded interpreter: keras_se imported fresh
-
+    # forked from the preloaded interpreter (tests/prefork.py): keras_se is imported fresh
     code = "import sys, keras_se.bench; print('keras_se.bench.worker' in sys.modules)"
     result = prefork.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

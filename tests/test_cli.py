@@ -10,6 +10,7 @@ import pytest
 
 from keras_se_core import cli as launcher
 from keras_se_core.configs import TrainConfig
+from tests import prefork
 from tests.conftest import assert_usage_error, run_main
 
 SUBCOMMANDS = (
@@ -111,8 +112,7 @@ def test_a_missing_extra_is_named(capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_python_dash_m_keras_se_cli_still_runs():
-    from tests import prefork  # forked from the preloaded interpreter: keras_se imported fresh
-
+    # forked from the preloaded interpreter (tests/prefork.py): keras_se is imported fresh
     result = prefork.run(
         [sys.executable, "-m", "keras_se.cli", "--help"],
         capture_output=True,

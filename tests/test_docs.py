@@ -26,6 +26,8 @@ import unittest
 
 import pytest
 
+from tests import prefork
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
@@ -126,7 +128,8 @@ def test_marked_block_is_skipped(page, line, reason):
 # ---------------------------------------------------------------------------------------------
 # keras-se commands in shell blocks
 
-#: Commands short enough to run, in a temporary directory: command -> takes 2 s or more (slow).
+#: Commands short enough to run, in a temporary directory: command -> takes 2 s or more (slow:
+#: it imports TensorFlow, so the test forks it from the preloaded interpreter).
 RUN = {
     "keras-se --help": False,
     "keras-se train --help": False,
@@ -195,9 +198,8 @@ def _not_run_reason(command):
 def test_shell_command(page, command, tmp_path):
     argv = shlex.split(command)
     if command in RUN:
-        if RUN[command]:  # imports TensorFlow: `keras-se` is `python -m keras_se_core.cli`,
-            from tests import prefork  # forked from the preloaded interpreter (~6 s less CPU)
-
+        if RUN[command]:  # imports TensorFlow: `python -m keras_se_core.cli` (= `keras-se`),
+            # forked from the preloaded interpreter (tests/prefork.py; ~6 s less CPU)
             argv = [sys.executable, "-m", "keras_se_core.cli", *argv[1:]]
             run = prefork.run
         else:  # the console script itself (`keras-se --help` starts no framework)

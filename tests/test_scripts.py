@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from tests import prefork
 from tests.conftest import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,8 +120,6 @@ def test_launcher_runs_two_local_workers(tmp_path, monkeypatch):
     imports cost ~12 s of CPU)."""
     import functools
     import types
-
-    from tests import prefork
 
     started = []
 
